@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI routers that adapt requests to the modules below (thin)."""

@@ -1,0 +1,64 @@
+"""The app factory: the only place that knows every router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub import __version__
+from hub.api import fhir_routes
+from hub.api.http import (
+    http_error_handler,
+    hub_error_handler,
+    unexpected_error_handler,
+    validation_error_handler,
+)
+from hub.config import Settings
+from hub.errors import HubError
+from hub.store.database import Database
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the hub's ASGI app (the database is opened here, closed on shutdown)."""
+    settings = settings or Settings.from_env()
+    database = database or Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="Regional health-data hub",
+        version=__version__,
+        description="区域医疗健康数据中心 — FHIR R4 store and consortium services.",
+        lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN; the hub runs on intranets.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.add_exception_handler(HubError, hub_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
+    app.include_router(fhir_routes.router)
+
+    @app.get("/health", tags=["service"], summary="Liveness and database check")
+    def health(request: Request) -> JSONResponse:
+        """``{"status": "ok"}`` when the database answers, 503 otherwise."""
+        try:
+            with request.app.state.database.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+
+    return app

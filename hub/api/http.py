@@ -1,0 +1,181 @@
+"""HTTP helpers shared by the routers: bodies, content types, FHIR responses, errors."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.config import Settings
+from hub.errors import (
+    HubError,
+    InvalidRequest,
+    Issue,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from hub.fhir import jsonio
+from hub.fhir.outcome import from_error, operation_outcome
+from hub.fhir.response import Rendered, parse_prefer, render
+from hub.fhir.service import FhirService, Outcome
+from hub.store.database import Database
+
+log = logging.getLogger("hub.api")
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = ("application/fhir+json", "application/json")
+PATCH_TYPES = ("application/json-patch+json",)
+_XML_FORMATS = ("xml", "text/xml", "application/xml", "application/fhir+xml", "html", "text/html")
+
+
+def media_type_of(header: str | None) -> str:
+    """The bare media type of a Content-Type/Accept item (no parameters, lower case)."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def response_media_type(request: Request) -> str:
+    """``application/json`` if that is what the client asked for, else FHIR JSON; 406 if neither."""
+    fmt = request.query_params.get("_format")
+    if fmt and fmt.lower() in _XML_FORMATS:
+        raise NotAcceptable("This server speaks FHIR JSON only (_format=json)")
+    accept = request.headers.get("accept")
+    if not accept:
+        return FHIR_JSON
+    types = [media_type_of(item) for item in accept.split(",")]
+    if any(t in ("application/fhir+json", "*/*", "application/*", "") or t.endswith("+json") for t in types):
+        return FHIR_JSON
+    if "application/json" in types:
+        return "application/json"
+    raise NotAcceptable(f"Cannot produce '{accept[:80]}'; this server speaks application/fhir+json")
+
+
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The request body, refused with 413 past the configured limit."""
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_body(body: bytes, content_type: str | None, allowed: tuple[str, ...]) -> Any:
+    """Check the content type and parse the JSON body."""
+    media = media_type_of(content_type)
+    if media not in allowed:
+        shown = media or "(none)"
+        raise UnsupportedMediaType(f"Content-Type {shown} is not accepted here; send {' or '.join(allowed)}")
+    if not body.strip():
+        raise InvalidRequest("The request body is empty")
+    return jsonio.loads(body)
+
+
+@dataclass
+class FhirContext:
+    """Per-request FHIR plumbing: database, base URL, preferences."""
+
+    database: Database
+    settings: Settings
+    base_url: str
+    prefer: str
+    media_type: str
+
+    @contextmanager
+    def service(self, *, write: bool) -> Iterator[FhirService]:
+        """A FhirService inside one unit of work (committed when the block ends without error)."""
+        with self.database.unit_of_work(write=write) as repository:
+            yield FhirService(
+                repository,
+                default_page_size=self.settings.default_page_size,
+                max_page_size=self.settings.max_page_size,
+            )
+
+    def respond(self, outcome: Outcome) -> Response:
+        """The HTTP response for ``outcome``."""
+        return self.send(render(outcome, self.base_url, self.prefer))
+
+    def send(self, rendered: Rendered) -> Response:
+        """Copy a rendered FHIR response onto a Starlette response."""
+        return Response(
+            content=rendered.body or b"",
+            status_code=rendered.status,
+            headers=rendered.headers,
+            media_type=self.media_type if rendered.body is not None else None,
+        )
+
+
+def base_url_of(request: Request, settings: Settings) -> str:
+    """The public base URL of the FHIR endpoint for this request."""
+    if settings.public_base_url:
+        return settings.public_base_url
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def fhir_context(request: Request) -> FhirContext:
+    """FastAPI dependency: the FhirContext of this request."""
+    settings: Settings = request.app.state.settings
+    return FhirContext(
+        database=request.app.state.database,
+        settings=settings,
+        base_url=base_url_of(request, settings),
+        prefer=parse_prefer(request.headers.get("prefer")),
+        media_type=response_media_type(request),
+    )
+
+
+def outcome_response(status: int, outcome: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    """An OperationOutcome response."""
+    return Response(jsonio.dumps(outcome), status_code=status, headers=headers, media_type=FHIR_JSON)
+
+
+async def hub_error_handler(_request: Request, error: Exception) -> Response:
+    """HubError → its status and OperationOutcome."""
+    assert isinstance(error, HubError)
+    return outcome_response(error.status, from_error(error))
+
+
+async def http_error_handler(request: Request, error: Exception) -> Response:
+    """Starlette's routing errors (404, 405) as OperationOutcomes."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 404:
+        return await hub_error_handler(request, NotFound(f"No FHIR endpoint at {request.url.path[:120]}"))
+    if error.status_code == 405:
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path[:120]}")
+        return outcome_response(405, from_error(err), dict(error.headers or {}))
+    issue = Issue("processing" if error.status_code < 500 else "exception", str(error.detail)[:300])
+    return outcome_response(error.status_code, operation_outcome([issue]), dict(error.headers or {}))
+
+
+async def validation_error_handler(_request: Request, error: Exception) -> Response:
+    """FastAPI request validation (path/query types) as a 400 OperationOutcome."""
+    assert isinstance(error, RequestValidationError)
+    issues = [
+        Issue("invalid", f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}")
+        for e in error.errors()
+    ]
+    return outcome_response(400, operation_outcome(issues or [Issue("invalid", "Invalid request")]))
+
+
+async def unexpected_error_handler(request: Request, error: Exception) -> Response:
+    """Anything else: logged with a reference, answered 500 without internals."""
+    reference = uuid.uuid4().hex[:12]
+    log.exception("unhandled error %s on %s %s", reference, request.method, request.url.path)
+    issue = Issue("exception", f"Internal server error (reference {reference})")
+    return outcome_response(500, operation_outcome([issue]))

@@ -1,0 +1,142 @@
+"""The ``hub`` command: serve, migrate, load, demo, export the OpenAPI spec."""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources as importlib_resources
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.config import Settings
+from hub.errors import HubError
+from hub.fhir import jsonio
+from hub.fhir.service import FhirService
+from hub.fhir.transaction import process_bundle
+from hub.store.database import Database
+from hub.store.migrate import current_revision, head_revision, upgrade
+
+app = typer.Typer(help="Regional health-data hub (区域医疗健康数据中心).", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+openapi_app = typer.Typer(help="OpenAPI specification.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(openapi_app, name="openapi")
+console = Console()
+
+
+def _database() -> Database:
+    return Database(Settings.from_env())
+
+
+def _describe(settings: Settings) -> str:
+    path = settings.sqlite_path()
+    if path is not None:
+        return f"SQLite file {path}"
+    url = settings.database_url
+    return url.split("@", 1)[-1] if "@" in url else url
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision")) -> None:
+    """Create or migrate the database schema (HUB_DATABASE_URL; default ./var/hub.db)."""
+    database = _database()
+    upgrade(database.engine, revision)
+    console.print(f"[green]Database at {current_revision(database.engine)}[/] ({_describe(database.settings)})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and of the code."""
+    database = _database()
+    console.print(f"database: {current_revision(database.engine)}  code: {head_revision(database.engine)}")
+
+
+def load_bundle(database: Database, bundle: object, base_url: str = "") -> dict:
+    """Run a transaction/batch Bundle in-process and return the response Bundle."""
+    with database.unit_of_work(write=True) as repository:
+        return process_bundle(FhirService(repository), bundle, base_url, "minimal")
+
+
+@app.command("load")
+def load(path: Path = typer.Argument(..., exists=True, readable=True, help="A transaction or batch Bundle (JSON)")) -> None:
+    """Load a transaction or batch Bundle file into the store."""
+    database = _database()
+    try:
+        result = load_bundle(database, jsonio.loads(path.read_bytes()))
+    except HubError as error:
+        console.print(f"[red]Not loaded:[/] {error.message}")
+        raise typer.Exit(1) from None
+    _summarize(result)
+
+
+def _summarize(result: dict) -> None:
+    counts: dict[str, int] = {}
+    for entry in result.get("entry", []):
+        status = entry["response"]["status"]
+        counts[status] = counts.get(status, 0) + 1
+    table = Table("status", "entries")
+    for status, n in sorted(counts.items()):
+        table.add_row(status, str(n))
+    console.print(table)
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
+    port: int = typer.Option(8080, help="TCP port"),
+    workers: int = typer.Option(1, help="Worker processes"),
+) -> None:
+    """Serve the hub (FHIR API at /fhir) with uvicorn."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO)
+    uvicorn.run("hub.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=False)
+
+
+@app.command("demo")
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
+    port: int = typer.Option(8080, help="TCP port"),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Set up and load, but do not serve"),
+) -> None:
+    """Migrate the database, load the sample consortium data and serve the hub."""
+    database = _database()
+    upgrade(database.engine)
+    console.print(f"[green]Database ready[/] ({_describe(database.settings)})")
+    sample = (importlib_resources.files("hub") / "samples" / "demo-bundle.json").read_bytes()
+    _summarize(load_bundle(database, jsonio.loads(sample)))
+    database.dispose()
+    base = f"http://{host}:{port}"
+    console.print(f"FHIR endpoint:      {base}/fhir")
+    console.print(f"CapabilityStatement: {base}/fhir/metadata")
+    console.print(f"Example read:        {base}/fhir/Patient/pat-1")
+    console.print(f"Example search:      {base}/fhir/Patient?identifier=urn:hub:mrn:org-ks-1|MRN0001")
+    console.print(f"OpenAPI spec:        {base}/openapi.json")
+    if not no_serve:
+        serve(host=host, port=port, workers=1)
+
+
+@openapi_app.command("export")
+def openapi_export(
+    output: Path = typer.Option(Path("openapi/openapi.json"), help="Where to write the spec"),
+) -> None:
+    """Write the OpenAPI spec of the app (kept equal to the app by a test)."""
+    from hub.api.app import create_app
+
+    spec = create_app(Settings(database_url="sqlite:///:memory:")).openapi()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(spec, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    console.print(f"wrote {output}")
+
+
+def main() -> None:
+    """Entry point of the ``hub`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

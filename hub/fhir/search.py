@@ -1,0 +1,140 @@
+"""Search requests: from query parameters to a :class:`SearchSpec`.
+
+This foundation understands ``_id`` and ``identifier`` (what conditional
+create/update/delete need) and the result parameters ``_count``, ``_offset``,
+``_total`` and ``_summary=count``. Any other parameter is refused with a clear
+OperationOutcome rather than silently ignored: a downstream app asking for
+``Patient?name=…`` must not receive every patient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from hub.errors import InvalidRequest, NotSupported
+from hub.fhir.indexing import identifier_paths
+from hub.fhir.repository import Criterion, IdCriterion, SearchSpec, TokenCriterion
+from hub.fhir.resource_types import ID_PATTERN
+
+#: Parameters that change nothing here (format negotiation is JSON-only).
+_IGNORED = {"_format", "_pretty"}
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A parsed search: what to find and how to page it."""
+
+    spec: SearchSpec
+    total: str  # "accurate" or "none"
+    summary_count: bool
+    #: The parameters that took effect, for the bundle's self link.
+    params: tuple[tuple[str, str], ...]
+
+
+def parse_query(query: str) -> list[tuple[str, str]]:
+    """Split a URL query string (``a=1&b=2``) into decoded pairs."""
+    query = query[1:] if query.startswith("?") else query
+    try:
+        return parse_qsl(query, keep_blank_values=True, strict_parsing=False)
+    except ValueError as exc:
+        raise InvalidRequest(f"Malformed query string: {exc}") from None
+
+
+def split_escaped(text: str, separator: str) -> list[str]:
+    """Split on ``separator`` except where escaped with a backslash (FHIR search escaping)."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(text)
+    for char in chars:
+        if char == "\\":
+            nxt = next(chars, "")
+            current.append(nxt if nxt in (",", "|", "$", "\\") else "\\" + nxt)
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _token(raw: str) -> tuple[str | None, str | None]:
+    pieces = split_escaped(raw, "|")
+    if len(pieces) == 1:
+        return None, pieces[0]
+    if len(pieces) == 2:
+        system, code = pieces
+        return system, code or None
+    raise InvalidRequest(f"Invalid token value '{raw[:80]}': at most one '|' is allowed")
+
+
+def _int_param(name: str, raw: str, low: int, high: int | None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"Parameter {name} must be an integer, got '{raw[:20]}'") from None
+    if value < low:
+        raise InvalidRequest(f"Parameter {name} must be >= {low}")
+    return min(value, high) if high is not None else value
+
+
+def parse_search(
+    resource_type: str,
+    params: list[tuple[str, str]],
+    *,
+    default_count: int,
+    max_count: int,
+) -> SearchRequest:
+    """Turn query parameters into a :class:`SearchRequest`; refuse what is unsupported."""
+    criteria: list[Criterion] = []
+    kept: list[tuple[str, str]] = []
+    count, offset, total, summary_count = default_count, 0, "accurate", False
+    has_identifier = resource_type in identifier_paths()
+    for name, value in params:
+        base, _, modifier = name.partition(":")
+        if name in _IGNORED:
+            continue
+        if name == "_count":
+            count = _int_param("_count", value, 0, max_count)
+        elif name == "_offset":
+            offset = _int_param("_offset", value, 0, None)
+        elif name == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise InvalidRequest("Parameter _total must be none, estimate or accurate")
+            total = "none" if value == "none" else "accurate"
+        elif name == "_summary":
+            if value != "count":
+                raise NotSupported("Only _summary=count is supported")
+            summary_count = True
+        elif base == "_id" and not modifier:
+            ids = tuple(v for v in split_escaped(value, ",") if v)
+            if not ids or any(not ID_PATTERN.match(i) for i in ids):
+                raise InvalidRequest(f"Invalid _id value '{value[:80]}'")
+            criteria.append(IdCriterion(ids))
+        elif base == "identifier" and has_identifier and not modifier:
+            values = tuple(_token(v) for v in split_escaped(value, ",") if v)
+            if not values:
+                raise InvalidRequest("Parameter identifier needs a value")
+            criteria.append(TokenCriterion("identifier", values))
+        else:
+            supported = "_id, identifier" if has_identifier else "_id"
+            raise NotSupported(
+                f"Search parameter '{name[:64]}' is not supported for {resource_type} "
+                f"(supported: {supported}, _count, _offset, _total, _summary=count)"
+            )
+        if name not in ("_offset",):
+            kept.append((name, value))
+    spec = SearchSpec(resource_type, tuple(criteria), offset=offset, count=count)
+    return SearchRequest(spec, total, summary_count, tuple(kept))
+
+
+def parse_conditional(resource_type: str, query: str, *, max_count: int) -> SearchSpec:
+    """The search behind a conditional interaction (``If-None-Exist``, ``PUT Type?…``)."""
+    params = parse_query(query.split("?", 1)[1] if "?" in query else query)
+    if not params:
+        raise InvalidRequest("A conditional interaction needs search criteria")
+    request = parse_search(resource_type, params, default_count=2, max_count=max_count)
+    if not request.spec.criteria:
+        raise InvalidRequest("A conditional interaction needs at least one search criterion")
+    return SearchSpec(resource_type, request.spec.criteria, offset=0, count=2)

@@ -1,0 +1,421 @@
+"""FHIR RESTful interactions on top of a :class:`FhirRepository`.
+
+A request's meaning in, an :class:`Outcome` out: no HTTP framework and no SQL here.
+Conditional create/update/delete are written once, on top of search.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from hub.errors import (
+    BusinessRuleViolation,
+    Conflict,
+    Gone,
+    InvalidRequest,
+    MultipleMatches,
+    NotFound,
+    PreconditionFailed,
+    VersionConflict,
+)
+from hub.fhir import jsonio
+from hub.fhir.bundles import history_bundle, searchset_bundle
+from hub.fhir.indexing import extract_index
+from hub.fhir.instants import format_instant, now_utc, parse_instant
+from hub.fhir.repository import FhirRepository, HistorySpec, StoredResource, VersionWrite
+from hub.fhir.resource_types import require_id, require_type
+from hub.fhir.search import parse_conditional, parse_search
+from hub.fhir.validation import validate_resource
+
+_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an interaction produced, before it is rendered for HTTP or a bundle entry."""
+
+    status: int
+    #: The stored version the interaction read or wrote.
+    resource: StoredResource | None = None
+    #: A body that is not a stored resource (a Bundle, an OperationOutcome).
+    body: dict[str, Any] | None = None
+    #: A human-readable note (rendered as an informational OperationOutcome).
+    message: str | None = None
+
+
+def parse_etag(value: str) -> int:
+    """The version number in an ``If-Match`` value such as ``W/"3"``."""
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise InvalidRequest(f"If-Match must be a version ETag such as W/\"3\", got '{value[:40]}'")
+    return int(text)
+
+
+def with_meta(resource: dict[str, Any], resource_id: str, version_id: int, last_updated: datetime) -> dict[str, Any]:
+    """A copy of ``resource`` with the server's id, ``meta.versionId`` and ``meta.lastUpdated``."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = format_instant(last_updated)
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": resource_id, "meta": meta}
+    for key, value in resource.items():
+        if key not in out:
+            out[key] = value
+    return out
+
+
+def _without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = resource.get("meta")
+    if not isinstance(meta, dict):
+        return {k: v for k, v in resource.items() if k != "id"}
+    rest = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+    out = {k: v for k, v in resource.items() if k not in ("meta", "id")}
+    if rest:
+        out["meta"] = rest
+    return out
+
+
+class FhirService:
+    """The FHIR interactions of one unit of work."""
+
+    def __init__(
+        self,
+        repository: FhirRepository,
+        *,
+        default_page_size: int = 20,
+        max_page_size: int = 1000,
+        clock: Callable[[], datetime] = now_utc,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.repository = repository
+        self.default_page_size = default_page_size
+        self.max_page_size = max_page_size
+        self._clock = clock
+        self._new_id = new_id
+
+    # -- reads -------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> Outcome:
+        """``GET [type]/[id]``: 404 if never existed, 410 if deleted."""
+        require_type(resource_type)
+        current = self._current(resource_type, resource_id)
+        if current is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if current.deleted:
+            raise Gone(f"{resource_type}/{resource_id} was deleted (version {current.version_id})")
+        return Outcome(200, current)
+
+    def vread(self, resource_type: str, resource_id: str, version: str) -> Outcome:
+        """``GET [type]/[id]/_history/[vid]``."""
+        require_type(resource_type)
+        require_id(resource_id)
+        if not version.isdigit() or int(version) < 1:
+            raise NotFound(f"Version '{version[:20]}' of {resource_type}/{resource_id} is not known")
+        stored = self.repository.read_version(resource_type, resource_id, int(version))
+        if stored is None:
+            raise NotFound(f"Version {version} of {resource_type}/{resource_id} is not known")
+        if stored.deleted:
+            raise Gone(f"Version {version} of {resource_type}/{resource_id} is a deletion")
+        return Outcome(200, stored)
+
+    def search(self, resource_type: str, params: list[tuple[str, str]], base_url: str) -> Outcome:
+        """``GET [type]?…``: a searchset Bundle."""
+        require_type(resource_type)
+        request = parse_search(
+            resource_type, params, default_count=self.default_page_size, max_count=self.max_page_size
+        )
+        total = self.repository.count(request.spec) if request.total == "accurate" or request.summary_count else None
+        matches = [] if request.summary_count else self.repository.search(request.spec)
+        return Outcome(200, body=searchset_bundle(request, matches, total, base_url))
+
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        params: list[tuple[str, str]],
+        base_url: str,
+    ) -> Outcome:
+        """System, type or instance ``_history`` (``_count``, ``_since``, ``_offset``)."""
+        if resource_type is not None:
+            require_type(resource_type)
+        if resource_id is not None:
+            require_id(resource_id)
+            if self.repository.read_current(resource_type or "", resource_id) is None:
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
+        count, offset, since = self.default_page_size, 0, None
+        kept: list[tuple[str, str]] = []
+        for name, value in params:
+            if name == "_count":
+                count = _bounded_int(name, value, self.max_page_size)
+            elif name == "_offset":
+                offset = _bounded_int(name, value, None)
+                continue
+            elif name == "_since":
+                since = parse_instant(name, value)
+            elif name in ("_format", "_pretty"):
+                continue
+            else:
+                raise InvalidRequest(
+                    f"Parameter '{name[:64]}' is not supported by _history (use _count, _since, _offset)"
+                )
+            kept.append((name, value))
+        spec = HistorySpec(resource_type, resource_id, since, offset, count)
+        versions = self.repository.history(spec)
+        total = self.repository.count_history(spec)
+        path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
+        return Outcome(200, body=history_bundle(versions, total, spec, kept, path, base_url))
+
+    # -- writes ------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A new server-assigned id."""
+        return self._new_id()
+
+    def prepare_create(self, resource_type: str, body: Any, resource_id: str | None = None) -> VersionWrite:
+        """Validate ``body`` and build its first version under a server-assigned id.
+
+        ``resource_id`` passes an id already assigned with :meth:`new_id` (transactions
+        assign ids before they resolve references).
+        """
+        require_type(resource_type)
+        resource = validate_resource(body, resource_type)
+        assigned = resource_id or self._new_id()
+        return self._version(resource, resource_type, assigned, 1, "POST", 0, may_conflict=False)
+
+    def find_existing(self, resource_type: str, criteria: str) -> StoredResource | None:
+        """The one resource matching conditional ``criteria``; None if none; 412 if several."""
+        require_type(resource_type)
+        spec = parse_conditional(resource_type, criteria, max_count=self.max_page_size)
+        matches = self.repository.search(spec)
+        if len(matches) > 1:
+            raise MultipleMatches(f"The criteria '{criteria[:120]}' match more than one {resource_type}")
+        return matches[0] if matches else None
+
+    def create(self, resource_type: str, body: Any, *, if_none_exist: str | None = None) -> Outcome:
+        """``POST [type]``; with ``If-None-Exist``, returns the match instead of creating."""
+        require_type(resource_type)
+        if if_none_exist:
+            validate_resource(body, resource_type)
+            existing = self.find_existing(resource_type, if_none_exist)
+            if existing is not None:
+                return Outcome(200, existing, message=f"{resource_type}/{existing.id} already exists; nothing created")
+        write = self.prepare_create(resource_type, body)
+        self.repository.write(write)
+        return Outcome(201, write.new)
+
+    def update(
+        self, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None
+    ) -> Outcome:
+        """``PUT [type]/[id]``: update, or create with the client's id; unchanged content makes no version."""
+        require_type(resource_type)
+        require_id(resource_id)
+        resource = validate_resource(body, resource_type)
+        body_id = resource.get("id")
+        if body_id is None:
+            raise InvalidRequest("The resource in an update must have an id", expression=f"{resource_type}.id")
+        if body_id != resource_id:
+            raise InvalidRequest(
+                f"The resource id '{str(body_id)[:64]}' does not match the URL id '{resource_id}'",
+                expression=f"{resource_type}.id",
+            )
+        expected = parse_etag(if_match) if if_match else None
+        return self._write_with_retry(resource_type, resource_id, lambda _current: resource, expected, "PUT")
+
+    def conditional_update(
+        self, resource_type: str, criteria: str, body: Any, *, if_match: str | None = None
+    ) -> Outcome:
+        """``PUT [type]?criteria``: 0 matches create, 1 updates it, several is 412."""
+        require_type(resource_type)
+        resource = validate_resource(body, resource_type)
+        target_id, _exists = self.resolve_update_target(resource_type, criteria, resource)
+        return self.update(resource_type, target_id, {**resource, "id": target_id}, if_match=if_match)
+
+    def resolve_update_target(self, resource_type: str, criteria: str, resource: dict[str, Any]) -> tuple[str, bool]:
+        """The id a conditional update writes to, and whether a match was found.
+
+        One match: its id (the body's id, if any, must agree). No match: the body's id
+        (refused if that resource exists but does not match) or a new server id.
+        """
+        existing = self.find_existing(resource_type, criteria)
+        body_id = resource.get("id")
+        if existing is not None:
+            if body_id is not None and body_id != existing.id:
+                raise InvalidRequest(
+                    f"The resource id '{str(body_id)[:64]}' does not match {resource_type}/{existing.id} "
+                    "found by the criteria",
+                    expression=f"{resource_type}.id",
+                )
+            return existing.id, True
+        if body_id is None:
+            return self._new_id(), False
+        current = self._current(resource_type, body_id)
+        if current is not None and not current.deleted:
+            raise Conflict(f"{resource_type}/{body_id} exists but does not match the criteria '{criteria[:120]}'")
+        return body_id, False
+
+    def patch(
+        self, resource_type: str, resource_id: str, operations: Any, *, if_match: str | None = None
+    ) -> Outcome:
+        """``PATCH [type]/[id]`` with a JSON Patch document."""
+        require_type(resource_type)
+        require_id(resource_id)
+        patch = _json_patch(operations)
+        expected = parse_etag(if_match) if if_match else None
+
+        def apply(current: StoredResource | None) -> dict[str, Any]:
+            if current is None:
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
+            if current.deleted:
+                raise Gone(f"{resource_type}/{resource_id} was deleted (version {current.version_id})")
+            document = jsonio.loads_stored(current.content or b"{}")
+            try:
+                patched = patch.apply(document)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                raise BusinessRuleViolation(f"The patch cannot be applied: {str(exc)[:200]}") from None
+            if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
+                raise BusinessRuleViolation("A patch may not change the resourceType")
+            if patched.get("id") != resource_id:
+                raise BusinessRuleViolation("A patch may not change the resource id")
+            return validate_resource(patched, resource_type)
+
+        return self._write_with_retry(resource_type, resource_id, apply, expected, "PATCH", must_exist=True)
+
+    def conditional_patch(
+        self, resource_type: str, criteria: str, operations: Any, *, if_match: str | None = None
+    ) -> Outcome:
+        """``PATCH [type]?criteria``: 0 matches 404, several 412."""
+        require_type(resource_type)
+        existing = self.find_existing(resource_type, criteria)
+        if existing is None:
+            raise NotFound(f"No {resource_type} matches '{criteria[:120]}'")
+        return self.patch(resource_type, existing.id, operations, if_match=if_match)
+
+    def delete(self, resource_type: str, resource_id: str, *, if_match: str | None = None) -> Outcome:
+        """``DELETE [type]/[id]``: a deletion version is kept in the history."""
+        require_type(resource_type)
+        require_id(resource_id)
+        expected = parse_etag(if_match) if if_match else None
+        for _attempt in range(_RETRIES):
+            current = self.repository.read_current(resource_type, resource_id)
+            if expected is not None:
+                self._check_precondition(resource_type, resource_id, current, expected)
+            if current is None:
+                return Outcome(200, message=f"{resource_type}/{resource_id} does not exist; nothing deleted")
+            if current.deleted:
+                return Outcome(200, message=f"{resource_type}/{resource_id} was already deleted")
+            tombstone = StoredResource(
+                resource_type, resource_id, current.version_id + 1, self._clock(), True, None, "DELETE"
+            )
+            try:
+                self.repository.write(VersionWrite(tombstone, current.version_id))
+            except VersionConflict:
+                if expected is not None:
+                    raise self._lost_race(resource_type, resource_id, expected) from None
+                continue
+            return Outcome(
+                200, tombstone, message=f"Deleted {resource_type}/{resource_id} (version {tombstone.version_id})"
+            )
+        raise Conflict(f"{resource_type}/{resource_id} is being changed concurrently; try again")
+
+    def conditional_delete(self, resource_type: str, criteria: str) -> Outcome:
+        """``DELETE [type]?criteria``: 0 matches is a no-op, 1 is deleted, several 412."""
+        require_type(resource_type)
+        existing = self.find_existing(resource_type, criteria)
+        if existing is None:
+            return Outcome(200, message=f"No {resource_type} matches the criteria; nothing deleted")
+        return self.delete(resource_type, existing.id)
+
+    # -- internals -----------------------------------------------------------
+
+    def _current(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        require_id(resource_id)
+        return self.repository.read_current(resource_type, resource_id)
+
+    def _version(
+        self,
+        resource: dict[str, Any],
+        resource_type: str,
+        resource_id: str,
+        version_id: int,
+        method: str,
+        previous: int,
+        *,
+        may_conflict: bool = True,
+    ) -> VersionWrite:
+        last_updated = self._clock()
+        document = with_meta(resource, resource_id, version_id, last_updated)
+        stored = StoredResource(
+            resource_type, resource_id, version_id, last_updated, False, jsonio.dumps(document), method
+        )
+        return VersionWrite(stored, previous, extract_index(document), may_conflict)
+
+    def _check_precondition(
+        self, resource_type: str, resource_id: str, current: StoredResource | None, expected: int
+    ) -> None:
+        if current is None:
+            raise PreconditionFailed(f"If-Match W/\"{expected}\" given, but {resource_type}/{resource_id} does not exist")
+        if current.version_id != expected:
+            raise PreconditionFailed(
+                f"If-Match W/\"{expected}\" does not match the current version W/\"{current.version_id}\" "
+                f"of {resource_type}/{resource_id}"
+            )
+
+    def _lost_race(self, resource_type: str, resource_id: str, expected: int) -> PreconditionFailed:
+        return PreconditionFailed(
+            f"{resource_type}/{resource_id} changed after version W/\"{expected}\"; read it again and retry"
+        )
+
+    def _write_with_retry(
+        self,
+        resource_type: str,
+        resource_id: str,
+        build: Callable[[StoredResource | None], dict[str, Any]],
+        expected: int | None,
+        method: str,
+        *,
+        must_exist: bool = False,
+    ) -> Outcome:
+        for _attempt in range(_RETRIES):
+            current = self.repository.read_current(resource_type, resource_id)
+            if expected is not None:
+                self._check_precondition(resource_type, resource_id, current, expected)
+            resource = build(current)
+            live = current is not None and not current.deleted
+            if live and current is not None and current.content is not None:
+                if _without_server_meta(jsonio.loads_stored(current.content)) == _without_server_meta(resource):
+                    return Outcome(200, current, message="No change; the current version is kept")
+            previous = current.version_id if current is not None else 0
+            write = self._version(resource, resource_type, resource_id, previous + 1, method, previous)
+            try:
+                self.repository.write(write)
+            except VersionConflict:
+                if expected is not None:
+                    raise self._lost_race(resource_type, resource_id, expected) from None
+                continue
+            return Outcome(200 if live or must_exist else 201, write.new)
+        raise Conflict(f"{resource_type}/{resource_id} is being changed concurrently; try again")
+
+
+def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
+    if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
+        raise InvalidRequest("A JSON Patch body must be an array of operation objects")
+    try:
+        return jsonpatch.JsonPatch(operations)
+    except (jsonpatch.InvalidJsonPatch, jsonpointer.JsonPointerException, TypeError) as exc:
+        raise InvalidRequest(f"Invalid JSON Patch: {str(exc)[:200]}") from None
+
+
+def _bounded_int(name: str, raw: str, high: int | None) -> int:
+    if not raw.isdigit():
+        raise InvalidRequest(f"Parameter {name} must be a non-negative integer")
+    value = int(raw)
+    return min(value, high) if high is not None else value

@@ -1,0 +1,1 @@
+"""The SQL implementation of the FHIR repository (SQLAlchemy 2 Core)."""

@@ -1,0 +1,85 @@
+"""Tables of the FHIR store.
+
+``hub_resource`` holds the current version of every resource (its JSON as text, served
+as stored); ``hub_resource_version`` holds every version, the current one included;
+``hub_idx_*`` hold typed search-index rows of current versions, keyed by ``res_pk``.
+Schema changes go through Alembic (``hub/migrations``); a test keeps both in step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: BIGINT on server databases, INTEGER (the rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+resource = Table(
+    "hub_resource",
+    metadata,
+    Column("res_pk", BigId, primary_key=True, autoincrement=True),
+    Column("resource_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", DateTime(timezone=True), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("content", Text, nullable=True),
+    UniqueConstraint("resource_type", "res_id", name="uq_hub_resource_type_id"),
+    Index("ix_hub_resource_type_updated", "resource_type", "last_updated"),
+)
+
+resource_version = Table(
+    "hub_resource_version",
+    metadata,
+    Column("res_pk", BigId, ForeignKey("hub_resource.res_pk", ondelete="CASCADE"), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("resource_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("last_updated", DateTime(timezone=True), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("content", Text, nullable=True),
+    Index("ix_hub_resource_version_updated", "last_updated"),
+    Index("ix_hub_resource_version_type_updated", "resource_type", "last_updated"),
+)
+
+token_index = Table(
+    "hub_idx_token",
+    metadata,
+    Column("res_pk", BigId, ForeignKey("hub_resource.res_pk", ondelete="CASCADE"), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("param", String(100), nullable=False),
+    Column("system", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    #: hash(type, param, system, value): ``system|code`` searches.
+    Column("hash_sys_value", BigInteger, nullable=False),
+    #: hash(type, param, value): ``code`` searches (any system).
+    Column("hash_value", BigInteger, nullable=False),
+    #: hash(type, param, system): ``system|`` searches.
+    Column("hash_sys", BigInteger, nullable=False),
+    Index("ix_hub_idx_token_sys_value", "hash_sys_value", "res_pk"),
+    Index("ix_hub_idx_token_value", "hash_value", "res_pk"),
+    Index("ix_hub_idx_token_sys", "hash_sys", "res_pk"),
+    Index("ix_hub_idx_token_res", "res_pk"),
+)
