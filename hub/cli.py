@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from importlib import resources as importlib_resources
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from hub.errors import HubError
 from hub.fhir import jsonio
 from hub.fhir.service import FhirService
 from hub.fhir.transaction import process_bundle
+from hub.privacy import logging_config
 from hub.store.database import Database
 from hub.store.migrate import current_revision, head_revision, upgrade
 
@@ -92,9 +92,8 @@ def serve(
     """Serve the hub (FHIR API at /fhir) with uvicorn."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO)
     uvicorn.run("hub.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False)
+                log_config=logging_config(), access_log=False)
 
 
 @app.command("demo")

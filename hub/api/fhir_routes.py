@@ -40,7 +40,7 @@ async def _json_body(request: Request) -> bytes:
 Body = Annotated[bytes, Depends(_json_body)]
 
 
-def _resource_type(resource_type: str) -> str:
+async def _resource_type(resource_type: str) -> str:
     """Path parameter check: unknown types are 404 before any body is read."""
     if resource_type == "metadata":
         raise MethodNotAllowed("metadata only answers GET")
@@ -66,6 +66,7 @@ def metadata(ctx: Context) -> Response:
 
 
 @router.post("", summary="Transaction or batch Bundle")
+@router.post("/", include_in_schema=False)
 def transaction(request: Request, ctx: Context, body: Body) -> Response:
     """Process a ``transaction`` (all or nothing) or ``batch`` Bundle."""
     bundle = parse_body(body, request.headers.get("content-type"), JSON_TYPES)

@@ -128,7 +128,7 @@ def base_url_of(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
-def fhir_context(request: Request) -> FhirContext:
+async def fhir_context(request: Request) -> FhirContext:
     """FastAPI dependency: the FhirContext of this request."""
     settings: Settings = request.app.state.settings
     return FhirContext(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,10 +10,14 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from hub.config import Settings
+from hub.errors import StorageError
 from hub.store.repository import SqlRepository
+
+log = logging.getLogger("hub.store")
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -49,7 +54,9 @@ def create_hub_engine(settings: Settings, *, pooled: bool = True) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if not pooled:
         return create_engine(url, poolclass=NullPool)
-    return create_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True)
+    # No pre-ping (a round trip per request): a lost connection fails one unit of work
+    # with StorageError (503) and SQLAlchemy then recycles every older connection.
+    return create_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_recycle=3600)
 
 
 class Database:
@@ -58,14 +65,31 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or create_hub_engine(settings)
+        self._autocommit_reads = (
+            None if self.engine.dialect.name == "sqlite" else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     @contextmanager
     def unit_of_work(self, *, write: bool) -> Iterator[SqlRepository]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
-        with self.engine.connect() as connection:
-            connection.info["hub_write"] = write
-            with connection.begin():
-                yield SqlRepository(connection)
+        """A transaction: committed when the block ends, rolled back if it raises.
+
+        On PostgreSQL a read-only unit runs in autocommit: under READ COMMITTED every
+        statement takes its own snapshot anyway, and it saves two round trips.
+        """
+        try:
+            if not write and self._autocommit_reads is not None:
+                with self._autocommit_reads.connect() as connection:
+                    yield SqlRepository(connection)
+                return
+            with self.engine.connect() as connection:
+                connection.info["hub_write"] = write
+                with connection.begin():
+                    yield SqlRepository(connection)
+        except OperationalError as exc:
+            # Lost connections (the pool then drops every stale one) and lock timeouts:
+            # nothing was committed, and the client may simply retry.
+            log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+            raise StorageError("The database is unavailable or busy; nothing was changed, try again") from None
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
-from hub.errors import StorageError, VersionConflict
+from hub.errors import VersionConflict
 from hub.fhir.repository import (
     HistorySpec,
     IdCriterion,
@@ -165,10 +165,6 @@ class SqlRepository:
                     self._update_existing(w)
         except IntegrityError:
             raise VersionConflict("A resource in this request was changed concurrently") from None
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StorageError("The database connection was lost; try again") from None
-            raise
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

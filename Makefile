@@ -1,0 +1,43 @@
+# Regional health-data hub — set-up, demo, tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: install demo serve test test-postgres lint openapi bench clean
+
+$(BIN)/hub: pyproject.toml
+	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
+	  echo "python venv support is missing: installing python3-venv"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $(BIN)/hub
+
+install: $(BIN)/hub ## Create .venv and install the hub with its test extras
+
+demo: install ## Migrate ./var/hub.db, load the sample and serve on 127.0.0.1:8080
+	$(BIN)/hub demo --host 127.0.0.1 --port 8080
+
+serve: install
+	$(BIN)/hub serve --host 127.0.0.1 --port 8080
+
+test: install ## The whole test suite (SQLite unless HUB_TEST_DATABASE_URL is set)
+	$(BIN)/pytest -q
+
+test-postgres: install ## The same suite against PostgreSQL
+	HUB_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q
+
+lint: install
+	$(BIN)/lint-imports
+
+openapi: install ## Regenerate openapi/openapi.json from the app
+	$(BIN)/hub openapi export
+
+bench: install ## Transaction-load and read benchmark (SQLite and PostgreSQL)
+	$(BIN)/python bench/bench_fhir.py --database sqlite
+	$(BIN)/python bench/bench_fhir.py --database postgresql
+
+clean:
+	rm -rf var .pytest_cache

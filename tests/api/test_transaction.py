@@ -1,0 +1,175 @@
+"""Transaction (atomic) and batch (independent) Bundles."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+
+from tests.conftest import assert_outcome, patient
+
+MRN = "urn:hub:mrn:org-ks-1"
+
+
+def _entry(method: str, url: str, resource: dict | None = None, full_url: str | None = None, **request: str) -> dict:
+    entry: dict = {"request": {"method": method, "url": url, **request}}
+    if resource is not None:
+        entry["resource"] = resource
+    if full_url is not None:
+        entry["fullUrl"] = full_url
+    return entry
+
+
+def _bundle(kind: str, *entries: dict) -> dict:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def _observation(subject: str) -> dict:
+    return {"resourceType": "Observation", "status": "final", "code": {"text": "空腹血糖"},
+            "subject": {"reference": subject}, "valueQuantity": {"value": 6.1, "unit": "mmol/L"}}
+
+
+def test_transaction_resolves_urn_uuid_references(fhir: httpx.Client) -> None:
+    patient_urn = "urn:uuid:6f1c2c8e-0b7a-4e0c-9a51-1b2d3c4e5f60"
+    bundle = _bundle(
+        "transaction",
+        _entry("POST", "Observation", _observation(patient_urn), "urn:uuid:0c0c0c0c-1111-4222-8333-444455556666"),
+        _entry("POST", "Patient", patient(), patient_urn),
+    )
+    response = fhir.post("", json=bundle)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["type"] == "transaction-response"
+    statuses = [e["response"]["status"] for e in result["entry"]]
+    assert statuses == ["201 Created", "201 Created"]
+    obs_location = result["entry"][0]["response"]["location"]
+    patient_location = result["entry"][1]["response"]["location"]
+    patient_ref = "/".join(patient_location.split("/")[:2])
+    observation = fhir.get("/" + "/".join(obs_location.split("/")[:2])).json()
+    assert observation["subject"]["reference"] == patient_ref
+    assert fhir.get("/" + patient_ref).status_code == 200
+
+
+def test_transaction_is_atomic(fhir: httpx.Client) -> None:
+    existing = fhir.put("/Patient/keep-me", json=patient(id="keep-me")).json()
+    changed = dict(existing, active=True)
+    bundle = _bundle(
+        "transaction",
+        _entry("POST", "Patient", patient(identifier=[{"system": MRN, "value": "T1"}])),
+        _entry("PUT", "Patient/keep-me", changed),
+        _entry("POST", "Observation", {"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}}),
+    )
+    body = assert_outcome(fhir.post("", json=bundle), 400, contains="Bundle.entry[2]")
+    assert any("Bundle.entry[2].resource.status" in i.get("expression", []) for i in body["issue"])
+    assert fhir.get("/Patient", params={"identifier": f"{MRN}|T1"}).json()["total"] == 0
+    assert fhir.get("/Patient/keep-me").json()["meta"]["versionId"] == "1"
+    assert fhir.get("/_history").json()["total"] == 1
+
+
+def test_transaction_processing_order_and_outcomes(fhir: httpx.Client) -> None:
+    fhir.put("/Patient/to-delete", json=patient(id="to-delete"))
+    fhir.put("/Patient/to-read", json=patient(id="to-read"))
+    bundle = _bundle(
+        "transaction",
+        _entry("GET", "Patient/to-read"),
+        _entry("PUT", "Patient/new-one", patient(id="new-one")),
+        _entry("POST", "Patient", patient()),
+        _entry("DELETE", "Patient/to-delete"),
+    )
+    result = fhir.post("", json=bundle).json()
+    statuses = [e["response"]["status"] for e in result["entry"]]
+    assert statuses == ["200 OK", "201 Created", "201 Created", "200 OK"]  # in the request's order
+    assert result["entry"][0]["resource"]["id"] == "to-read"
+    assert_outcome(fhir.get("/Patient/to-delete"), 410)
+
+
+def test_transaction_conditional_entries_and_references(fhir: httpx.Client) -> None:
+    org = fhir.post("/Organization", json={"resourceType": "Organization", "name": "昆山市第一人民医院",
+                                             "identifier": [{"system": "urn:uscc", "value": "12320583466"}]}).json()
+    existing = fhir.post("/Patient", json=patient(identifier=[{"system": MRN, "value": "C1"}])).json()
+    bundle = _bundle(
+        "transaction",
+        _entry("POST", "Patient", patient(identifier=[{"system": MRN, "value": "C1"}]),
+               "urn:uuid:11111111-1111-4111-8111-111111111111", ifNoneExist=f"identifier={MRN}|C1"),
+        _entry("PUT", f"Patient?identifier={MRN}|C2",
+               patient(identifier=[{"system": MRN, "value": "C2"}],
+                       managingOrganization={"reference": "Organization?identifier=urn:uscc|12320583466"}),
+               "urn:uuid:22222222-2222-4222-8222-222222222222"),
+        _entry("POST", "Observation", _observation("urn:uuid:11111111-1111-4111-8111-111111111111")),
+        _entry("POST", "Observation", _observation("urn:uuid:22222222-2222-4222-8222-222222222222")),
+    )
+    result = fhir.post("", json=bundle)
+    assert result.status_code == 200, result.text
+    entries = result.json()["entry"]
+    assert entries[0]["response"]["status"] == "200 OK"  # matched, not created
+    assert entries[0]["response"]["location"].startswith(f"Patient/{existing['id']}/")
+    assert entries[1]["response"]["status"] == "201 Created"
+    c2_id = entries[1]["response"]["location"].split("/")[1]
+    c2 = fhir.get(f"/Patient/{c2_id}").json()
+    assert c2["managingOrganization"]["reference"] == f"Organization/{org['id']}"
+    obs1 = fhir.get("/Observation/" + entries[2]["response"]["location"].split("/")[1]).json()
+    obs2 = fhir.get("/Observation/" + entries[3]["response"]["location"].split("/")[1]).json()
+    assert obs1["subject"]["reference"] == f"Patient/{existing['id']}"
+    assert obs2["subject"]["reference"] == f"Patient/{c2_id}"
+
+
+def test_transaction_reference_errors(fhir: httpx.Client) -> None:
+    dangling = _bundle("transaction", _entry("POST", "Observation", _observation("urn:uuid:0000-missing")))
+    assert_outcome(fhir.post("", json=dangling), 400, contains="matches no fullUrl")
+    conditional = _bundle("transaction", _entry("POST", "Observation", _observation(f"Patient?identifier={MRN}|none")))
+    assert_outcome(fhir.post("", json=conditional), 400, contains="matches no resource")
+    twice = _bundle("transaction", _entry("PUT", "Patient/p1", patient(id="p1")),
+                    _entry("DELETE", "Patient/p1"))
+    assert_outcome(fhir.post("", json=twice), 400, contains="only once")
+    assert fhir.get("/_history").json()["total"] == 0
+
+
+def test_transaction_patch_entry(fhir: httpx.Client) -> None:
+    fhir.put("/Patient/pp", json=patient(id="pp"))
+    ops = json.dumps([{"op": "replace", "path": "/gender", "value": "female"}]).encode()
+    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json",
+              "data": base64.b64encode(ops).decode()}
+    result = fhir.post("", json=_bundle("transaction", _entry("PATCH", "Patient/pp", binary)))
+    assert result.status_code == 200, result.text
+    assert fhir.get("/Patient/pp").json()["gender"] == "female"
+
+
+def test_transaction_returns_resources_when_asked(fhir: httpx.Client) -> None:
+    bundle = _bundle("transaction", _entry("POST", "Patient", patient()))
+    minimal = fhir.post("", json=bundle, headers={"Prefer": "return=minimal"}).json()
+    assert "resource" not in minimal["entry"][0]
+    full = fhir.post("", json=bundle, headers={"Prefer": "return=representation"}).json()
+    assert full["entry"][0]["resource"]["resourceType"] == "Patient"
+
+
+def test_batch_entries_are_independent(fhir: httpx.Client) -> None:
+    fhir.put("/Patient/b-read", json=patient(id="b-read"))
+    bundle = _bundle(
+        "batch",
+        _entry("POST", "Patient", patient(identifier=[{"system": MRN, "value": "B1"}])),
+        _entry("POST", "Observation", {"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}}),
+        _entry("GET", "Patient/b-read"),
+        _entry("GET", "Patient/b-missing"),
+        _entry("PUT", "Patient/b-new", patient(id="b-new")),
+        {"request": {"method": "POST"}},
+    )
+    response = fhir.post("", json=bundle)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["type"] == "batch-response"
+    statuses = [e["response"]["status"] for e in result["entry"]]
+    assert statuses == ["201 Created", "400 Bad Request", "200 OK", "404 Not Found", "201 Created", "400 Bad Request"]
+    assert result["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert result["entry"][2]["resource"]["id"] == "b-read"
+    assert fhir.get("/Patient", params={"identifier": f"{MRN}|B1"}).json()["total"] == 1
+    assert fhir.get("/Patient/b-new").status_code == 200
+
+
+def test_bundle_shape_errors(fhir: httpx.Client) -> None:
+    assert_outcome(fhir.post("", json={"resourceType": "Bundle", "type": "collection"}), 400, contains="transaction")
+    assert_outcome(fhir.post("", json=patient()), 400, contains="Bundle")
+    missing_request = {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": patient()}]}
+    assert_outcome(fhir.post("", json=missing_request), 400, contains="request")
+    bad_method = _bundle("transaction", _entry("TRACE", "Patient"))
+    assert_outcome(fhir.post("", json=bad_method), 400, contains="method")

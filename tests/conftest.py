@@ -1,0 +1,118 @@
+"""Test fixtures: a real database (SQLite file, or PostgreSQL from HUB_TEST_DATABASE_URL)
+migrated with Alembic, and the hub served by a real uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from hub.api.app import create_app
+from hub.config import Settings
+from hub.store.database import Database
+from hub.store.migrate import upgrade
+from hub.store.tables import metadata
+
+FHIR_JSON = "application/fhir+json"
+
+
+def _test_url(tmp_root: Path) -> str:
+    url = os.environ.get("HUB_TEST_DATABASE_URL")
+    return url or f"sqlite:///{tmp_root / 'hub-test.db'}"
+
+
+def reset_schema(database: Database) -> None:
+    """Drop every hub table (and Alembic's) so migrations run from scratch."""
+    with database.engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(text(f"DROP TABLE IF EXISTS {table.name}"))
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(database_url=_test_url(tmp_path_factory.mktemp("db")), max_body_bytes=2 * 1024 * 1024)
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings) -> Iterator[Database]:
+    database = Database(settings)
+    try:
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # never skip: a configured database must be there
+        pytest.fail(f"test database {settings.database_url} is unreachable: {exc}")
+    reset_schema(database)
+    upgrade(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def clean_tables(request: pytest.FixtureRequest) -> None:
+    """Empty the store before each test that uses the database."""
+    if "database" not in request.fixturenames:
+        return
+    database: Database = request.getfixturevalue("database")
+    with database.engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, database: Database) -> Iterator[str]:
+    """The hub on a real uvicorn server; yields its root URL."""
+    port = _free_port()
+    config = uvicorn.Config(create_app(settings, database), host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not instance.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def fhir(server: str, database: Database) -> Iterator[httpx.Client]:
+    """An HTTP client on the FHIR base, sending FHIR JSON."""
+    with httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": FHIR_JSON}, timeout=30) as client:
+        yield client
+
+
+def patient(**extra: object) -> dict:
+    """A small valid Patient."""
+    return {"resourceType": "Patient", "name": [{"text": "张三", "family": "张", "given": ["三"]}],
+            "gender": "male", **extra}
+
+
+def assert_outcome(response: httpx.Response, status: int, *, contains: str | None = None) -> dict:
+    """The response is an OperationOutcome with ``status`` (and mentions ``contains``)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(FHIR_JSON), response.headers
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    assert body["issue"] and all(i["severity"] in ("error", "fatal", "warning", "information") for i in body["issue"])
+    if contains is not None:
+        text_ = " ".join(i.get("diagnostics", "") + " " + " ".join(i.get("expression", [])) for i in body["issue"])
+        assert contains in text_, body
+    return body

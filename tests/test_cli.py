@@ -1,0 +1,57 @@
+"""The `hub` command on a fresh SQLite file: migrate, load, demo (idempotent)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+HUB = str(Path(sys.executable).with_name("hub"))
+
+
+def _run(args: list[str], db_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HUB_DATABASE_URL=db_url, COLUMNS="200")
+    return subprocess.run([HUB, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _versions(db_url: str) -> int:
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        count = connection.execute(text("SELECT count(*) FROM hub_resource_version")).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def test_db_upgrade_and_load(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    upgraded = _run(["db", "upgrade"], db_url, tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "0001_fhir_store" in upgraded.stdout
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "name": [{"text": "李四"}]},
+         "request": {"method": "POST", "url": "Patient"}}]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle, ensure_ascii=False), encoding="utf-8")
+    loaded = _run(["load", str(path)], db_url, tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "201 Created" in loaded.stdout
+    assert _versions(db_url) == 1
+    path.write_text('{"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {}}]}')
+    refused = _run(["load", str(path)], db_url, tmp_path)
+    assert refused.returncode == 1 and "Not loaded" in refused.stdout
+
+
+def test_demo_loads_the_sample_once(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'demo.db'}"
+    first = _run(["demo", "--no-serve"], db_url, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "/fhir/metadata" in first.stdout
+    count = _versions(db_url)
+    assert count >= 10
+    second = _run(["demo", "--no-serve"], db_url, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert _versions(db_url) == count  # rerunning creates no new versions

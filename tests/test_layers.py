@@ -1,0 +1,23 @@
+"""The design's layer rules, enforced by import-linter (contracts in pyproject.toml)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_import_contracts_are_kept() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_fhir_layer_imports_no_web_or_sql_framework() -> None:
+    for path in (ROOT / "hub" / "fhir").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        for framework in ("fastapi", "starlette", "sqlalchemy"):
+            assert f"import {framework}" not in source and f"from {framework}" not in source, path
