@@ -130,6 +130,9 @@ class FhirRepository(Protocol):
     def count_history(self, spec: HistorySpec) -> int:
         """How many versions ``spec`` covers."""
 
+    def lock(self, key: str) -> None:
+        """Serialize units of work that lock the same ``key`` until they end (conditional writes)."""
+
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested scope rolled back alone if its block raises (batch entries)."""
 

@@ -29,7 +29,7 @@ from hub.fhir import jsonio
 from hub.fhir.bundles import history_bundle, searchset_bundle
 from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc, parse_instant
-from hub.fhir.repository import FhirRepository, HistorySpec, StoredResource, VersionWrite
+from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredResource, VersionWrite
 from hub.fhir.resource_types import require_id, require_type
 from hub.fhir.search import parse_conditional, parse_search
 from hub.fhir.validation import validate_resource
@@ -191,10 +191,16 @@ class FhirService:
         assigned = resource_id or self._new_id()
         return self._version(resource, resource_type, assigned, 1, "POST", 0, may_conflict=False)
 
-    def find_existing(self, resource_type: str, criteria: str) -> StoredResource | None:
-        """The one resource matching conditional ``criteria``; None if none; 412 if several."""
+    def find_existing(self, resource_type: str, criteria: str, *, for_write: bool = False) -> StoredResource | None:
+        """The one resource matching conditional ``criteria``; None if none; 412 if several.
+
+        ``for_write`` (conditional create/update) first locks the criteria until the unit
+        of work ends, so two concurrent conditional creates cannot both create.
+        """
         require_type(resource_type)
         spec = parse_conditional(resource_type, criteria, max_count=self.max_page_size)
+        if for_write:
+            self.repository.lock(f"{resource_type}?{_canonical(spec)}")
         matches = self.repository.search(spec)
         if len(matches) > 1:
             raise MultipleMatches(f"The criteria '{criteria[:120]}' match more than one {resource_type}")
@@ -205,7 +211,7 @@ class FhirService:
         require_type(resource_type)
         if if_none_exist:
             validate_resource(body, resource_type)
-            existing = self.find_existing(resource_type, if_none_exist)
+            existing = self.find_existing(resource_type, if_none_exist, for_write=True)
             if existing is not None:
                 return Outcome(200, existing, message=f"{resource_type}/{existing.id} already exists; nothing created")
         write = self.prepare_create(resource_type, body)
@@ -245,7 +251,7 @@ class FhirService:
         One match: its id (the body's id, if any, must agree). No match: the body's id
         (refused if that resource exists but does not match) or a new server id.
         """
-        existing = self.find_existing(resource_type, criteria)
+        existing = self.find_existing(resource_type, criteria, for_write=True)
         body_id = resource.get("id")
         if existing is not None:
             if body_id is not None and body_id != existing.id:
@@ -412,6 +418,11 @@ def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
         return jsonpatch.JsonPatch(operations)
     except (jsonpatch.InvalidJsonPatch, jsonpointer.JsonPointerException, TypeError) as exc:
         raise InvalidRequest(f"Invalid JSON Patch: {str(exc)[:200]}") from None
+
+
+def _canonical(spec: SearchSpec) -> str:
+    """One string per distinct set of criteria, whatever their order."""
+    return "&".join(sorted(repr(c) for c in spec.criteria))
 
 
 def _bounded_int(name: str, raw: str, high: int | None) -> int:

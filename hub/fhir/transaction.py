@@ -175,7 +175,7 @@ def _resolve_identity(service: FhirService, entry: _Entry, identities: dict[str,
             raise InvalidRequest("A POST entry's request.url must be a resource type")
         resource_type = parts[0]
         if entry.if_none_exist:
-            entry.existing = service.find_existing(resource_type, entry.if_none_exist)
+            entry.existing = service.find_existing(resource_type, entry.if_none_exist, for_write=True)
         if entry.existing is not None:
             entry.target = (resource_type, entry.existing.id)
         else:

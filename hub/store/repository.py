@@ -166,6 +166,14 @@ class SqlRepository:
         except IntegrityError:
             raise VersionConflict("A resource in this request was changed concurrently") from None
 
+    def lock(self, key: str) -> None:
+        """A transaction-scoped advisory lock on PostgreSQL-family databases.
+
+        SQLite needs none: its writers already run one at a time (BEGIN IMMEDIATE).
+        """
+        if self.connection.dialect.name == "postgresql":
+            self.connection.execute(select(func.pg_advisory_xact_lock(token_hash("lock", key))))
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         with self.connection.begin_nested():

@@ -71,3 +71,22 @@ def test_concurrent_update_as_create_of_one_id(server: str, fhir: httpx.Client) 
     assert statuses.count(201) == 1 and statuses.count(200) == 3, statuses
     history = fhir.get("/Patient/race-1/_history").json()
     assert sorted(int(e["resource"]["meta"]["versionId"]) for e in history["entry"]) == [1, 2, 3, 4]
+
+
+def test_concurrent_conditional_creates_make_one_resource(server: str, fhir: httpx.Client) -> None:
+    barrier = threading.Barrier(4)
+    criteria = "identifier=urn:hub:mrn:org-ks-1|RACE-7"
+
+    def attempt(_i: int) -> int:
+        with httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": "application/fhir+json"},
+                          timeout=60) as client:
+            barrier.wait()
+            body = patient(identifier=[{"system": "urn:hub:mrn:org-ks-1", "value": "RACE-7"}])
+            return client.post("/Patient", json=body, headers={"If-None-Exist": criteria}).status_code
+
+    for _round in range(3):
+        fhir.delete("/Patient", params={"identifier": "urn:hub:mrn:org-ks-1|RACE-7"})
+        with ThreadPoolExecutor(4) as pool:
+            statuses = sorted(pool.map(attempt, range(4)))
+        assert statuses == [200, 200, 200, 201], statuses
+        assert fhir.get("/Patient", params={"identifier": "urn:hub:mrn:org-ks-1|RACE-7"}).json()["total"] == 1
