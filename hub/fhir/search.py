@@ -69,7 +69,8 @@ def _token(raw: str) -> tuple[str | None, str | None]:
     raise InvalidRequest(f"Invalid token value '{raw[:80]}': at most one '|' is allowed")
 
 
-def _int_param(name: str, raw: str, low: int, high: int | None) -> int:
+def int_param(name: str, raw: str, low: int, high: int | None) -> int:
+    """An integer parameter >= ``low``, capped at ``high``; 400 otherwise."""
     try:
         value = int(raw)
     except ValueError:
@@ -96,9 +97,9 @@ def parse_search(
         if name in _IGNORED:
             continue
         if name == "_count":
-            count = _int_param("_count", value, 0, max_count)
+            count = int_param("_count", value, 0, max_count)
         elif name == "_offset":
-            offset = _int_param("_offset", value, 0, None)
+            offset = int_param("_offset", value, 0, None)
         elif name == "_total":
             if value not in ("none", "estimate", "accurate"):
                 raise InvalidRequest("Parameter _total must be none, estimate or accurate")

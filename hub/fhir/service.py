@@ -31,7 +31,7 @@ from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc, parse_instant
 from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredResource, VersionWrite
 from hub.fhir.resource_types import require_id, require_type
-from hub.fhir.search import parse_conditional, parse_search
+from hub.fhir.search import int_param, parse_conditional, parse_search
 from hub.fhir.validation import validate_resource
 
 _RETRIES = 5
@@ -155,9 +155,9 @@ class FhirService:
         kept: list[tuple[str, str]] = []
         for name, value in params:
             if name == "_count":
-                count = _bounded_int(name, value, self.max_page_size)
+                count = int_param(name, value, 0, self.max_page_size)
             elif name == "_offset":
-                offset = _bounded_int(name, value, None)
+                offset = int_param(name, value, 0, None)
                 continue
             elif name == "_since":
                 since = parse_instant(name, value)
@@ -209,12 +209,12 @@ class FhirService:
     def create(self, resource_type: str, body: Any, *, if_none_exist: str | None = None) -> Outcome:
         """``POST [type]``; with ``If-None-Exist``, returns the match instead of creating."""
         require_type(resource_type)
+        resource = validate_resource(body, resource_type)
         if if_none_exist:
-            validate_resource(body, resource_type)
             existing = self.find_existing(resource_type, if_none_exist, for_write=True)
             if existing is not None:
                 return Outcome(200, existing, message=f"{resource_type}/{existing.id} already exists; nothing created")
-        write = self.prepare_create(resource_type, body)
+        write = self._version(resource, resource_type, self._new_id(), 1, "POST", 0, may_conflict=False)
         self.repository.write(write)
         return Outcome(201, write.new)
 
@@ -233,8 +233,7 @@ class FhirService:
                 f"The resource id '{str(body_id)[:64]}' does not match the URL id '{resource_id}'",
                 expression=f"{resource_type}.id",
             )
-        expected = parse_etag(if_match) if if_match else None
-        return self._write_with_retry(resource_type, resource_id, lambda _current: resource, expected, "PUT")
+        return self._update_validated(resource_type, resource_id, resource, if_match)
 
     def conditional_update(
         self, resource_type: str, criteria: str, body: Any, *, if_match: str | None = None
@@ -242,11 +241,11 @@ class FhirService:
         """``PUT [type]?criteria``: 0 matches create, 1 updates it, several is 412."""
         require_type(resource_type)
         resource = validate_resource(body, resource_type)
-        target_id, _exists = self.resolve_update_target(resource_type, criteria, resource)
-        return self.update(resource_type, target_id, {**resource, "id": target_id}, if_match=if_match)
+        target_id = self.resolve_update_target(resource_type, criteria, resource)
+        return self._update_validated(resource_type, target_id, {**resource, "id": target_id}, if_match)
 
-    def resolve_update_target(self, resource_type: str, criteria: str, resource: dict[str, Any]) -> tuple[str, bool]:
-        """The id a conditional update writes to, and whether a match was found.
+    def resolve_update_target(self, resource_type: str, criteria: str, resource: dict[str, Any]) -> str:
+        """The id a conditional update writes to.
 
         One match: its id (the body's id, if any, must agree). No match: the body's id
         (refused if that resource exists but does not match) or a new server id.
@@ -260,13 +259,13 @@ class FhirService:
                     "found by the criteria",
                     expression=f"{resource_type}.id",
                 )
-            return existing.id, True
+            return existing.id
         if body_id is None:
-            return self._new_id(), False
+            return self._new_id()
         current = self._current(resource_type, body_id)
         if current is not None and not current.deleted:
             raise Conflict(f"{resource_type}/{body_id} exists but does not match the criteria '{criteria[:120]}'")
-        return body_id, False
+        return body_id
 
     def patch(
         self, resource_type: str, resource_id: str, operations: Any, *, if_match: str | None = None
@@ -364,6 +363,12 @@ class FhirService:
         )
         return VersionWrite(stored, previous, extract_index(document), may_conflict)
 
+    def _update_validated(
+        self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None
+    ) -> Outcome:
+        expected = parse_etag(if_match) if if_match else None
+        return self._write_with_retry(resource_type, resource_id, lambda _current: resource, expected, "PUT")
+
     def _check_precondition(
         self, resource_type: str, resource_id: str, current: StoredResource | None, expected: int
     ) -> None:
@@ -423,10 +428,3 @@ def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
 def _canonical(spec: SearchSpec) -> str:
     """One string per distinct set of criteria, whatever their order."""
     return "&".join(sorted(repr(c) for c in spec.criteria))
-
-
-def _bounded_int(name: str, raw: str, high: int | None) -> int:
-    if not raw.isdigit():
-        raise InvalidRequest(f"Parameter {name} must be a non-negative integer")
-    value = int(raw)
-    return min(value, high) if high is not None else value

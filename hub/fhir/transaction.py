@@ -182,7 +182,7 @@ def _resolve_identity(service: FhirService, entry: _Entry, identities: dict[str,
             entry.target = (resource_type, service.new_id())
     elif entry.method == "PUT" and len(parts) == 1 and query:
         resource_type = parts[0]
-        resource_id, _found = service.resolve_update_target(resource_type, query, entry.resource)
+        resource_id = service.resolve_update_target(resource_type, query, entry.resource)
         entry.target = (resource_type, resource_id)
         entry.url = f"{resource_type}/{resource_id}"
         entry.resource = {**entry.resource, "id": resource_id}
