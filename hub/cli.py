@@ -24,7 +24,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 openapi_app = typer.Typer(help="OpenAPI specification.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(openapi_app, name="openapi")
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _database() -> Database:
