@@ -156,6 +156,7 @@ def type_history(resource_type: TypeName, request: Request, ctx: Context) -> Res
 
 
 @router.get("/{resource_type}/{resource_id}", summary="Read")
+@router.head("/{resource_type}/{resource_id}", include_in_schema=False)
 def read(resource_type: TypeName, resource_id: str, ctx: Context) -> Response:
     """The current version, served as stored (410 if deleted)."""
     with ctx.service(write=False) as service:
@@ -202,6 +203,7 @@ def instance_history(resource_type: TypeName, resource_id: str, request: Request
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}", summary="Version read")
+@router.head("/{resource_type}/{resource_id}/_history/{version_id}", include_in_schema=False)
 def vread(resource_type: TypeName, resource_id: str, version_id: str, ctx: Context) -> Response:
     """One version of the resource."""
     with ctx.service(write=False) as service:

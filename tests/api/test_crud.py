@@ -205,3 +205,11 @@ def test_history_count_paging_and_since(fhir: httpx.Client) -> None:
     assert_outcome(fhir.get(f"/Patient/{pid}/_history", params={"_since": "yesterday"}), 400, contains="_since")
     assert_outcome(fhir.get(f"/Patient/{pid}/_history", params={"_count": "-1"}), 400, contains="_count")
     assert_outcome(fhir.get("/Patient/unknown-id/_history"), 404)
+
+
+def test_head_answers_headers_only(fhir: httpx.Client) -> None:
+    pid = _create(fhir, patient())["id"]
+    head = fhir.head(f"/Patient/{pid}")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == 'W/"1"'
+    assert fhir.head("/Patient/missing").status_code == 404
