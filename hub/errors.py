@@ -2,12 +2,14 @@
 
 Every error knows its HTTP status and its OperationOutcome issue code, so any layer
 can raise it and the API layer turns it into an OperationOutcome without guessing.
-Messages must never contain unmasked personal data.
+Messages are masked (ID and phone numbers) when the error is made.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from hub.privacy import mask_text
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,13 @@ class HubError(Exception):
         issues: list[Issue] | None = None,
         status: int | None = None,
     ) -> None:
+        message = mask_text(message)
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
         if issues:
-            self.issues = list(issues)
+            self.issues = [Issue(i.code, mask_text(i.diagnostics), i.severity, i.expression) for i in issues]
         else:
             expr = (expression,) if expression else ()
             self.issues = [Issue(self.code, message, "error", expr)]

@@ -64,7 +64,7 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     """The request body, refused with 413 past the configured limit."""
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0

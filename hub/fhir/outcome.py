@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.errors import HubError, Issue
+from hub.privacy import mask_text
 
 
 def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
@@ -14,7 +15,7 @@ def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "severity": issue.severity,
             "code": issue.code,
-            "diagnostics": issue.diagnostics,
+            "diagnostics": mask_text(issue.diagnostics),
         }
         if issue.expression:
             entry["expression"] = list(issue.expression)

@@ -70,13 +70,13 @@ def _token(raw: str) -> tuple[str | None, str | None]:
 
 
 def int_param(name: str, raw: str, low: int, high: int | None) -> int:
-    """An integer parameter >= ``low``, capped at ``high``; 400 otherwise."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"Parameter {name} must be an integer, got '{raw[:20]}'") from None
-    if value < low:
-        raise InvalidRequest(f"Parameter {name} must be >= {low}")
+    """A decimal integer parameter in ``low`` .. 2^31-1, capped at ``high``; 400 otherwise."""
+    text = raw.strip()
+    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 11:
+        raise InvalidRequest(f"Parameter {name} must be an integer, got '{raw[:20]}'")
+    value = int(text)
+    if value < low or value >= 2**31:
+        raise InvalidRequest(f"Parameter {name} must be between {low} and {2**31 - 1}")
     return min(value, high) if high is not None else value
 
 

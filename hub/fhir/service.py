@@ -22,7 +22,6 @@ from hub.errors import (
     InvalidRequest,
     MultipleMatches,
     NotFound,
-    PreconditionFailed,
     VersionConflict,
 )
 from hub.fhir import jsonio
@@ -31,6 +30,7 @@ from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc, parse_instant
 from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredResource, VersionWrite
 from hub.fhir.resource_types import require_id, require_type
+from hub.fhir.preconditions import IfMatch, parse_if_match
 from hub.fhir.search import int_param, parse_conditional, parse_search
 from hub.fhir.validation import validate_resource
 
@@ -48,17 +48,6 @@ class Outcome:
     body: dict[str, Any] | None = None
     #: A human-readable note (rendered as an informational OperationOutcome).
     message: str | None = None
-
-
-def parse_etag(value: str) -> int:
-    """The version number in an ``If-Match`` value such as ``W/"3"``."""
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit():
-        raise InvalidRequest(f"If-Match must be a version ETag such as W/\"3\", got '{value[:40]}'")
-    return int(text)
 
 
 def with_meta(resource: dict[str, Any], resource_id: str, version_id: int, last_updated: datetime) -> dict[str, Any]:
@@ -118,7 +107,7 @@ class FhirService:
         """``GET [type]/[id]/_history/[vid]``."""
         require_type(resource_type)
         require_id(resource_id)
-        if not version.isdigit() or int(version) < 1:
+        if not (version.isascii() and version.isdigit()) or not 1 <= int(version) < 2**31:
             raise NotFound(f"Version '{version[:20]}' of {resource_type}/{resource_id} is not known")
         stored = self.repository.read_version(resource_type, resource_id, int(version))
         if stored is None:
@@ -274,7 +263,7 @@ class FhirService:
         require_type(resource_type)
         require_id(resource_id)
         patch = _json_patch(operations)
-        expected = parse_etag(if_match) if if_match else None
+        precondition = parse_if_match(if_match)
 
         def apply(current: StoredResource | None) -> dict[str, Any]:
             if current is None:
@@ -292,7 +281,7 @@ class FhirService:
                 raise BusinessRuleViolation("A patch may not change the resource id")
             return validate_resource(patched, resource_type)
 
-        return self._write_with_retry(resource_type, resource_id, apply, expected, "PATCH", must_exist=True)
+        return self._write_with_retry(resource_type, resource_id, apply, precondition, "PATCH", must_exist=True)
 
     def conditional_patch(
         self, resource_type: str, criteria: str, operations: Any, *, if_match: str | None = None
@@ -308,11 +297,12 @@ class FhirService:
         """``DELETE [type]/[id]``: a deletion version is kept in the history."""
         require_type(resource_type)
         require_id(resource_id)
-        expected = parse_etag(if_match) if if_match else None
+        precondition = parse_if_match(if_match)
+        label = f"{resource_type}/{resource_id}"
         for _attempt in range(_RETRIES):
             current = self.repository.read_current(resource_type, resource_id)
-            if expected is not None:
-                self._check_precondition(resource_type, resource_id, current, expected)
+            if precondition is not None:
+                precondition.check(label, current)
             if current is None:
                 return Outcome(200, message=f"{resource_type}/{resource_id} does not exist; nothing deleted")
             if current.deleted:
@@ -323,8 +313,8 @@ class FhirService:
             try:
                 self.repository.write(VersionWrite(tombstone, current.version_id))
             except VersionConflict:
-                if expected is not None:
-                    raise self._lost_race(resource_type, resource_id, expected) from None
+                if precondition is not None:
+                    raise precondition.lost_race(label) from None
                 continue
             return Outcome(
                 200, tombstone, message=f"Deleted {resource_type}/{resource_id} (version {tombstone.version_id})"
@@ -366,51 +356,37 @@ class FhirService:
     def _update_validated(
         self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None
     ) -> Outcome:
-        expected = parse_etag(if_match) if if_match else None
-        return self._write_with_retry(resource_type, resource_id, lambda _current: resource, expected, "PUT")
-
-    def _check_precondition(
-        self, resource_type: str, resource_id: str, current: StoredResource | None, expected: int
-    ) -> None:
-        if current is None:
-            raise PreconditionFailed(f"If-Match W/\"{expected}\" given, but {resource_type}/{resource_id} does not exist")
-        if current.version_id != expected:
-            raise PreconditionFailed(
-                f"If-Match W/\"{expected}\" does not match the current version W/\"{current.version_id}\" "
-                f"of {resource_type}/{resource_id}"
-            )
-
-    def _lost_race(self, resource_type: str, resource_id: str, expected: int) -> PreconditionFailed:
-        return PreconditionFailed(
-            f"{resource_type}/{resource_id} changed after version W/\"{expected}\"; read it again and retry"
-        )
+        precondition = parse_if_match(if_match)
+        return self._write_with_retry(resource_type, resource_id, lambda _current: resource, precondition, "PUT")
 
     def _write_with_retry(
         self,
         resource_type: str,
         resource_id: str,
         build: Callable[[StoredResource | None], dict[str, Any]],
-        expected: int | None,
+        precondition: IfMatch | None,
         method: str,
         *,
         must_exist: bool = False,
     ) -> Outcome:
+        label = f"{resource_type}/{resource_id}"
         for _attempt in range(_RETRIES):
             current = self.repository.read_current(resource_type, resource_id)
-            if expected is not None:
-                self._check_precondition(resource_type, resource_id, current, expected)
+            if precondition is not None:
+                precondition.check(label, current)
             resource = build(current)
             live = current is not None and not current.deleted
             if live and current is not None and current.content is not None:
-                if _without_server_meta(jsonio.loads_stored(current.content)) == _without_server_meta(resource):
+                stored = _without_server_meta(jsonio.loads_stored(current.content))
+                if jsonio.canonical(stored) == jsonio.canonical(_without_server_meta(resource)):
                     return Outcome(200, current, message="No change; the current version is kept")
             previous = current.version_id if current is not None else 0
             write = self._version(resource, resource_type, resource_id, previous + 1, method, previous)
             try:
                 self.repository.write(write)
             except VersionConflict:
-                if expected is not None:
-                    raise self._lost_race(resource_type, resource_id, expected) from None
+                if precondition is not None:
+                    raise precondition.lost_race(label) from None
                 continue
             return Outcome(200 if live or must_exist else 201, write.new)
         raise Conflict(f"{resource_type}/{resource_id} is being changed concurrently; try again")

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from hub.errors import InvalidRequest, Issue, ResourceInvalid
 from hub.fhir.bindings import check_required_bindings
+from hub.fhir.json_rules import check_json_rules
 from hub.fhir.resource_types import resource_types
 
 _NAME = re.compile(r"^_?[A-Za-z][A-Za-z0-9]*$")
@@ -38,16 +39,21 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
             f"Resource type '{resource_type}' does not match the URL's type '{expected_type}'",
             expression="resourceType",
         )
+    issues = check_json_rules(data)
+    if issues:
+        raise ResourceInvalid(_first_of(issues), issues=issues)
     model = get_fhir_model_class(resource_type)
     try:
         model.model_validate(data)
+        issues = check_required_bindings(data)
     except ValidationError as exc:
-        raise ResourceInvalid(_summary(resource_type, exc), issues=_issues(resource_type, exc)) from None
+        issues = _issues(resource_type, exc)
+    except RecursionError:
+        raise ResourceInvalid(f"{resource_type} is nested too deeply", expression=resource_type) from None
     except (ValueError, TypeError, KeyError) as exc:  # validators of fhir_core raise plain errors
         raise ResourceInvalid(f"{resource_type} is invalid: {str(exc)[:300]}", expression=resource_type) from None
-    issues = check_required_bindings(data)
     if issues:
-        raise ResourceInvalid(issues[0].diagnostics, issues=issues)
+        raise ResourceInvalid(_first_of(issues), issues=issues)
     return data
 
 
@@ -80,8 +86,7 @@ def _issues(resource_type: str, exc: ValidationError) -> list[Issue]:
     return issues or [Issue("structure", f"{resource_type} is invalid", "error", (resource_type,))]
 
 
-def _summary(resource_type: str, exc: ValidationError) -> str:
-    issues = _issues(resource_type, exc)
+def _first_of(issues: list[Issue]) -> str:
     first = issues[0].diagnostics
     more = len(issues) - 1
     return first if more == 0 else f"{first} (and {more} more issue{'s' if more > 1 else ''})"

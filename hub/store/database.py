@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
 
 from hub.config import Settings
 from hub.errors import StorageError
@@ -24,7 +23,7 @@ def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -45,18 +44,18 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def create_hub_engine(settings: Settings, *, pooled: bool = True) -> Engine:
+def create_hub_engine(settings: Settings) -> Engine:
     """The SQLAlchemy engine for ``settings.database_url``."""
     url = settings.database_url
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    if not pooled:
-        return create_engine(url, poolclass=NullPool)
     # No pre-ping (a round trip per request): a lost connection fails one unit of work
     # with StorageError (503) and SQLAlchemy then recycles every older connection.
-    return create_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_recycle=3600)
+    # hide_parameters: SQL errors are logged without the resource content they carried.
+    return create_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_recycle=3600,
+                         hide_parameters=True)
 
 
 class Database:
