@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from hub.errors import InvalidRequest, NotSupported
 from hub.fhir.indexing import identifier_paths
-from hub.fhir.repository import Criterion, IdCriterion, SearchSpec, TokenCriterion
+from hub.fhir.repository import Criterion, IdCriterion, IndexValues, SearchSpec, TokenCriterion
 from hub.fhir.resource_types import ID_PATTERN
 
 #: Parameters that change nothing here (format negotiation is JSON-only).
@@ -139,3 +139,20 @@ def parse_conditional(resource_type: str, query: str, *, max_count: int) -> Sear
     if not request.spec.criteria:
         raise InvalidRequest("A conditional interaction needs at least one search criterion")
     return SearchSpec(resource_type, request.spec.criteria, offset=0, count=2)
+
+
+def matches_in_memory(spec: SearchSpec, resource_id: str, index: IndexValues) -> bool:
+    """Whether a resource not yet stored (id + extracted index values) matches ``spec``."""
+    for criterion in spec.criteria:
+        if isinstance(criterion, IdCriterion):
+            if resource_id not in criterion.ids:
+                return False
+        elif isinstance(criterion, TokenCriterion):
+            tokens = [t for t in index.tokens if t.param == criterion.param]
+            if not any(
+                (system is None or token.system == system) and (code is None or token.value == code)
+                for system, code in criterion.values
+                for token in tokens
+            ):
+                return False
+    return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -180,8 +180,10 @@ class FhirService:
         assigned = resource_id or self._new_id()
         return self._version(resource, resource_type, assigned, 1, "POST", 0, may_conflict=False)
 
-    def find_existing(self, resource_type: str, criteria: str, *, for_write: bool = False) -> StoredResource | None:
-        """The one resource matching conditional ``criteria``; None if none; 412 if several.
+    def find_matches(
+        self, resource_type: str, criteria: str, *, for_write: bool = False, limit: int = 2
+    ) -> tuple[SearchSpec, list[StoredResource]]:
+        """The parsed criteria and up to ``limit`` current resources matching them.
 
         ``for_write`` (conditional create/update) first locks the criteria until the unit
         of work ends, so two concurrent conditional creates cannot both create.
@@ -189,8 +191,12 @@ class FhirService:
         require_type(resource_type)
         spec = parse_conditional(resource_type, criteria, max_count=self.max_page_size)
         if for_write:
-            self.repository.lock(f"{resource_type}?{_canonical(spec)}")
-        matches = self.repository.search(spec)
+            self.repository.lock(f"{resource_type}?{canonical_criteria(spec)}")
+        return spec, self.repository.search(replace(spec, count=limit))
+
+    def find_existing(self, resource_type: str, criteria: str, *, for_write: bool = False) -> StoredResource | None:
+        """The one resource matching conditional ``criteria``; None if none; 412 if several."""
+        _spec, matches = self.find_matches(resource_type, criteria, for_write=for_write)
         if len(matches) > 1:
             raise MultipleMatches(f"The criteria '{criteria[:120]}' match more than one {resource_type}")
         return matches[0] if matches else None
@@ -401,6 +407,6 @@ def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
         raise InvalidRequest(f"Invalid JSON Patch: {str(exc)[:200]}") from None
 
 
-def _canonical(spec: SearchSpec) -> str:
+def canonical_criteria(spec: SearchSpec) -> str:
     """One string per distinct set of criteria, whatever their order."""
     return "&".join(sorted(repr(c) for c in spec.criteria))

@@ -1,52 +1,37 @@
 """``POST [base]`` with a ``transaction`` or ``batch`` Bundle.
 
-A transaction is all-or-nothing: entries are processed in the order the spec sets
-(DELETE, POST, PUT/PATCH, GET), ``urn:uuid:`` and conditional references are resolved
-first, and any failing entry raises, so the caller's unit of work rolls everything back.
-A batch runs each entry on its own (in a savepoint) and reports each entry's status.
+A transaction is all-or-nothing, processed as R4 sets out (http.html#trules):
+
+1. DELETEs (conditional ones resolved first) run before anything else is resolved, so
+   conditional creates and references never land on a resource the bundle deletes;
+2. POST and PUT targets are resolved — ``If-None-Exist`` and conditional PUT against the
+   database *and* the entries already resolved in this bundle, so one bundle never
+   creates the same patient twice — and no two entries may change one resource;
+3. ``urn:uuid:`` fullUrls and conditional references (``Patient?identifier=…``) in the
+   resources are rewritten to the resolved ``Type/id``;
+4. POSTs are written (in bulk), then PUT/PATCH, then GETs run.
+
+Any failing entry raises, so the caller's unit of work rolls everything back. A batch
+runs each entry on its own (in a savepoint) and reports each entry's status.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from dataclasses import dataclass, field
+import logging
 from typing import Any
 
-from hub.errors import HubError, InvalidRequest, MultipleMatches, NotSupported
-from hub.fhir import jsonio
-from hub.fhir.outcome import from_error
+from hub.errors import HubError, InvalidRequest, Issue, MultipleMatches, NotFound
+from hub.fhir.bundle_entries import BundleEntry, parse_entry
+from hub.fhir.indexing import extract_index
+from hub.fhir.outcome import from_error, operation_outcome
 from hub.fhir.references import iter_references
-from hub.fhir.repository import VersionWrite
+from hub.fhir.repository import IndexValues, SearchSpec
 from hub.fhir.response import entry_response, status_line
-from hub.fhir.router import FhirRequest, dispatch, relative_url
-from hub.fhir.service import FhirService, Outcome
+from hub.fhir.router import dispatch
+from hub.fhir.search import matches_in_memory
+from hub.fhir.service import FhirService, Outcome, canonical_criteria
 
-_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_PATCH_TYPES = ("application/json-patch+json",)
-
-
-@dataclass
-class _Entry:
-    index: int
-    method: str
-    url: str
-    full_url: str | None
-    resource: Any
-    if_match: str | None
-    if_none_exist: str | None
-    #: Resolved target of a write: (type, id), and whether the id is new.
-    target: tuple[str, str] | None = None
-    existing: Any = None
-    outcome: Outcome | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def where(self) -> str:
-        return f"Bundle.entry[{self.index}]"
-
-    def located(self, error: HubError) -> HubError:
-        return error.prefixed(f"{self.where}.resource", f"{self.where} ({self.method} {self.url[:80]})")
+log = logging.getLogger("hub.fhir.transaction")
 
 
 def process_bundle(service: FhirService, body: Any, base_url: str, prefer: str) -> dict[str, Any]:
@@ -62,187 +47,252 @@ def process_bundle(service: FhirService, body: Any, base_url: str, prefer: str) 
     if not isinstance(raw_entries, list):
         raise InvalidRequest("Bundle.entry must be an array", expression="Bundle.entry")
     if kind == "batch":
-        return _batch(service, raw_entries, base_url, prefer)
-    entries = [_parse_entry(i, raw, base_url) for i, raw in enumerate(raw_entries)]
-    return _transaction(service, entries, base_url, prefer)
-
-
-def _parse_entry(index: int, raw: Any, base_url: str) -> _Entry:
-    where = f"Bundle.entry[{index}]"
-    if not isinstance(raw, dict):
-        raise InvalidRequest(f"{where} must be an object", expression=where)
-    request = raw.get("request")
-    if not isinstance(request, dict):
-        raise InvalidRequest(f"{where}.request is required", expression=f"{where}.request")
-    method = request.get("method")
-    url = request.get("url")
-    if method not in _ORDER:
-        raise InvalidRequest(f"{where}.request.method must be GET, HEAD, POST, PUT, PATCH or DELETE",
-                             expression=f"{where}.request.method")
-    if not isinstance(url, str) or not url:
-        raise InvalidRequest(f"{where}.request.url is required", expression=f"{where}.request.url")
-    resource = raw.get("resource")
-    if method in ("POST", "PUT", "PATCH") and not isinstance(resource, dict):
-        raise InvalidRequest(f"{where}.resource is required for {method}", expression=f"{where}.resource")
-    if method == "PATCH":
-        resource = _patch_document(resource, where)
-    full_url = raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None
-    return _Entry(
-        index,
-        method,
-        relative_url(url, base_url) if "://" in url else url.lstrip("/"),
-        full_url,
-        resource,
-        request.get("ifMatch"),
-        request.get("ifNoneExist"),
-    )
-
-
-def _patch_document(resource: dict[str, Any], where: str) -> Any:
-    if resource.get("resourceType") == "Parameters":
-        raise NotSupported("FHIRPath Patch (Parameters) is not supported; send a JSON Patch as a Binary",
-                           expression=f"{where}.resource")
-    if resource.get("resourceType") != "Binary" or resource.get("contentType") not in _PATCH_TYPES:
-        raise InvalidRequest("A PATCH entry needs a Binary with contentType application/json-patch+json",
-                             expression=f"{where}.resource")
-    try:
-        return jsonio.loads(base64.b64decode(resource.get("data") or "", validate=True))
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("The PATCH entry's Binary.data is not base64 JSON", expression=f"{where}.resource.data") from None
+        entries = _batch(service, raw_entries, base_url, prefer)
+    else:
+        entries = _Transaction(service, [parse_entry(i, raw, base_url) for i, raw in enumerate(raw_entries)],
+                               base_url, prefer).run()
+    response: dict[str, Any] = {"resourceType": "Bundle", "type": f"{kind}-response"}
+    if entries:
+        response["entry"] = entries
+    return response
 
 
 # -- batch -------------------------------------------------------------------
 
-def _batch(service: FhirService, raw_entries: list[Any], base_url: str, prefer: str) -> dict[str, Any]:
+def _batch(service: FhirService, raw_entries: list[Any], base_url: str, prefer: str) -> list[dict[str, Any]]:
     out = []
     for index, raw in enumerate(raw_entries):
         try:
-            entry = _parse_entry(index, raw, base_url)
+            entry = parse_entry(index, raw, base_url)
             with service.repository.savepoint():
-                outcome = dispatch(service, _request(entry), base_url)
+                outcome = dispatch(service, entry.request(), base_url)
             out.append(entry_response(outcome, prefer, include_resource=entry.method in ("GET", "HEAD")))
         except HubError as error:
             out.append({"response": {"status": status_line(error.status), "outcome": from_error(error)}})
-    return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
-
-
-def _request(entry: _Entry) -> FhirRequest:
-    return FhirRequest(entry.method, entry.url, entry.resource, entry.if_match, entry.if_none_exist)
+        except Exception:  # one broken entry must not sink the others
+            log.exception("batch entry %d failed", index)
+            issue = Issue("exception", f"Bundle.entry[{index}] failed with an internal error; it was not applied")
+            out.append({"response": {"status": status_line(500), "outcome": operation_outcome([issue])}})
+    return out
 
 
 # -- transaction ---------------------------------------------------------------
 
-def _transaction(service: FhirService, entries: list[_Entry], base_url: str, prefer: str) -> dict[str, Any]:
-    identities: dict[str, str] = {}
-    for entry in entries:
-        try:
-            _resolve_identity(service, entry, identities, base_url)
-        except HubError as error:
-            raise entry.located(error) from None
-    _check_unique_targets(entries)
-    for entry in entries:
-        if isinstance(entry.resource, dict) and entry.method in ("POST", "PUT"):
-            try:
-                _rewrite_references(service, entry.resource, identities)
-            except HubError as error:
-                raise entry.located(error) from None
-    for phase in sorted(set(_ORDER.values())):
-        batch = [e for e in entries if _ORDER[e.method] == phase]
-        if phase == _ORDER["POST"]:
-            _create_all(service, batch)
-            continue
-        for entry in batch:
-            try:
-                entry.outcome = dispatch(service, _request(entry), base_url)
-            except HubError as error:
-                raise entry.located(error) from None
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction-response",
-        "entry": [
-            entry_response(e.outcome, prefer, include_resource=e.method in ("GET", "HEAD"))
-            for e in entries
-            if e.outcome is not None
-        ],
-    }
+class _Transaction:
+    """One transaction Bundle being processed (see the module docstring for the steps)."""
 
+    def __init__(self, service: FhirService, entries: list[BundleEntry], base_url: str, prefer: str) -> None:
+        self.service = service
+        self.entries = entries
+        self.base_url = base_url
+        self.prefer = prefer
+        #: fullUrl → "Type/id" of the resource the entry resolved to.
+        self.identities: dict[str, str] = {}
+        #: (type, canonical criteria) → the entry that resolved them first.
+        self.criteria_owner: dict[tuple[str, str], BundleEntry] = {}
+        #: Resources this bundle will write: (type, id) → their index values.
+        self.pending: dict[tuple[str, str], IndexValues] = {}
 
-def _resolve_identity(service: FhirService, entry: _Entry, identities: dict[str, str], base_url: str) -> None:
-    path, _, query = entry.url.partition("?")
-    parts = [p for p in path.split("/") if p]
-    if entry.method == "POST":
-        if len(parts) != 1:
-            raise InvalidRequest("A POST entry's request.url must be a resource type")
-        resource_type = parts[0]
-        if entry.if_none_exist:
-            entry.existing = service.find_existing(resource_type, entry.if_none_exist, for_write=True)
-        if entry.existing is not None:
-            entry.target = (resource_type, entry.existing.id)
-        else:
-            entry.target = (resource_type, service.new_id())
-    elif entry.method == "PUT" and len(parts) == 1 and query:
-        resource_type = parts[0]
-        resource_id = service.resolve_update_target(resource_type, query, entry.resource)
+    def run(self) -> list[dict[str, Any]]:
+        self._check_full_urls()
+        for entry in self._of("DELETE"):
+            self._guard(entry, self._delete)
+        for entry in self._of("POST", "PUT", "PATCH"):
+            self._guard(entry, self._resolve_write)
+        self._check_overlaps()
+        for entry in self._of("POST", "PUT"):
+            self._guard(entry, self._rewrite_references)
+        self._create_all(self._of("POST"))
+        for entry in self._of("PUT", "PATCH", "GET", "HEAD"):
+            self._guard(entry, self._dispatch)
+        self._answer_matched_creates()
+        include = ("GET", "HEAD")
+        return [entry_response(e.outcome, self.prefer, e.method in include) for e in self.entries if e.outcome]
+
+    # -- steps ---------------------------------------------------------------
+
+    def _delete(self, entry: BundleEntry) -> None:
+        resource_type, resource_id = self._split(entry)
+        if resource_id is None:
+            match = self.service.find_existing(resource_type, entry.query)
+            if match is None:
+                entry.outcome = Outcome(200, message=f"No {resource_type} matches the criteria; nothing deleted")
+                return
+            resource_id = match.id
         entry.target = (resource_type, resource_id)
-        entry.url = f"{resource_type}/{resource_id}"
-        entry.resource = {**entry.resource, "id": resource_id}
-    elif entry.method in ("PUT", "PATCH", "DELETE") and len(parts) == 2:
-        entry.target = (parts[0], parts[1])
-    if entry.full_url and entry.target is not None:
-        identities[entry.full_url] = f"{entry.target[0]}/{entry.target[1]}"
-        if entry.full_url.startswith(base_url + "/"):
-            identities[entry.full_url[len(base_url) + 1:]] = identities[entry.full_url]
+        entry.outcome = self.service.delete(resource_type, resource_id, if_match=entry.if_match)
 
+    def _resolve_write(self, entry: BundleEntry) -> None:
+        resource_type, resource_id = self._split(entry)
+        if entry.method == "POST":
+            if resource_id is not None:
+                raise InvalidRequest("A POST entry's request.url must be a resource type")
+            if entry.if_none_exist:
+                self._resolve_conditional_create(entry, resource_type)
+            if entry.existing is None and entry.same_as is None:
+                entry.target = (resource_type, self.service.new_id())
+        elif resource_id is not None:
+            entry.target = (resource_type, resource_id)
+        elif entry.method == "PUT":
+            entry.target = (resource_type, self._resolve_conditional_update(entry, resource_type))
+            entry.url = "/".join(entry.target)
+            entry.resource = {**entry.resource, "id": entry.target[1]}
+        else:  # conditional PATCH: only existing resources
+            match = self.service.find_existing(resource_type, entry.query)
+            if match is None:
+                raise NotFound(f"No {resource_type} matches '{entry.query[:120]}'")
+            entry.target = (resource_type, match.id)
+            entry.url = "/".join(entry.target)
+        if entry.target is not None and entry.method in ("POST", "PUT"):
+            self.pending[entry.target] = extract_index({**entry.resource, "resourceType": resource_type})
+        if entry.full_url:
+            self.identities[entry.full_url] = self._identity_of(entry)
 
-def _check_unique_targets(entries: list[_Entry]) -> None:
-    seen: dict[tuple[str, str], int] = {}
-    for entry in entries:
-        if entry.target is None or entry.existing is not None:
-            continue
-        if entry.target in seen:
-            raise InvalidRequest(
-                f"Bundle.entry[{entry.index}] and Bundle.entry[{seen[entry.target]}] both change "
-                f"{entry.target[0]}/{entry.target[1]}; a transaction may change a resource only once",
-                expression=f"Bundle.entry[{entry.index}]",
-            )
-        seen[entry.target] = entry.index
+    def _resolve_conditional_create(self, entry: BundleEntry, resource_type: str) -> None:
+        assert entry.if_none_exist is not None
+        spec, matches = self._matches(resource_type, entry.if_none_exist)
+        owner = self.criteria_owner.get((resource_type, canonical_criteria(spec)))
+        if owner is not None:
+            entry.same_as = owner
+            return
+        self.criteria_owner[(resource_type, canonical_criteria(spec))] = entry
+        if len(matches) > 1:
+            raise MultipleMatches(f"If-None-Exist '{entry.if_none_exist[:120]}' matches more than one {resource_type}")
+        if matches:
+            key = matches[0]
+            if isinstance(key, tuple):  # a resource this bundle writes
+                entry.same_as = self._writer_of(key)
+            else:
+                entry.existing = key
 
+    def _resolve_conditional_update(self, entry: BundleEntry, resource_type: str) -> str:
+        spec, matches = self._matches(resource_type, entry.query)
+        self.criteria_owner.setdefault((resource_type, canonical_criteria(spec)), entry)
+        if len(matches) > 1:
+            raise MultipleMatches(f"The criteria '{entry.query[:120]}' match more than one {resource_type}")
+        if matches:
+            match = matches[0]
+            match_id = match[1] if isinstance(match, tuple) else match.id
+            body_id = entry.resource.get("id")
+            if body_id is not None and body_id != match_id:
+                raise InvalidRequest(f"The resource id '{str(body_id)[:64]}' does not match {resource_type}/{match_id} "
+                                     "found by the criteria")
+            return match_id
+        return self.service.resolve_update_target(resource_type, entry.query, entry.resource)
 
-def _rewrite_references(service: FhirService, resource: dict[str, Any], identities: dict[str, str]) -> None:
-    for holder in iter_references(resource):
-        reference = holder["reference"]
-        if reference in identities:
-            holder["reference"] = identities[reference]
-        elif reference.startswith(("urn:uuid:", "urn:oid:")):
-            raise InvalidRequest(f"Reference '{reference[:80]}' matches no fullUrl in this transaction")
-        elif "?" in reference and "/" not in reference.split("?", 1)[0]:
-            holder["reference"] = _resolve_conditional_reference(service, reference)
+    def _matches(self, resource_type: str, criteria: str) -> tuple[SearchSpec, list[Any]]:
+        """Stored matches (StoredResource) and matches among this bundle's writes ((type, id))."""
+        pending_of_type = {k: v for k, v in self.pending.items() if k[0] == resource_type}
+        spec, stored = self.service.find_matches(
+            resource_type, criteria, for_write=True, limit=2 + len(pending_of_type)
+        )
+        found: list[Any] = [m for m in stored if (resource_type, m.id) not in pending_of_type]
+        found.extend(key for key, index in pending_of_type.items() if matches_in_memory(spec, key[1], index))
+        return spec, found
 
-
-def _resolve_conditional_reference(service: FhirService, reference: str) -> str:
-    resource_type, _, query = reference.partition("?")
-    try:
-        match = service.find_existing(resource_type, query)
-    except MultipleMatches:
-        raise MultipleMatches(f"Conditional reference '{reference[:120]}' matches more than one resource") from None
-    if match is None:
-        raise InvalidRequest(f"Conditional reference '{reference[:120]}' matches no resource")
-    return f"{resource_type}/{match.id}"
-
-
-def _create_all(service: FhirService, entries: list[_Entry]) -> None:
-    writes: list[VersionWrite] = []
-    for entry in entries:
-        assert entry.target is not None
-        resource_type, resource_id = entry.target
-        try:
-            if entry.existing is not None:
-                entry.outcome = Outcome(200, entry.existing, message=f"{resource_type}/{resource_id} already exists")
+    def _check_full_urls(self) -> None:
+        seen: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.full_url is None:
                 continue
-            write = service.prepare_create(resource_type, entry.resource, resource_id)
+            if entry.full_url in seen:
+                raise InvalidRequest(
+                    f"Bundle.entry[{entry.index}] repeats the fullUrl of Bundle.entry[{seen[entry.full_url]}]",
+                    expression=f"Bundle.entry[{entry.index}].fullUrl",
+                )
+            seen[entry.full_url] = entry.index
+
+    def _check_overlaps(self) -> None:
+        seen: dict[tuple[str, str], int] = {}
+        for entry in self.entries:
+            if entry.target is None or entry.method not in ("DELETE", "POST", "PUT", "PATCH"):
+                continue
+            if entry.target in seen:
+                raise InvalidRequest(
+                    f"Bundle.entry[{entry.index}] and Bundle.entry[{seen[entry.target]}] both change "
+                    f"{entry.target[0]}/{entry.target[1]}; a transaction may change a resource only once",
+                    expression=f"Bundle.entry[{entry.index}]",
+                )
+            seen[entry.target] = entry.index
+
+    def _rewrite_references(self, entry: BundleEntry) -> None:
+        for holder in iter_references(entry.resource):
+            reference = holder["reference"]
+            if reference in self.identities:
+                holder["reference"] = self.identities[reference]
+            elif reference.startswith(("urn:uuid:", "urn:oid:")):
+                raise InvalidRequest(f"Reference '{reference[:80]}' matches no fullUrl in this transaction")
+            elif "?" in reference and "/" not in reference.split("?", 1)[0]:
+                holder["reference"] = self._resolve_conditional_reference(reference)
+
+    def _resolve_conditional_reference(self, reference: str) -> str:
+        resource_type, _, criteria = reference.partition("?")
+        spec, matches = self._matches(resource_type, criteria)
+        owner = self.criteria_owner.get((resource_type, canonical_criteria(spec)))
+        if owner is not None:
+            return self._identity_of(owner)
+        if len(matches) > 1:
+            raise MultipleMatches(f"Conditional reference '{reference[:120]}' matches more than one resource")
+        if not matches:
+            raise InvalidRequest(f"Conditional reference '{reference[:120]}' matches no resource")
+        match = matches[0]
+        return "/".join(match) if isinstance(match, tuple) else f"{resource_type}/{match.id}"
+
+    def _create_all(self, entries: list[BundleEntry]) -> None:
+        writes = []
+        for entry in entries:
+            if entry.target is None:
+                continue
+            try:
+                write = self.service.prepare_create(entry.target[0], entry.resource, entry.target[1])
+            except HubError as error:
+                raise entry.located(error) from None
+            writes.append(write)
+            entry.outcome = Outcome(201, write.new)
+        if writes:
+            self.service.repository.write_many(writes)
+
+    def _answer_matched_creates(self) -> None:
+        """Conditional creates that matched: 200 with the resource they matched."""
+        for entry in self._of("POST"):
+            if entry.existing is not None:
+                existing = entry.existing
+                entry.outcome = Outcome(200, existing, message=f"{existing.resource_type}/{existing.id} exists")
+            elif entry.same_as is not None:
+                owner = entry.same_as
+                while owner.same_as is not None:
+                    owner = owner.same_as
+                resource = owner.existing or (owner.outcome.resource if owner.outcome else None)
+                entry.outcome = Outcome(200, resource, message=f"Same resource as Bundle.entry[{owner.index}]")
+
+    def _dispatch(self, entry: BundleEntry) -> None:
+        entry.outcome = dispatch(self.service, entry.request(), self.base_url)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _of(self, *methods: str) -> list[BundleEntry]:
+        return [e for e in self.entries if e.method in methods]
+
+    def _guard(self, entry: BundleEntry, step: Any) -> None:
+        try:
+            step(entry)
         except HubError as error:
             raise entry.located(error) from None
-        writes.append(write)
-        entry.outcome = Outcome(201, write.new)
-    if writes:
-        service.repository.write_many(writes)
+
+    def _split(self, entry: BundleEntry) -> tuple[str, str | None]:
+        segments = [s for s in entry.path.split("/") if s]
+        if not segments or len(segments) > 2 or (entry.method == "POST" and len(segments) != 1):
+            raise InvalidRequest(f"{entry.method} {entry.url[:80]} is not a valid transaction request URL")
+        return segments[0], segments[1] if len(segments) == 2 else None
+
+    def _writer_of(self, target: tuple[str, str]) -> BundleEntry:
+        return next(e for e in self.entries if e.target == target and e.method in ("POST", "PUT"))
+
+    def _identity_of(self, entry: BundleEntry) -> str:
+        while entry.same_as is not None:
+            entry = entry.same_as
+        if entry.existing is not None:
+            return f"{entry.existing.resource_type}/{entry.existing.id}"
+        if entry.target is None:
+            raise InvalidRequest(f"Bundle.entry[{entry.index}] has no resolved identity")
+        return "/".join(entry.target)

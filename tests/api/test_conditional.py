@@ -149,3 +149,23 @@ def test_search_paging_and_unsupported_parameters(fhir: httpx.Client) -> None:
     form = fhir.post("/Patient/_search", content=f"identifier={MRN}|60",
                      headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert form.status_code == 200 and form.json()["total"] == 1
+
+
+def test_if_match_star_lists_and_empty(fhir: httpx.Client) -> None:
+    body = fhir.put("/Patient/im1", json=patient(id="im1")).json()
+    body["active"] = True
+    assert fhir.put("/Patient/im1", json=body, headers={"If-Match": "*"}).status_code == 200
+    assert_outcome(fhir.put("/Patient/im-new", json=patient(id="im-new"), headers={"If-Match": "*"}), 412)
+    body["active"] = False
+    ok = fhir.put("/Patient/im1", json=body, headers={"If-Match": 'W/"1", W/"2"'})
+    assert ok.status_code == 200 and ok.headers["etag"] == 'W/"3"'
+    assert_outcome(fhir.put("/Patient/im1", json=body, headers={"If-Match": ""}), 400, contains="If-Match")
+
+
+def test_decimal_precision_change_is_a_new_version(fhir: httpx.Client) -> None:
+    raw = b'{"resourceType":"Observation","id":"dp1","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.5}}'
+    assert fhir.put("/Observation/dp1", content=raw).status_code == 201
+    assert fhir.put("/Observation/dp1", content=raw).json()["meta"]["versionId"] == "1"
+    again = fhir.put("/Observation/dp1", content=raw.replace(b"1.5}", b"1.50}"))
+    assert again.json()["meta"]["versionId"] == "2"
+    assert b'"value":1.50' in fhir.get("/Observation/dp1").content

@@ -86,3 +86,59 @@ def test_metadata_is_a_truthful_capability_statement(fhir: httpx.Client) -> None
 def test_health(server: str) -> None:
     response = httpx.get(f"{server}/health")
     assert response.status_code == 200 and response.json()["database"] == "ok"
+
+
+def test_hostile_inputs_are_400_not_500(fhir: httpx.Client) -> None:
+    pid = fhir.put("/Patient/h1", json=patient(id="h1")).json()["id"]
+    assert_outcome(fhir.get(f"/Patient/{pid}/_history/%C2%B2"), 404)
+    assert_outcome(fhir.put(f"/Patient/{pid}", json=patient(id=pid), headers={"If-Match": 'W/"²"'.encode()}), 400)
+    assert_outcome(fhir.get("/Patient", params={"_offset": "9" * 25}), 400, contains="_offset")
+    assert_outcome(fhir.get("/_history", params={"_offset": "9" * 25}), 400, contains="_offset")
+    assert_outcome(fhir.get(f"/Patient/{pid}/_history/{'9' * 25}"), 404)
+    assert_outcome(fhir.post("/Patient", content=b'{"resourceType":"\\ud800"}'), 400, contains="surrogate")
+    nul = b'{"resourceType":"Patient","identifier":[{"value":"a\\u0000b"}]}'
+    assert_outcome(fhir.post("/Patient", content=nul), 400, contains="control character")
+    deep: dict = {"url": "http://x", "valueString": "y"}
+    for _ in range(200):
+        deep = {"url": "http://x", "extension": [deep]}
+    assert_outcome(fhir.post("/Patient", json=patient(extension=[deep])), 400)
+    assert fhir.get("/_history").json()["total"] == 1
+
+
+def test_big_decimals_are_stored_exactly(fhir: httpx.Client) -> None:
+    raw = (b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+           b'"valueQuantity":{"value":123456789012345678901234567890}}')
+    created = fhir.post("/Observation", content=raw)
+    assert created.status_code == 201, created.text
+    assert b'"value":123456789012345678901234567890' in fhir.get(f"/Observation/{created.json()['id']}").content
+
+
+def test_forbidden_json_and_unsafe_narrative(fhir: httpx.Client) -> None:
+    assert_outcome(fhir.post("/Patient", json=patient(gender=None)), 400, contains="Patient.gender is null")
+    assert_outcome(fhir.post("/Patient", json=patient(telecom=[])), 400, contains="empty array")
+    aligned = patient(name=[{"given": ["三", None], "_given": [None, {"extension": [
+        {"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-qualifier", "valueCode": "CL"}]}]}])
+    assert fhir.post("/Patient", json=aligned).status_code == 201
+    script = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></div>'}
+    assert_outcome(fhir.post("/Patient", json=patient(text=script)), 400, contains="Patient.text.div")
+    handler = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="y"/></div>'}
+    assert_outcome(fhir.post("/Patient", json=patient(text=handler)), 400, contains="unsafe")
+    assert_outcome(fhir.post("/Observation", json={"resourceType": "Observation", "status": "final",
+                                                   "code": {"text": "x"}, "subject": {"reference": "urn:uuid:1"}}),
+                   400, contains="not resolved")
+    ops = [{"op": "add", "path": "/active", "value": None}]
+    pid = fhir.put("/Patient/n1", json=patient(id="n1")).json()["id"]
+    assert_outcome(fhir.patch(f"/Patient/{pid}", json=ops, headers={"Content-Type": "application/json-patch+json"}),
+                   400, contains="null")
+
+
+def test_error_messages_mask_personal_data(fhir: httpx.Client) -> None:
+    id_number = "11010519491231002X"
+    for _ in range(2):
+        fhir.post("/Patient", json=patient(identifier=[{"system": "urn:gb11643", "value": id_number}]))
+    response = fhir.post("/Patient", json=patient(), headers={"If-None-Exist": f"identifier=urn:gb11643|{id_number}"})
+    body = assert_outcome(response, 412)
+    assert id_number not in response.text and "110105********002X" in body["issue"][0]["diagnostics"]
+    bad_code = fhir.post("/Patient", json=patient(gender="13812345678"))
+    assert_outcome(bad_code, 400)
+    assert "13812345678" not in bad_code.text

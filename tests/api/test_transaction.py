@@ -173,3 +173,91 @@ def test_bundle_shape_errors(fhir: httpx.Client) -> None:
     assert_outcome(fhir.post("", json=missing_request), 400, contains="request")
     bad_method = _bundle("transaction", _entry("TRACE", "Patient"))
     assert_outcome(fhir.post("", json=bad_method), 400, contains="method")
+
+
+def _with_mrn(value: str, **extra: object) -> dict:
+    return patient(identifier=[{"system": MRN, "value": value}], **extra)
+
+
+def test_deletes_run_before_conditional_creates_are_resolved(fhir: httpx.Client) -> None:
+    fhir.put("/Patient/d1", json=_with_mrn("D1", id="d1"))
+    bundle = _bundle(
+        "transaction",
+        _entry("POST", "Observation", _observation("urn:uuid:aaaaaaaa-0000-4000-8000-000000000001")),
+        _entry("POST", "Patient", _with_mrn("D1", gender="female"), "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001",
+               ifNoneExist=f"identifier={MRN}|D1"),
+        _entry("DELETE", "Patient/d1"),
+    )
+    result = fhir.post("", json=bundle)
+    assert result.status_code == 200, result.text
+    entries = result.json()["entry"]
+    assert entries[1]["response"]["status"] == "201 Created"
+    new_id = entries[1]["response"]["location"].split("/")[1]
+    assert new_id != "d1"
+    observation = fhir.get("/Observation/" + entries[0]["response"]["location"].split("/")[1]).json()
+    assert observation["subject"]["reference"] == f"Patient/{new_id}"
+    assert fhir.get(f"/Patient/{new_id}").json()["gender"] == "female"
+
+
+def test_one_bundle_never_creates_one_patient_twice(fhir: httpx.Client) -> None:
+    criteria = f"identifier={MRN}|DUP"
+    bundle = _bundle(
+        "transaction",
+        _entry("POST", "Patient", _with_mrn("DUP"), "urn:uuid:bbbbbbbb-0000-4000-8000-000000000001",
+               ifNoneExist=criteria),
+        _entry("POST", "Patient", _with_mrn("DUP"), "urn:uuid:bbbbbbbb-0000-4000-8000-000000000002",
+               ifNoneExist=criteria),
+        _entry("POST", "Observation", _observation("urn:uuid:bbbbbbbb-0000-4000-8000-000000000001")),
+        _entry("POST", "Observation", _observation("urn:uuid:bbbbbbbb-0000-4000-8000-000000000002")),
+        _entry("POST", "Observation", _observation(f"Patient?identifier={MRN}|DUP")),
+    )
+    result = fhir.post("", json=bundle)
+    assert result.status_code == 200, result.text
+    entries = result.json()["entry"]
+    assert [e["response"]["status"] for e in entries[:2]] == ["201 Created", "200 OK"]
+    assert entries[0]["response"]["location"] == entries[1]["response"]["location"]
+    assert fhir.get("/Patient", params={"identifier": f"{MRN}|DUP"}).json()["total"] == 1
+    pid = entries[0]["response"]["location"].split("/")[1]
+    subjects = {fhir.get("/Observation/" + e["response"]["location"].split("/")[1]).json()["subject"]["reference"]
+                for e in entries[2:]}
+    assert subjects == {f"Patient/{pid}"}
+
+
+def test_conditional_reference_to_a_patient_created_in_the_same_bundle(fhir: httpx.Client) -> None:
+    bundle = _bundle(
+        "transaction",
+        _entry("POST", "Observation", _observation(f"Patient?identifier={MRN}|NEW9")),
+        _entry("POST", "Patient", _with_mrn("NEW9")),
+    )
+    result = fhir.post("", json=bundle)
+    assert result.status_code == 200, result.text
+    entries = result.json()["entry"]
+    pid = entries[1]["response"]["location"].split("/")[1]
+    observation = fhir.get("/Observation/" + entries[0]["response"]["location"].split("/")[1]).json()
+    assert observation["subject"]["reference"] == f"Patient/{pid}"
+
+
+def test_repeated_full_url_and_overlapping_conditional_delete_are_refused(fhir: httpx.Client) -> None:
+    same = "urn:uuid:cccccccc-0000-4000-8000-000000000001"
+    repeated = _bundle("transaction", _entry("POST", "Patient", patient(), same), _entry("POST", "Patient", patient(), same))
+    assert_outcome(fhir.post("", json=repeated), 400, contains="repeats the fullUrl")
+    fhir.put("/Patient/d4", json=_with_mrn("D4", id="d4"))
+    overlap = _bundle("transaction", _entry("DELETE", f"Patient?identifier={MRN}|D4"),
+                      _entry("PUT", "Patient/d4", _with_mrn("D4", id="d4", active=True)))
+    assert_outcome(fhir.post("", json=overlap), 400, contains="only once")
+    assert fhir.get("/Patient/d4").json()["meta"]["versionId"] == "1"
+    with_query = _bundle("transaction", _entry("PUT", "Patient/d4?active=true", _with_mrn("D4", id="d4")))
+    assert_outcome(fhir.post("", json=with_query), 400, contains="both an id and search criteria")
+
+
+def test_batch_survives_malformed_entries_and_empty_bundles(fhir: httpx.Client) -> None:
+    bundle = _bundle(
+        "batch",
+        {"request": {"method": "PUT", "url": "Patient/bb1", "ifMatch": 3}, "resource": patient(id="bb1")},
+        _entry("PUT", "Patient/bb2", patient(id="bb2")),
+    )
+    result = fhir.post("", json=bundle).json()
+    assert [e["response"]["status"] for e in result["entry"]] == ["400 Bad Request", "201 Created"]
+    assert fhir.get("/Patient/bb2").status_code == 200
+    empty = fhir.post("", json={"resourceType": "Bundle", "type": "transaction"}).json()
+    assert empty["type"] == "transaction-response" and "entry" not in empty
