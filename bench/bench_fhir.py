@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB = str(Path(sys.executable).with_name("hub"))

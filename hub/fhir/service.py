@@ -28,9 +28,9 @@ from hub.fhir import jsonio
 from hub.fhir.bundles import history_bundle, searchset_bundle
 from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc, parse_instant
+from hub.fhir.preconditions import IfMatch, parse_if_match
 from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredResource, VersionWrite
 from hub.fhir.resource_types import require_id, require_type
-from hub.fhir.preconditions import IfMatch, parse_if_match
 from hub.fhir.search import int_param, parse_conditional, parse_search
 from hub.fhir.validation import validate_resource
 
