@@ -38,6 +38,8 @@ openapi: install ## Regenerate openapi/openapi.json from the app
 bench: install ## Transaction-load and read benchmark (SQLite and PostgreSQL)
 	$(BIN)/python bench/bench_fhir.py --database sqlite
 	$(BIN)/python bench/bench_fhir.py --database postgresql
+	$(BIN)/python bench/bench_conditional_bundle.py --database sqlite
+	$(BIN)/python bench/bench_conditional_bundle.py --database postgresql
 
 clean:
 	rm -rf var .pytest_cache

@@ -180,23 +180,24 @@ class FhirService:
         assigned = resource_id or self._new_id()
         return self._version(resource, resource_type, assigned, 1, "POST", 0, may_conflict=False)
 
-    def find_matches(
-        self, resource_type: str, criteria: str, *, for_write: bool = False, limit: int = 2
-    ) -> tuple[SearchSpec, list[StoredResource]]:
-        """The parsed criteria and up to ``limit`` current resources matching them.
+    def conditional_spec(self, resource_type: str, criteria: str) -> SearchSpec:
+        """The search behind conditional ``criteria`` (``identifier=…``) on ``resource_type``."""
+        require_type(resource_type)
+        return parse_conditional(resource_type, criteria, max_count=self.max_page_size)
+
+    def find_matches(self, spec: SearchSpec, *, for_write: bool = False, limit: int = 2) -> list[StoredResource]:
+        """Up to ``limit`` current resources matching a conditional ``spec``.
 
         ``for_write`` (conditional create/update) first locks the criteria until the unit
         of work ends, so two concurrent conditional creates cannot both create.
         """
-        require_type(resource_type)
-        spec = parse_conditional(resource_type, criteria, max_count=self.max_page_size)
         if for_write:
-            self.repository.lock(f"{resource_type}?{canonical_criteria(spec)}")
-        return spec, self.repository.search(replace(spec, count=limit))
+            self.repository.lock(f"{spec.resource_type}?{canonical_criteria(spec)}")
+        return self.repository.search(replace(spec, count=limit))
 
     def find_existing(self, resource_type: str, criteria: str, *, for_write: bool = False) -> StoredResource | None:
         """The one resource matching conditional ``criteria``; None if none; 412 if several."""
-        _spec, matches = self.find_matches(resource_type, criteria, for_write=for_write)
+        matches = self.find_matches(self.conditional_spec(resource_type, criteria), for_write=for_write)
         if len(matches) > 1:
             raise MultipleMatches(f"The criteria '{criteria[:120]}' match more than one {resource_type}")
         return matches[0] if matches else None

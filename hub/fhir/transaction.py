@@ -25,7 +25,7 @@ from hub.fhir.bundle_entries import BundleEntry, parse_entry
 from hub.fhir.indexing import extract_index
 from hub.fhir.outcome import from_error, operation_outcome
 from hub.fhir.references import iter_references
-from hub.fhir.repository import IndexValues, SearchSpec
+from hub.fhir.repository import IdCriterion, IndexValues, SearchSpec, TokenCriterion
 from hub.fhir.response import entry_response, status_line
 from hub.fhir.router import dispatch
 from hub.fhir.search import matches_in_memory
@@ -78,6 +78,38 @@ def _batch(service: FhirService, raw_entries: list[Any], base_url: str, prefer: 
 
 # -- transaction ---------------------------------------------------------------
 
+class _PendingWrites:
+    """The resources a transaction will write, findable by their search values in O(1)."""
+
+    def __init__(self) -> None:
+        self.index: dict[tuple[str, str], IndexValues] = {}
+        self._by_token: dict[tuple[str, str, str | None, str], set[tuple[str, str]]] = {}
+        self.existing_per_type: dict[str, int] = {}
+
+    def add(self, key: tuple[str, str], values: IndexValues, *, may_exist: bool) -> None:
+        self.index[key] = values
+        if may_exist:
+            self.existing_per_type[key[0]] = self.existing_per_type.get(key[0], 0) + 1
+        for token in values.tokens:
+            for system in (token.system, None):
+                self._by_token.setdefault((key[0], token.param, system, token.value), set()).add(key)
+
+    def matches(self, spec: SearchSpec) -> list[tuple[str, str]]:
+        """Pending resources of ``spec.resource_type`` matching ``spec``."""
+        candidates: set[tuple[str, str]] | None = None
+        for criterion in spec.criteria:
+            if isinstance(criterion, IdCriterion):
+                found = {(spec.resource_type, i) for i in criterion.ids if (spec.resource_type, i) in self.index}
+            elif isinstance(criterion, TokenCriterion) and all(code is not None for _s, code in criterion.values):
+                found = set()
+                for system, code in criterion.values:
+                    found |= self._by_token.get((spec.resource_type, criterion.param, system, code or ""), set())
+            else:  # system-only tokens: check every pending resource of the type
+                found = {k for k in self.index if k[0] == spec.resource_type}
+            candidates = found if candidates is None else candidates & found
+        return sorted(k for k in candidates or () if matches_in_memory(spec, k[1], self.index[k]))
+
+
 class _Transaction:
     """One transaction Bundle being processed (see the module docstring for the steps)."""
 
@@ -90,8 +122,7 @@ class _Transaction:
         self.identities: dict[str, str] = {}
         #: (type, canonical criteria) → the entry that resolved them first.
         self.criteria_owner: dict[tuple[str, str], BundleEntry] = {}
-        #: Resources this bundle will write: (type, id) → their index values.
-        self.pending: dict[tuple[str, str], IndexValues] = {}
+        self.pending = _PendingWrites()
 
     def run(self) -> list[dict[str, Any]]:
         self._check_full_urls()
@@ -144,18 +175,20 @@ class _Transaction:
             entry.target = (resource_type, match.id)
             entry.url = "/".join(entry.target)
         if entry.target is not None and entry.method in ("POST", "PUT"):
-            self.pending[entry.target] = extract_index({**entry.resource, "resourceType": resource_type})
+            values = extract_index({**entry.resource, "resourceType": resource_type})
+            self.pending.add(entry.target, values, may_exist=entry.method == "PUT")
         if entry.full_url:
             self.identities[entry.full_url] = self._identity_of(entry)
 
     def _resolve_conditional_create(self, entry: BundleEntry, resource_type: str) -> None:
         assert entry.if_none_exist is not None
-        spec, matches = self._matches(resource_type, entry.if_none_exist)
+        spec = self.service.conditional_spec(resource_type, entry.if_none_exist)
         owner = self.criteria_owner.get((resource_type, canonical_criteria(spec)))
         if owner is not None:
             entry.same_as = owner
             return
         self.criteria_owner[(resource_type, canonical_criteria(spec))] = entry
+        matches = self._matches(spec, for_write=True)
         if len(matches) > 1:
             raise MultipleMatches(f"If-None-Exist '{entry.if_none_exist[:120]}' matches more than one {resource_type}")
         if matches:
@@ -166,8 +199,9 @@ class _Transaction:
                 entry.existing = key
 
     def _resolve_conditional_update(self, entry: BundleEntry, resource_type: str) -> str:
-        spec, matches = self._matches(resource_type, entry.query)
+        spec = self.service.conditional_spec(resource_type, entry.query)
         self.criteria_owner.setdefault((resource_type, canonical_criteria(spec)), entry)
+        matches = self._matches(spec, for_write=True)
         if len(matches) > 1:
             raise MultipleMatches(f"The criteria '{entry.query[:120]}' match more than one {resource_type}")
         if matches:
@@ -180,15 +214,14 @@ class _Transaction:
             return match_id
         return self.service.resolve_update_target(resource_type, entry.query, entry.resource)
 
-    def _matches(self, resource_type: str, criteria: str) -> tuple[SearchSpec, list[Any]]:
+    def _matches(self, spec: SearchSpec, *, for_write: bool) -> list[Any]:
         """Stored matches (StoredResource) and matches among this bundle's writes ((type, id))."""
-        pending_of_type = {k: v for k, v in self.pending.items() if k[0] == resource_type}
-        spec, stored = self.service.find_matches(
-            resource_type, criteria, for_write=True, limit=2 + len(pending_of_type)
-        )
-        found: list[Any] = [m for m in stored if (resource_type, m.id) not in pending_of_type]
-        found.extend(key for key, index in pending_of_type.items() if matches_in_memory(spec, key[1], index))
-        return spec, found
+        rewritten = self.pending.existing_per_type.get(spec.resource_type, 0)
+        stored = self.service.find_matches(spec, for_write=for_write, limit=2 + rewritten)
+        # A stored resource this bundle rewrites is judged by its new content, not its stored one.
+        found: list[Any] = [m for m in stored if (spec.resource_type, m.id) not in self.pending.index]
+        found.extend(self.pending.matches(spec))
+        return found
 
     def _check_full_urls(self) -> None:
         seen: dict[str, int] = {}
@@ -227,10 +260,11 @@ class _Transaction:
 
     def _resolve_conditional_reference(self, reference: str) -> str:
         resource_type, _, criteria = reference.partition("?")
-        spec, matches = self._matches(resource_type, criteria)
+        spec = self.service.conditional_spec(resource_type, criteria)
         owner = self.criteria_owner.get((resource_type, canonical_criteria(spec)))
         if owner is not None:
             return self._identity_of(owner)
+        matches = self._matches(spec, for_write=False)
         if len(matches) > 1:
             raise MultipleMatches(f"Conditional reference '{reference[:120]}' matches more than one resource")
         if not matches:
