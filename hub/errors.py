@@ -64,14 +64,22 @@ class HubError(Exception):
             expr = (expression,) if expression else ()
             self.issues = [Issue(self.code, message, "error", expr)]
 
-    def prefixed(self, prefix: str, message_prefix: str) -> "HubError":
-        """A copy of this error located under ``prefix`` (used for bundle entries)."""
+    def prefixed(self, prefix: str, message_prefix: str, bare: str | None = None) -> "HubError":
+        """A copy of this error located under ``prefix`` (used for bundle entries).
+
+        Issues with no expression are placed at ``bare`` (default: ``prefix``).
+        """
         err = type(self).__new__(type(self))
         HubError.__init__(
             err,
             f"{message_prefix}: {self.message}",
             issues=[
-                Issue(i.code, f"{message_prefix}: {i.diagnostics}", i.severity, i.prefixed(prefix).expression)
+                Issue(
+                    i.code,
+                    f"{message_prefix}: {i.diagnostics}",
+                    i.severity,
+                    i.prefixed(prefix).expression if i.expression else (bare or prefix,),
+                )
                 for i in self.issues
             ],
             status=self.status,

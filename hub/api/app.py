@@ -14,9 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub import __version__
 from hub.api import fhir_routes
 from hub.api.http import (
+    CatchAllMiddleware,
     http_error_handler,
     hub_error_handler,
-    unexpected_error_handler,
     validation_error_handler,
 )
 from hub.config import Settings
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_exception_handler(HubError, hub_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(Exception, unexpected_error_handler)
+    app.add_middleware(CatchAllMiddleware)
     app.include_router(fhir_routes.router)
 
     @app.get("/health", tags=["service"], summary="Liveness and database check")

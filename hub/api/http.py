@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.config import Settings
 from hub.errors import (
@@ -173,9 +174,40 @@ async def validation_error_handler(_request: Request, error: Exception) -> Respo
     return outcome_response(400, operation_outcome(issues or [Issue("invalid", "Invalid request")]))
 
 
-async def unexpected_error_handler(request: Request, error: Exception) -> Response:
-    """Anything else: logged with a reference, answered 500 without internals."""
+def internal_error_response(method: str, path: str) -> Response:
+    """Log the current exception with a reference; a 500 OperationOutcome without internals."""
     reference = uuid.uuid4().hex[:12]
-    log.exception("unhandled error %s on %s %s", reference, request.method, request.url.path)
+    log.exception("unhandled error %s on %s %s", reference, method, path)
     issue = Issue("exception", f"Internal server error (reference {reference})")
     return outcome_response(500, operation_outcome([issue]))
+
+
+class CatchAllMiddleware:
+    """Answers any unhandled exception with a 500 OperationOutcome and keeps the connection.
+
+    (Starlette's own last-resort handler re-raises, which makes the server drop the
+    keep-alive connection, so the client's next request fails too.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            response = internal_error_response(scope.get("method", ""), scope.get("path", ""))
+            await response(scope, receive, send)

@@ -51,7 +51,7 @@ class BundleEntry:
 
     def located(self, error: HubError) -> HubError:
         """``error`` placed at this entry (expressions and message)."""
-        return error.prefixed(f"{self.where}.resource", f"{self.where} ({self.method} {self.url[:80]})")
+        return error.prefixed(f"{self.where}.resource", f"{self.where} ({self.method} {self.url[:80]})", self.where)
 
     def request(self) -> FhirRequest:
         """The entry as a request for :func:`hub.fhir.router.dispatch`."""
@@ -80,7 +80,10 @@ def parse_entry(index: int, raw: Any, base_url: str) -> BundleEntry:
                              expression=f"{where}.request.method")
     if not isinstance(url, str) or not url.strip():
         raise InvalidRequest(f"{where}.request.url is required", expression=f"{where}.request.url")
-    url = relative_url(url.strip(), base_url)
+    try:
+        url = relative_url(url.strip(), base_url)
+    except HubError as error:
+        raise InvalidRequest(f"{where}.request.url: {error.message}", expression=f"{where}.request.url") from None
     path, _, query = url.partition("?")
     segments = [s for s in path.split("/") if s]
     if method in ("PUT", "PATCH", "DELETE") and len(segments) == 2 and query:

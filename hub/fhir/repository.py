@@ -130,8 +130,8 @@ class FhirRepository(Protocol):
     def count_history(self, spec: HistorySpec) -> int:
         """How many versions ``spec`` covers."""
 
-    def lock(self, key: str) -> None:
-        """Serialize units of work that lock the same ``key`` until they end (conditional writes)."""
+    def lock(self, keys: Sequence[str]) -> None:
+        """Serialize units of work that lock any of the same ``keys`` until they end (deadlock-free)."""
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested scope rolled back alone if its block raises (batch entries)."""

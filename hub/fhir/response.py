@@ -68,8 +68,11 @@ def render(outcome: Outcome, base_url: str, prefer: str = "representation") -> R
     return Rendered(outcome.status, jsonio.dumps(information(outcome.message or status_line(outcome.status))), headers)
 
 
-def entry_response(outcome: Outcome, prefer: str, include_resource: bool) -> dict[str, Any]:
-    """A transaction/batch-response entry for ``outcome``."""
+def entry_response(outcome: Outcome, prefer: str, method: str) -> dict[str, Any]:
+    """A transaction/batch-response entry for ``outcome`` of a ``method`` entry.
+
+    GET entries carry what they read; HEAD entries nothing; writes follow ``prefer``.
+    """
     response: dict[str, Any] = {"status": status_line(outcome.status)}
     entry: dict[str, Any] = {}
     stored = outcome.resource
@@ -77,9 +80,10 @@ def entry_response(outcome: Outcome, prefer: str, include_resource: bool) -> dic
         response["location"] = f"{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
         response["etag"] = f'W/"{stored.version_id}"'
         response["lastModified"] = format_instant(stored.last_updated)
-    if outcome.body is not None:
+    include = method == "GET" or (method != "HEAD" and prefer == "representation")
+    if outcome.body is not None and method != "HEAD":
         entry["resource"] = outcome.body
-    elif stored is not None and stored.content is not None and (include_resource or prefer == "representation"):
+    elif stored is not None and stored.content is not None and include:
         entry["resource"] = jsonio.Fragment(stored.content)
     if prefer == "OperationOutcome" and outcome.message:
         response["outcome"] = information(outcome.message)

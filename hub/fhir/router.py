@@ -25,7 +25,7 @@ def relative_url(url: str, base_url: str) -> str:
     """``url`` without the server's base (absolute URLs of this server are accepted)."""
     if base_url and url.startswith(base_url + "/"):
         return url[len(base_url) + 1:]
-    if "://" in url:
+    if "://" in url.split("?", 1)[0]:
         raise InvalidRequest(f"The URL '{url[:120]}' is not on this server")
     return url.lstrip("/")
 

@@ -192,8 +192,12 @@ class FhirService:
         of work ends, so two concurrent conditional creates cannot both create.
         """
         if for_write:
-            self.repository.lock(f"{spec.resource_type}?{canonical_criteria(spec)}")
+            self.lock_criteria([spec])
         return self.repository.search(replace(spec, count=limit))
+
+    def lock_criteria(self, specs: list[SearchSpec]) -> None:
+        """Serialize conditional writes on these criteria with other units of work until this one ends."""
+        self.repository.lock([f"{spec.resource_type}?{canonical_criteria(spec)}" for spec in specs])
 
     def find_existing(self, resource_type: str, criteria: str, *, for_write: bool = False) -> StoredResource | None:
         """The one resource matching conditional ``criteria``; None if none; 412 if several."""
@@ -241,21 +245,29 @@ class FhirService:
         return self._update_validated(resource_type, target_id, {**resource, "id": target_id}, if_match)
 
     def resolve_update_target(self, resource_type: str, criteria: str, resource: dict[str, Any]) -> str:
-        """The id a conditional update writes to.
+        """The id a conditional update writes to (see :meth:`update_target`)."""
+        existing = self.find_existing(resource_type, criteria, for_write=True)
+        return self.update_target(resource_type, criteria, resource, existing.id if existing else None)
+
+    def update_target(
+        self, resource_type: str, criteria: str, resource: dict[str, Any], match_id: str | None
+    ) -> str:
+        """The id a conditional update writes to, given the id its criteria matched.
 
         One match: its id (the body's id, if any, must agree). No match: the body's id
         (refused if that resource exists but does not match) or a new server id.
         """
-        existing = self.find_existing(resource_type, criteria, for_write=True)
         body_id = resource.get("id")
-        if existing is not None:
-            if body_id is not None and body_id != existing.id:
+        if body_id is not None and not isinstance(body_id, str):
+            raise InvalidRequest("The resource id must be a string", expression=f"{resource_type}.id")
+        if match_id is not None:
+            if body_id is not None and body_id != match_id:
                 raise InvalidRequest(
-                    f"The resource id '{str(body_id)[:64]}' does not match {resource_type}/{existing.id} "
+                    f"The resource id '{body_id[:64]}' does not match {resource_type}/{match_id} "
                     "found by the criteria",
                     expression=f"{resource_type}.id",
                 )
-            return existing.id
+            return match_id
         if body_id is None:
             return self._new_id()
         current = self._current(resource_type, body_id)
@@ -271,24 +283,34 @@ class FhirService:
         require_id(resource_id)
         patch = _json_patch(operations)
         precondition = parse_if_match(if_match)
+        return self._write_with_retry(
+            resource_type, resource_id, lambda current: self._patched(resource_type, resource_id, patch, current),
+            precondition, "PATCH", must_exist=True,
+        )
 
-        def apply(current: StoredResource | None) -> dict[str, Any]:
-            if current is None:
-                raise NotFound(f"{resource_type}/{resource_id} is not known")
-            if current.deleted:
-                raise Gone(f"{resource_type}/{resource_id} was deleted (version {current.version_id})")
-            document = jsonio.loads_stored(current.content or b"{}")
-            try:
-                patched = patch.apply(document)
-            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-                raise BusinessRuleViolation(f"The patch cannot be applied: {str(exc)[:200]}") from None
-            if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
-                raise BusinessRuleViolation("A patch may not change the resourceType")
-            if patched.get("id") != resource_id:
-                raise BusinessRuleViolation("A patch may not change the resource id")
-            return validate_resource(patched, resource_type)
+    def preview_patch(self, resource_type: str, resource_id: str, operations: Any) -> dict[str, Any]:
+        """The validated result of patching the current version (nothing is written)."""
+        require_type(resource_type)
+        patch = _json_patch(operations)
+        return self._patched(resource_type, resource_id, patch, self._current(resource_type, resource_id))
 
-        return self._write_with_retry(resource_type, resource_id, apply, precondition, "PATCH", must_exist=True)
+    def _patched(
+        self, resource_type: str, resource_id: str, patch: jsonpatch.JsonPatch, current: StoredResource | None
+    ) -> dict[str, Any]:
+        if current is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if current.deleted:
+            raise Gone(f"{resource_type}/{resource_id} was deleted (version {current.version_id})")
+        document = jsonio.loads_stored(current.content or b"{}")
+        try:
+            patched = patch.apply(document)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise BusinessRuleViolation(f"The patch cannot be applied: {str(exc)[:200]}") from None
+        if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
+            raise BusinessRuleViolation("A patch may not change the resourceType")
+        if patched.get("id") != resource_id:
+            raise BusinessRuleViolation("A patch may not change the resource id")
+        return validate_resource(patched, resource_type)
 
     def conditional_patch(
         self, resource_type: str, criteria: str, operations: Any, *, if_match: str | None = None

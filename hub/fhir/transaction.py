@@ -66,7 +66,7 @@ def _batch(service: FhirService, raw_entries: list[Any], base_url: str, prefer: 
             entry = parse_entry(index, raw, base_url)
             with service.repository.savepoint():
                 outcome = dispatch(service, entry.request(), base_url)
-            out.append(entry_response(outcome, prefer, include_resource=entry.method in ("GET", "HEAD")))
+            out.append(entry_response(outcome, prefer, entry.method))
         except HubError as error:
             out.append({"response": {"status": status_line(error.status), "outcome": from_error(error)}})
         except Exception:  # one broken entry must not sink the others
@@ -77,6 +77,10 @@ def _batch(service: FhirService, raw_entries: list[Any], base_url: str, prefer: 
 
 
 # -- transaction ---------------------------------------------------------------
+
+def _is_conditional(entry: BundleEntry) -> bool:
+    return bool(entry.if_none_exist) if entry.method == "POST" else bool(entry.query)
+
 
 class _PendingWrites:
     """The resources a transaction will write, findable by their search values in O(1)."""
@@ -126,23 +130,50 @@ class _Transaction:
 
     def run(self) -> list[dict[str, Any]]:
         self._check_full_urls()
-        for entry in self._of("DELETE"):
-            self._guard(entry, self._delete)
-        for entry in self._of("POST", "PUT", "PATCH"):
-            self._guard(entry, self._resolve_write)
+        self._lock_conditional_writes()
+        deletes = self._of("DELETE")
+        for entry in deletes:
+            self._guard(entry, self._resolve_delete)
         self._check_overlaps()
+        for entry in sorted((e for e in deletes if e.target), key=lambda e: e.target or ()):
+            self._guard(entry, self._delete)
+        # Resolve what the bundle writes so that the result does not depend on entry order:
+        # known targets first, then conditional updates, patches and creates.
+        for entry in self._of("POST", "PUT", "PATCH"):
+            if not _is_conditional(entry):
+                self._guard(entry, self._resolve_known)
+        for method, step in (("PUT", self._resolve_conditional_update), ("PATCH", self._resolve_conditional_patch),
+                             ("POST", self._resolve_conditional_create)):
+            for entry in self._of(method):
+                if entry.target is None and entry.existing is None and entry.same_as is None:
+                    self._guard(entry, step)
+        self._check_overlaps()
+        self._record_identities()
         for entry in self._of("POST", "PUT"):
             self._guard(entry, self._rewrite_references)
         self._create_all(self._of("POST"))
-        for entry in self._of("PUT", "PATCH", "GET", "HEAD"):
+        for entry in sorted(self._of("PUT", "PATCH"), key=lambda e: e.target or ()):
+            self._guard(entry, self._dispatch)
+        for entry in self._of("GET", "HEAD"):
             self._guard(entry, self._dispatch)
         self._answer_matched_creates()
-        include = ("GET", "HEAD")
-        return [entry_response(e.outcome, self.prefer, e.method in include) for e in self.entries if e.outcome]
+        return [entry_response(e.outcome, self.prefer, e.method) for e in self.entries if e.outcome]
 
     # -- steps ---------------------------------------------------------------
 
-    def _delete(self, entry: BundleEntry) -> None:
+    def _lock_conditional_writes(self) -> None:
+        """Lock every conditional create/update criterion up front, in one sorted batch."""
+        specs = []
+        for entry in self.entries:
+            criteria = entry.if_none_exist if entry.method == "POST" else entry.query
+            if entry.method in ("POST", "PUT") and criteria:
+                try:
+                    specs.append(self.service.conditional_spec(self._split(entry)[0], criteria))
+                except HubError as error:
+                    raise entry.located(error) from None
+        self.service.lock_criteria(specs)
+
+    def _resolve_delete(self, entry: BundleEntry) -> None:
         resource_type, resource_id = self._split(entry)
         if resource_id is None:
             match = self.service.find_existing(resource_type, entry.query)
@@ -151,36 +182,44 @@ class _Transaction:
                 return
             resource_id = match.id
         entry.target = (resource_type, resource_id)
-        entry.outcome = self.service.delete(resource_type, resource_id, if_match=entry.if_match)
 
-    def _resolve_write(self, entry: BundleEntry) -> None:
+    def _delete(self, entry: BundleEntry) -> None:
+        assert entry.target is not None
+        entry.outcome = self.service.delete(*entry.target, if_match=entry.if_match)
+
+    def _resolve_known(self, entry: BundleEntry) -> None:
+        """POSTs without If-None-Exist, and PUT/PATCH of an id."""
         resource_type, resource_id = self._split(entry)
         if entry.method == "POST":
-            if resource_id is not None:
-                raise InvalidRequest("A POST entry's request.url must be a resource type")
-            if entry.if_none_exist:
-                self._resolve_conditional_create(entry, resource_type)
-            if entry.existing is None and entry.same_as is None:
-                entry.target = (resource_type, self.service.new_id())
-        elif resource_id is not None:
-            entry.target = (resource_type, resource_id)
+            self._pend(entry, (resource_type, self.service.new_id()))
+        elif resource_id is None:
+            raise InvalidRequest(f"{entry.method} {resource_type} needs an id or search criteria")
         elif entry.method == "PUT":
-            entry.target = (resource_type, self._resolve_conditional_update(entry, resource_type))
-            entry.url = "/".join(entry.target)
-            entry.resource = {**entry.resource, "id": entry.target[1]}
-        else:  # conditional PATCH: only existing resources
-            match = self.service.find_existing(resource_type, entry.query)
-            if match is None:
-                raise NotFound(f"No {resource_type} matches '{entry.query[:120]}'")
-            entry.target = (resource_type, match.id)
-            entry.url = "/".join(entry.target)
-        if entry.target is not None and entry.method in ("POST", "PUT"):
-            values = extract_index({**entry.resource, "resourceType": resource_type})
-            self.pending.add(entry.target, values, may_exist=entry.method == "PUT")
-        if entry.full_url:
-            self.identities[entry.full_url] = self._identity_of(entry)
+            self._pend(entry, (resource_type, resource_id))
+        else:
+            self._pend_patch(entry, (resource_type, resource_id))
 
-    def _resolve_conditional_create(self, entry: BundleEntry, resource_type: str) -> None:
+    def _resolve_conditional_update(self, entry: BundleEntry) -> None:
+        resource_type = self._split(entry)[0]
+        spec = self.service.conditional_spec(resource_type, entry.query)
+        self.criteria_owner.setdefault((resource_type, canonical_criteria(spec)), entry)
+        match_id = self._single_match_id(spec, entry.query)
+        target_id = self.service.update_target(resource_type, entry.query, entry.resource, match_id)
+        entry.url = f"{resource_type}/{target_id}"
+        entry.resource = {**entry.resource, "id": target_id}
+        self._pend(entry, (resource_type, target_id))
+
+    def _resolve_conditional_patch(self, entry: BundleEntry) -> None:
+        resource_type = self._split(entry)[0]
+        spec = self.service.conditional_spec(resource_type, entry.query)
+        match_id = self._single_match_id(spec, entry.query)
+        if match_id is None:
+            raise NotFound(f"No {resource_type} matches '{entry.query[:120]}'")
+        entry.url = f"{resource_type}/{match_id}"
+        self._pend_patch(entry, (resource_type, match_id))
+
+    def _resolve_conditional_create(self, entry: BundleEntry) -> None:
+        resource_type = self._split(entry)[0]
         assert entry.if_none_exist is not None
         spec = self.service.conditional_spec(resource_type, entry.if_none_exist)
         owner = self.criteria_owner.get((resource_type, canonical_criteria(spec)))
@@ -188,36 +227,48 @@ class _Transaction:
             entry.same_as = owner
             return
         self.criteria_owner[(resource_type, canonical_criteria(spec))] = entry
-        matches = self._matches(spec, for_write=True)
+        matches = self._matches(spec)
         if len(matches) > 1:
             raise MultipleMatches(f"If-None-Exist '{entry.if_none_exist[:120]}' matches more than one {resource_type}")
-        if matches:
-            key = matches[0]
-            if isinstance(key, tuple):  # a resource this bundle writes
-                entry.same_as = self._writer_of(key)
-            else:
-                entry.existing = key
+        if not matches:
+            self._pend(entry, (resource_type, self.service.new_id()))
+        elif isinstance(matches[0], tuple):  # a resource this bundle writes
+            entry.same_as = self._writer_of(matches[0])
+        else:
+            entry.existing = matches[0]
 
-    def _resolve_conditional_update(self, entry: BundleEntry, resource_type: str) -> str:
-        spec = self.service.conditional_spec(resource_type, entry.query)
-        self.criteria_owner.setdefault((resource_type, canonical_criteria(spec)), entry)
-        matches = self._matches(spec, for_write=True)
+    def _single_match_id(self, spec: SearchSpec, criteria: str) -> str | None:
+        matches = self._matches(spec)
         if len(matches) > 1:
-            raise MultipleMatches(f"The criteria '{entry.query[:120]}' match more than one {resource_type}")
-        if matches:
-            match = matches[0]
-            match_id = match[1] if isinstance(match, tuple) else match.id
-            body_id = entry.resource.get("id")
-            if body_id is not None and body_id != match_id:
-                raise InvalidRequest(f"The resource id '{str(body_id)[:64]}' does not match {resource_type}/{match_id} "
-                                     "found by the criteria")
-            return match_id
-        return self.service.resolve_update_target(resource_type, entry.query, entry.resource)
+            raise MultipleMatches(f"The criteria '{criteria[:120]}' match more than one {spec.resource_type}")
+        if not matches:
+            return None
+        return matches[0][1] if isinstance(matches[0], tuple) else matches[0].id
 
-    def _matches(self, spec: SearchSpec, *, for_write: bool) -> list[Any]:
+    def _pend(self, entry: BundleEntry, target: tuple[str, str]) -> None:
+        entry.target = target
+        values = extract_index({**entry.resource, "resourceType": target[0], "id": target[1]})
+        self.pending.add(target, values, may_exist=entry.method == "PUT")
+
+    def _pend_patch(self, entry: BundleEntry, target: tuple[str, str]) -> None:
+        entry.target = target
+        patched = self.service.preview_patch(target[0], target[1], entry.resource)
+        self.pending.add(target, extract_index(patched), may_exist=True)
+
+    def _record_identities(self) -> None:
+        prefix = self.base_url + "/" if self.base_url else None
+        for entry in self.entries:
+            if entry.full_url and entry.method in ("POST", "PUT"):
+                identity = self._identity_of(entry)
+                self.identities[entry.full_url] = identity
+                if prefix and entry.full_url.startswith(prefix):
+                    # relative references resolve against the fullUrl's base (bundle.html#references)
+                    self.identities.setdefault(entry.full_url[len(prefix):], identity)
+
+    def _matches(self, spec: SearchSpec) -> list[Any]:
         """Stored matches (StoredResource) and matches among this bundle's writes ((type, id))."""
         rewritten = self.pending.existing_per_type.get(spec.resource_type, 0)
-        stored = self.service.find_matches(spec, for_write=for_write, limit=2 + rewritten)
+        stored = self.service.find_matches(spec, limit=2 + rewritten)
         # A stored resource this bundle rewrites is judged by its new content, not its stored one.
         found: list[Any] = [m for m in stored if (spec.resource_type, m.id) not in self.pending.index]
         found.extend(self.pending.matches(spec))
@@ -249,6 +300,8 @@ class _Transaction:
             seen[entry.target] = entry.index
 
     def _rewrite_references(self, entry: BundleEntry) -> None:
+        if entry.resource.get("resourceType") == "Bundle":
+            return  # a stored Bundle (a document) keeps its own internal references
         for holder in iter_references(entry.resource):
             reference = holder["reference"]
             if reference in self.identities:
@@ -264,7 +317,7 @@ class _Transaction:
         owner = self.criteria_owner.get((resource_type, canonical_criteria(spec)))
         if owner is not None:
             return self._identity_of(owner)
-        matches = self._matches(spec, for_write=False)
+        matches = self._matches(spec)
         if len(matches) > 1:
             raise MultipleMatches(f"Conditional reference '{reference[:120]}' matches more than one resource")
         if not matches:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
@@ -23,6 +23,10 @@ from hub.fhir.repository import (
     VersionWrite,
 )
 from hub.store.tables import resource, resource_version, token_index
+
+#: Advisory-lock buckets for conditional writes, and the first lock id they use.
+LOCK_BUCKETS = 1024
+LOCK_BASE = 0x48554200000  # "HUB" in the high bits, away from other applications' ids
 
 
 def token_hash(*parts: str) -> int:
@@ -166,13 +170,24 @@ class SqlRepository:
         except IntegrityError:
             raise VersionConflict("A resource in this request was changed concurrently") from None
 
-    def lock(self, key: str) -> None:
-        """A transaction-scoped advisory lock on PostgreSQL-family databases.
+    def lock(self, keys: Sequence[str]) -> None:
+        """Transaction-scoped advisory locks on PostgreSQL-family databases.
 
+        Keys hash into :data:`LOCK_BUCKETS` buckets, taken in ascending order in one
+        statement: any number of keys costs at most that many locks (the server's lock
+        table is shared and finite), and two units of work never deadlock on them.
         SQLite needs none: its writers already run one at a time (BEGIN IMMEDIATE).
         """
-        if self.connection.dialect.name == "postgresql":
-            self.connection.execute(select(func.pg_advisory_xact_lock(token_hash("lock", key))))
+        if self.connection.dialect.name != "postgresql" or not keys:
+            return
+        buckets = sorted({LOCK_BASE + token_hash("lock", key) % LOCK_BUCKETS for key in keys})
+        self.connection.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(b)) FROM "
+                "(SELECT b FROM unnest(CAST(:buckets AS bigint[])) AS b ORDER BY b) AS ordered"
+            ),
+            {"buckets": buckets},
+        )
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -278,7 +293,9 @@ class SqlRepository:
                 alternatives.append(
                     token_index.c.hash_sys_value == token_hash(resource_type, criterion.param, system, code)
                 )
-        return exists().where(token_index.c.res_pk == resource.c.res_pk, or_(*alternatives))
+        # IN (uncorrelated subquery): both planners start from the hash index (a correlated
+        # EXISTS made SQLite scan every resource of the type).
+        return resource.c.res_pk.in_(select(token_index.c.res_pk).where(or_(*alternatives)))
 
     def _history_conditions(self, spec: HistorySpec) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
