@@ -50,3 +50,9 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
         },
     }
 
+
+
+def clip(text: object, limit: int) -> str:
+    """``text`` masked, then cut to ``limit`` characters (cutting first could defeat the mask)."""
+    masked = mask_text(str(text))
+    return masked if len(masked) <= limit else masked[:limit] + "…"

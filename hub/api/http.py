@@ -30,6 +30,7 @@ from hub.fhir import jsonio
 from hub.fhir.outcome import from_error, operation_outcome
 from hub.fhir.response import Rendered, parse_prefer, render
 from hub.fhir.service import FhirService, Outcome
+from hub.privacy import clip
 from hub.store.database import Database
 
 log = logging.getLogger("hub.api")
@@ -58,7 +59,7 @@ def response_media_type(request: Request) -> str:
         return FHIR_JSON
     if "application/json" in types:
         return "application/json"
-    raise NotAcceptable(f"Cannot produce '{accept[:80]}'; this server speaks application/fhir+json")
+    raise NotAcceptable(f"Cannot produce '{clip(accept, 80)}'; this server speaks application/fhir+json")
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:
@@ -156,9 +157,9 @@ async def http_error_handler(request: Request, error: Exception) -> Response:
     """Starlette's routing errors (404, 405) as OperationOutcomes."""
     assert isinstance(error, StarletteHTTPException)
     if error.status_code == 404:
-        return await hub_error_handler(request, NotFound(f"No FHIR endpoint at {request.url.path[:120]}"))
+        return await hub_error_handler(request, NotFound(f"No FHIR endpoint at {clip(request.url.path, 120)}"))
     if error.status_code == 405:
-        err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path[:120]}")
+        err = MethodNotAllowed(f"{request.method} is not allowed on {clip(request.url.path, 120)}")
         return outcome_response(405, from_error(err), dict(error.headers or {}))
     issue = Issue("processing" if error.status_code < 500 else "exception", str(error.detail)[:300])
     return outcome_response(error.status_code, operation_outcome([issue]), dict(error.headers or {}))

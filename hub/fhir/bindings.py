@@ -18,6 +18,7 @@ import orjson
 
 from hub.errors import Issue
 from hub.fhir.resource_types import load_definition
+from hub.privacy import clip
 
 #: Required bindings on CodeableConcept elements: element path → (code system, codes).
 CODEABLE_CONCEPT_BINDINGS: dict[str, tuple[str, frozenset[str]]] = {
@@ -78,7 +79,7 @@ def _walk(data: dict[str, Any], definition: str, path: str, issues: list[Issue])
                     allowed = ", ".join(sorted(codes)) if len(codes) <= 12 else "see the FHIR value set"
                     issues.append(Issue(
                         "code-invalid",
-                        f"Code '{_clip(item)}' is not in the required value set of {item_path} (allowed: {allowed})",
+                        f"Code '{clip(item, 40)}' is not in the required value set of {item_path} (allowed: {allowed})",
                         "error",
                         (item_path,),
                     ))
@@ -115,12 +116,10 @@ def _check_codeable_concepts(
             if code not in codes:
                 issues.append(Issue(
                     "code-invalid",
-                    f"Code '{_clip(str(code))}' is not in the required value set of {where} "
+                    f"Code '{clip(code, 40)}' is not in the required value set of {where} "
                     f"(allowed: {', '.join(sorted(codes))})",
                     "error",
                     (where,),
                 ))
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= 40 else text[:40] + "…"

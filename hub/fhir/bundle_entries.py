@@ -11,6 +11,7 @@ from hub.errors import HubError, InvalidRequest, NotSupported
 from hub.fhir import jsonio
 from hub.fhir.router import FhirRequest, relative_url
 from hub.fhir.service import Outcome
+from hub.privacy import clip
 
 METHODS = ("DELETE", "POST", "PUT", "PATCH", "GET", "HEAD")
 _PATCH_TYPES = ("application/json-patch+json",)
@@ -51,7 +52,7 @@ class BundleEntry:
 
     def located(self, error: HubError) -> HubError:
         """``error`` placed at this entry (expressions and message)."""
-        return error.prefixed(f"{self.where}.resource", f"{self.where} ({self.method} {self.url[:80]})", self.where)
+        return error.prefixed(f"{self.where}.resource", f"{self.where} ({self.method} {clip(self.url, 80)})", self.where)
 
     def request(self) -> FhirRequest:
         """The entry as a request for :func:`hub.fhir.router.dispatch`."""

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from hub.errors import Issue
+from hub.privacy import clip
 
 _UNSAFE_TAG = re.compile(
     r"<\s*/?\s*(script|head|body|form|input|button|base|link|meta|style|frame|frameset|iframe|object|applet|embed)\b",
@@ -77,7 +78,7 @@ def _check_reference(reference: str, where: str, issues: list[Issue]) -> None:
     if reference.startswith(("urn:uuid:", "urn:oid:")) or _CONDITIONAL_REFERENCE.match(reference):
         issues.append(Issue(
             "invalid",
-            f"{where} '{reference[:80]}' is not resolved: urn:uuid and conditional references are only "
+            f"{where} '{clip(reference, 80)}' is not resolved: urn:uuid and conditional references are only "
             "resolved inside a transaction Bundle",
             "error",
             (where,),

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from hub.errors import InvalidRequest
+from hub.privacy import clip
 
 Fragment = orjson.Fragment
 
@@ -43,7 +44,7 @@ def loads(data: bytes | str) -> Any:
     try:
         value = json.loads(data, parse_float=Decimal, parse_int=_parse_int)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {_short(exc)}") from None
+        raise InvalidRequest(f"Request body is not valid JSON: {clip(exc, 200)}") from None
     except RecursionError:
         raise InvalidRequest("Request body is nested too deeply") from None
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
@@ -83,6 +84,3 @@ def canonical(value: Any) -> bytes:
     return orjson.dumps(value, default=_default, option=orjson.OPT_SORT_KEYS)
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) <= 200 else text[:200] + "…"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from hub.errors import InvalidRequest, PreconditionFailed
 from hub.fhir.repository import StoredResource
+from hub.privacy import clip
 
 _ETAG = re.compile(r'^(?:W/)?"?([0-9]{1,10})"?$')
 
@@ -21,15 +22,15 @@ class IfMatch:
     def check(self, label: str, current: StoredResource | None) -> None:
         """Raise 412 unless ``current`` satisfies the precondition."""
         if current is None or current.deleted:
-            raise PreconditionFailed(f"If-Match {self.raw[:40]} given, but {label} does not exist")
+            raise PreconditionFailed(f"If-Match {clip(self.raw, 40)} given, but {label} does not exist")
         if self.versions is not None and current.version_id not in self.versions:
             raise PreconditionFailed(
-                f"If-Match {self.raw[:40]} does not match the current version W/\"{current.version_id}\" of {label}"
+                f"If-Match {clip(self.raw, 40)} does not match the current version W/\"{current.version_id}\" of {label}"
             )
 
     def lost_race(self, label: str) -> PreconditionFailed:
         """The 412 for a write that lost a race after its check passed."""
-        return PreconditionFailed(f"{label} changed while this request ran (If-Match {self.raw[:40]}); read it again")
+        return PreconditionFailed(f"{label} changed while this request ran (If-Match {clip(self.raw, 40)}); read it again")
 
 
 def parse_if_match(value: str | None) -> IfMatch | None:
@@ -43,6 +44,6 @@ def parse_if_match(value: str | None) -> IfMatch | None:
     for item in text.split(","):
         match = _ETAG.match(item.strip())
         if not match:
-            raise InvalidRequest(f"If-Match must be a version ETag such as W/\"3\" (or *), got '{value[:40]}'")
+            raise InvalidRequest(f"If-Match must be a version ETag such as W/\"3\" (or *), got '{clip(value, 40)}'")
         versions.add(int(match.group(1)))
     return IfMatch(frozenset(versions), text)

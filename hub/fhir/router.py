@@ -8,6 +8,7 @@ from typing import Any
 from hub.errors import InvalidRequest, MethodNotAllowed, NotSupported
 from hub.fhir.search import parse_query
 from hub.fhir.service import FhirService, Outcome
+from hub.privacy import clip
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ def relative_url(url: str, base_url: str) -> str:
     if base_url and url.startswith(base_url + "/"):
         return url[len(base_url) + 1:]
     if "://" in url.split("?", 1)[0]:
-        raise InvalidRequest(f"The URL '{url[:120]}' is not on this server")
+        raise InvalidRequest(f"The URL '{clip(url, 120)}' is not on this server")
     return url.lstrip("/")
 
 
@@ -70,4 +71,4 @@ def dispatch(service: FhirService, request: FhirRequest, base_url: str) -> Outco
         if method == "PATCH":
             return service.patch(resource_type, resource_id, request.body, if_match=request.if_match)
         return service.delete(resource_type, resource_id, if_match=request.if_match)
-    raise InvalidRequest(f"{method} {request.url[:120]} is not a FHIR interaction this server supports")
+    raise InvalidRequest(f"{method} {clip(request.url, 120)} is not a FHIR interaction this server supports")

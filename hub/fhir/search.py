@@ -16,6 +16,7 @@ from hub.errors import InvalidRequest, NotSupported
 from hub.fhir.indexing import identifier_paths
 from hub.fhir.repository import Criterion, IdCriterion, IndexValues, SearchSpec, TokenCriterion
 from hub.fhir.resource_types import ID_PATTERN
+from hub.privacy import clip
 
 #: Parameters that change nothing here (format negotiation is JSON-only).
 _IGNORED = {"_format", "_pretty"}
@@ -66,14 +67,14 @@ def _token(raw: str) -> tuple[str | None, str | None]:
     if len(pieces) == 2:
         system, code = pieces
         return system, code or None
-    raise InvalidRequest(f"Invalid token value '{raw[:80]}': at most one '|' is allowed")
+    raise InvalidRequest(f"Invalid token value '{clip(raw, 80)}': at most one '|' is allowed")
 
 
 def int_param(name: str, raw: str, low: int, high: int | None) -> int:
     """A decimal integer parameter in ``low`` .. 2^31-1, capped at ``high``; 400 otherwise."""
     text = raw.strip()
     if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 11:
-        raise InvalidRequest(f"Parameter {name} must be an integer, got '{raw[:20]}'")
+        raise InvalidRequest(f"Parameter {name} must be an integer, got '{clip(raw, 20)}'")
     value = int(text)
     if value < low or value >= 2**31:
         raise InvalidRequest(f"Parameter {name} must be between {low} and {2**31 - 1}")
@@ -111,7 +112,7 @@ def parse_search(
         elif base == "_id" and not modifier:
             ids = tuple(v for v in split_escaped(value, ",") if v)
             if not ids or any(not ID_PATTERN.match(i) for i in ids):
-                raise InvalidRequest(f"Invalid _id value '{value[:80]}'")
+                raise InvalidRequest(f"Invalid _id value '{clip(value, 80)}'")
             criteria.append(IdCriterion(ids))
         elif base == "identifier" and has_identifier and not modifier:
             values = tuple(_token(v) for v in split_escaped(value, ",") if v)
@@ -121,7 +122,7 @@ def parse_search(
         else:
             supported = "_id, identifier" if has_identifier else "_id"
             raise NotSupported(
-                f"Search parameter '{name[:64]}' is not supported for {resource_type} "
+                f"Search parameter '{clip(name, 64)}' is not supported for {resource_type} "
                 f"(supported: {supported}, _count, _offset, _total, _summary=count)"
             )
         if name not in ("_offset",):

@@ -33,6 +33,7 @@ from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredR
 from hub.fhir.resource_types import require_id, require_type
 from hub.fhir.search import int_param, parse_conditional, parse_search
 from hub.fhir.validation import validate_resource
+from hub.privacy import clip
 
 _RETRIES = 5
 
@@ -108,7 +109,7 @@ class FhirService:
         require_type(resource_type)
         require_id(resource_id)
         if not (version.isascii() and version.isdigit()) or not 1 <= int(version) < 2**31:
-            raise NotFound(f"Version '{version[:20]}' of {resource_type}/{resource_id} is not known")
+            raise NotFound(f"Version '{clip(version, 20)}' of {resource_type}/{resource_id} is not known")
         stored = self.repository.read_version(resource_type, resource_id, int(version))
         if stored is None:
             raise NotFound(f"Version {version} of {resource_type}/{resource_id} is not known")
@@ -154,7 +155,7 @@ class FhirService:
                 continue
             else:
                 raise InvalidRequest(
-                    f"Parameter '{name[:64]}' is not supported by _history (use _count, _since, _offset)"
+                    f"Parameter '{clip(name, 64)}' is not supported by _history (use _count, _since, _offset)"
                 )
             kept.append((name, value))
         spec = HistorySpec(resource_type, resource_id, since, offset, count)
@@ -203,7 +204,7 @@ class FhirService:
         """The one resource matching conditional ``criteria``; None if none; 412 if several."""
         matches = self.find_matches(self.conditional_spec(resource_type, criteria), for_write=for_write)
         if len(matches) > 1:
-            raise MultipleMatches(f"The criteria '{criteria[:120]}' match more than one {resource_type}")
+            raise MultipleMatches(f"The criteria '{clip(criteria, 120)}' match more than one {resource_type}")
         return matches[0] if matches else None
 
     def create(self, resource_type: str, body: Any, *, if_none_exist: str | None = None) -> Outcome:
@@ -230,7 +231,7 @@ class FhirService:
             raise InvalidRequest("The resource in an update must have an id", expression=f"{resource_type}.id")
         if body_id != resource_id:
             raise InvalidRequest(
-                f"The resource id '{str(body_id)[:64]}' does not match the URL id '{resource_id}'",
+                f"The resource id '{clip(str(body_id), 64)}' does not match the URL id '{resource_id}'",
                 expression=f"{resource_type}.id",
             )
         return self._update_validated(resource_type, resource_id, resource, if_match)
@@ -263,7 +264,7 @@ class FhirService:
         if match_id is not None:
             if body_id is not None and body_id != match_id:
                 raise InvalidRequest(
-                    f"The resource id '{body_id[:64]}' does not match {resource_type}/{match_id} "
+                    f"The resource id '{clip(body_id, 64)}' does not match {resource_type}/{match_id} "
                     "found by the criteria",
                     expression=f"{resource_type}.id",
                 )
@@ -272,7 +273,7 @@ class FhirService:
             return self._new_id()
         current = self._current(resource_type, body_id)
         if current is not None and not current.deleted:
-            raise Conflict(f"{resource_type}/{body_id} exists but does not match the criteria '{criteria[:120]}'")
+            raise Conflict(f"{resource_type}/{body_id} exists but does not match the criteria '{clip(criteria, 120)}'")
         return body_id
 
     def patch(
@@ -305,7 +306,7 @@ class FhirService:
         try:
             patched = patch.apply(document)
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-            raise BusinessRuleViolation(f"The patch cannot be applied: {str(exc)[:200]}") from None
+            raise BusinessRuleViolation(f"The patch cannot be applied: {clip(str(exc), 200)}") from None
         if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
             raise BusinessRuleViolation("A patch may not change the resourceType")
         if patched.get("id") != resource_id:
@@ -319,7 +320,7 @@ class FhirService:
         require_type(resource_type)
         existing = self.find_existing(resource_type, criteria)
         if existing is None:
-            raise NotFound(f"No {resource_type} matches '{criteria[:120]}'")
+            raise NotFound(f"No {resource_type} matches '{clip(criteria, 120)}'")
         return self.patch(resource_type, existing.id, operations, if_match=if_match)
 
     def delete(self, resource_type: str, resource_id: str, *, if_match: str | None = None) -> Outcome:
@@ -427,7 +428,7 @@ def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
     try:
         return jsonpatch.JsonPatch(operations)
     except (jsonpatch.InvalidJsonPatch, jsonpointer.JsonPointerException, TypeError) as exc:
-        raise InvalidRequest(f"Invalid JSON Patch: {str(exc)[:200]}") from None
+        raise InvalidRequest(f"Invalid JSON Patch: {clip(str(exc), 200)}") from None
 
 
 def canonical_criteria(spec: SearchSpec) -> str:

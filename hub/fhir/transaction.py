@@ -30,6 +30,7 @@ from hub.fhir.response import entry_response, status_line
 from hub.fhir.router import dispatch
 from hub.fhir.search import matches_in_memory
 from hub.fhir.service import FhirService, Outcome, canonical_criteria
+from hub.privacy import clip
 
 log = logging.getLogger("hub.fhir.transaction")
 
@@ -41,7 +42,7 @@ def process_bundle(service: FhirService, body: Any, base_url: str, prefer: str) 
     kind = body.get("type")
     if kind not in ("transaction", "batch"):
         raise InvalidRequest(
-            f"Bundle type '{str(kind)[:30]}' cannot be processed; use transaction or batch", expression="Bundle.type"
+            f"Bundle type '{clip(str(kind), 30)}' cannot be processed; use transaction or batch", expression="Bundle.type"
         )
     raw_entries = body.get("entry") or []
     if not isinstance(raw_entries, list):
@@ -214,7 +215,7 @@ class _Transaction:
         spec = self.service.conditional_spec(resource_type, entry.query)
         match_id = self._single_match_id(spec, entry.query)
         if match_id is None:
-            raise NotFound(f"No {resource_type} matches '{entry.query[:120]}'")
+            raise NotFound(f"No {resource_type} matches '{clip(entry.query, 120)}'")
         entry.url = f"{resource_type}/{match_id}"
         self._pend_patch(entry, (resource_type, match_id))
 
@@ -229,7 +230,7 @@ class _Transaction:
         self.criteria_owner[(resource_type, canonical_criteria(spec))] = entry
         matches = self._matches(spec)
         if len(matches) > 1:
-            raise MultipleMatches(f"If-None-Exist '{entry.if_none_exist[:120]}' matches more than one {resource_type}")
+            raise MultipleMatches(f"If-None-Exist '{clip(entry.if_none_exist, 120)}' matches more than one {resource_type}")
         if not matches:
             self._pend(entry, (resource_type, self.service.new_id()))
         elif isinstance(matches[0], tuple):  # a resource this bundle writes
@@ -240,7 +241,7 @@ class _Transaction:
     def _single_match_id(self, spec: SearchSpec, criteria: str) -> str | None:
         matches = self._matches(spec)
         if len(matches) > 1:
-            raise MultipleMatches(f"The criteria '{criteria[:120]}' match more than one {spec.resource_type}")
+            raise MultipleMatches(f"The criteria '{clip(criteria, 120)}' match more than one {spec.resource_type}")
         if not matches:
             return None
         return matches[0][1] if isinstance(matches[0], tuple) else matches[0].id
@@ -307,7 +308,7 @@ class _Transaction:
             if reference in self.identities:
                 holder["reference"] = self.identities[reference]
             elif reference.startswith(("urn:uuid:", "urn:oid:")):
-                raise InvalidRequest(f"Reference '{reference[:80]}' matches no fullUrl in this transaction")
+                raise InvalidRequest(f"Reference '{clip(reference, 80)}' matches no fullUrl in this transaction")
             elif "?" in reference and "/" not in reference.split("?", 1)[0]:
                 holder["reference"] = self._resolve_conditional_reference(reference)
 
@@ -319,9 +320,9 @@ class _Transaction:
             return self._identity_of(owner)
         matches = self._matches(spec)
         if len(matches) > 1:
-            raise MultipleMatches(f"Conditional reference '{reference[:120]}' matches more than one resource")
+            raise MultipleMatches(f"Conditional reference '{clip(reference, 120)}' matches more than one resource")
         if not matches:
-            raise InvalidRequest(f"Conditional reference '{reference[:120]}' matches no resource")
+            raise InvalidRequest(f"Conditional reference '{clip(reference, 120)}' matches no resource")
         match = matches[0]
         return "/".join(match) if isinstance(match, tuple) else f"{resource_type}/{match.id}"
 
@@ -369,7 +370,7 @@ class _Transaction:
     def _split(self, entry: BundleEntry) -> tuple[str, str | None]:
         segments = [s for s in entry.path.split("/") if s]
         if not segments or len(segments) > 2 or (entry.method == "POST" and len(segments) != 1):
-            raise InvalidRequest(f"{entry.method} {entry.url[:80]} is not a valid transaction request URL")
+            raise InvalidRequest(f"{entry.method} {clip(entry.url, 80)} is not a valid transaction request URL")
         return segments[0], segments[1] if len(segments) == 2 else None
 
     def _writer_of(self, target: tuple[str, str]) -> BundleEntry:

@@ -16,6 +16,7 @@ from hub.errors import InvalidRequest, Issue, ResourceInvalid
 from hub.fhir.bindings import check_required_bindings
 from hub.fhir.json_rules import check_json_rules
 from hub.fhir.resource_types import resource_types
+from hub.privacy import clip
 
 _NAME = re.compile(r"^_?[A-Za-z][A-Za-z0-9]*$")
 _ERROR_CODES = {"missing": "required", "extra_forbidden": "structure"}
@@ -33,7 +34,7 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
     if not isinstance(resource_type, str) or not resource_type:
         raise InvalidRequest("The resource has no resourceType", expression="resourceType")
     if resource_type not in resource_types():
-        raise InvalidRequest(f"Unknown or unsupported resourceType '{resource_type[:64]}'", expression="resourceType")
+        raise InvalidRequest(f"Unknown or unsupported resourceType '{clip(resource_type, 64)}'", expression="resourceType")
     if expected_type is not None and resource_type != expected_type:
         raise InvalidRequest(
             f"Resource type '{resource_type}' does not match the URL's type '{expected_type}'",
@@ -51,7 +52,7 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
     except RecursionError:
         raise ResourceInvalid(f"{resource_type} is nested too deeply", expression=resource_type) from None
     except (ValueError, TypeError, KeyError) as exc:  # validators of fhir_core raise plain errors
-        raise ResourceInvalid(f"{resource_type} is invalid: {str(exc)[:300]}", expression=resource_type) from None
+        raise ResourceInvalid(f"{resource_type} is invalid: {clip(str(exc), 300)}", expression=resource_type) from None
     if issues:
         raise ResourceInvalid(_first_of(issues), issues=issues)
     return data
