@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging.config
 from importlib import resources as importlib_resources
 from pathlib import Path
 
@@ -54,10 +55,10 @@ def db_current() -> None:
     console.print(f"database: {current_revision(database.engine)}  code: {head_revision(database.engine)}")
 
 
-def load_bundle(database: Database, bundle: object, base_url: str = "") -> dict:
+def load_bundle(database: Database, bundle: object) -> dict:
     """Run a transaction/batch Bundle in-process and return the response Bundle."""
     with database.unit_of_work(write=True) as repository:
-        return process_bundle(FhirService(repository), bundle, base_url, "minimal")
+        return process_bundle(FhirService(repository), bundle, "", "minimal")
 
 
 @app.command("load")
@@ -133,7 +134,8 @@ def openapi_export(
 
 
 def main() -> None:
-    """Entry point of the ``hub`` console script."""
+    """Entry point of the ``hub`` console script (every log line masked)."""
+    logging.config.dictConfig(logging_config())
     app()
 
 

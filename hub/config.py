@@ -6,7 +6,7 @@ Defaults run the hub on an embedded SQLite file under ``./var/`` with no set-up.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/hub.db"
@@ -37,8 +37,6 @@ class Settings:
     max_page_size: int = 1000
     #: SQLAlchemy pool size for server databases.
     pool_size: int = 10
-    environment: str = "development"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -50,7 +48,6 @@ class Settings:
             default_page_size=_int_env("HUB_DEFAULT_PAGE_SIZE", 20),
             max_page_size=_int_env("HUB_MAX_PAGE_SIZE", 1000),
             pool_size=_int_env("HUB_DB_POOL_SIZE", 10),
-            environment=os.environ.get("HUB_ENV", "development"),
         )
 
     def sqlite_path(self) -> Path | None:

@@ -33,7 +33,7 @@ class MaskingFormatter(logging.Formatter):
         return mask_text(super().format(record))
 
 
-def logging_config(level: str = "INFO") -> dict[str, Any]:
+def logging_config() -> dict[str, Any]:
     """A ``logging.config.dictConfig`` dict: every log line (uvicorn's too) masked, to stderr."""
     return {
         "version": 1,
@@ -42,7 +42,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             "masked": {"()": MaskingFormatter, "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         },
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "masked", "stream": "ext://sys.stderr"}},
-        "root": {"handlers": ["stderr"], "level": level},
+        "root": {"handlers": ["stderr"], "level": "INFO"},
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},

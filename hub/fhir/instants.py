@@ -25,15 +25,15 @@ def http_date(moment: datetime) -> str:
 
 
 def parse_instant(name: str, raw: str) -> datetime:
-    """Parse a search/history instant parameter (``_since``, ``_at``); date-only means midnight UTC."""
+    """Parse an instant parameter such as ``_since``; a date alone means midnight UTC."""
     text = raw.strip().replace("Z", "+00:00").replace(" ", "+")
     try:
         if len(text) == 10:
             moment = datetime.fromisoformat(text + "T00:00:00+00:00")
         else:
             moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            raise InvalidRequest(f"Parameter {name} needs a time zone (e.g. Z or +08:00)")
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise InvalidRequest(f"Parameter {name} must be a FHIR instant such as 2026-01-31T08:00:00+08:00") from None
-    if moment.tzinfo is None:
-        raise InvalidRequest(f"Parameter {name} needs a time zone (e.g. Z or +08:00)")
-    return moment.astimezone(timezone.utc)

@@ -52,6 +52,9 @@ def check_json_rules(resource: dict[str, Any]) -> list[Issue]:
                     if item is None and twin not in node:
                         issues.append(Issue("structure", f"{item_where} is null", "error", (item_where,)))
                     elif isinstance(item, dict):
+                        if not item:
+                            issues.append(Issue("structure", f"{item_where} is an empty object", "error",
+                                                (item_where,)))
                         stack.append((item, item_where))
             elif isinstance(value, str):
                 if key == "div" and path.endswith(".text"):

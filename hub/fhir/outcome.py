@@ -28,6 +28,6 @@ def from_error(error: HubError) -> dict[str, Any]:
     return operation_outcome(error.issues)
 
 
-def information(message: str, code: str = "informational") -> dict[str, Any]:
+def information(message: str) -> dict[str, Any]:
     """An OperationOutcome with one information-level issue."""
-    return operation_outcome([Issue(code, message, "information")])
+    return operation_outcome([Issue("informational", message, "information")])

@@ -34,11 +34,10 @@ def require_type(resource_type: str) -> str:
     return resource_type
 
 
-def require_id(resource_id: str, expression: str | None = None) -> str:
+def require_id(resource_id: str) -> str:
     """Return ``resource_id`` if it is a valid FHIR id, else raise InvalidRequest."""
     if not ID_PATTERN.match(resource_id):
         raise InvalidRequest(
             "Invalid resource id: ids are 1-64 characters of A-Z, a-z, 0-9, '-' and '.'",
-            expression=expression,
         )
     return resource_id

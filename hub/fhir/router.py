@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hub.errors import InvalidRequest, MethodNotAllowed, NotSupported
+from hub.errors import InvalidRequest, NotSupported
 from hub.fhir.search import parse_query
 from hub.fhir.service import FhirService, Outcome
 from hub.privacy import clip
@@ -13,7 +13,10 @@ from hub.privacy import clip
 
 @dataclass(frozen=True)
 class FhirRequest:
-    """One interaction: ``url`` is relative to the FHIR base (``Patient/1``, ``Patient?identifier=…``)."""
+    """One interaction: ``url`` is relative to the FHIR base (``Patient/1``, ``Patient?identifier=…``).
+
+    Absolute URLs are made relative with :func:`relative_url` before a request is built.
+    """
 
     method: str
     url: str
@@ -33,7 +36,7 @@ def relative_url(url: str, base_url: str) -> str:
 
 def dispatch(service: FhirService, request: FhirRequest, base_url: str) -> Outcome:
     """Perform ``request`` with ``service``."""
-    path, _, query = relative_url(request.url, base_url).partition("?")
+    path, _, query = request.url.partition("?")
     parts = [p for p in path.split("/") if p]
     method = request.method.upper()
     if not parts:
@@ -58,7 +61,7 @@ def dispatch(service: FhirService, request: FhirRequest, base_url: str) -> Outco
         return service.create(resource_type, request.body, if_none_exist=request.if_none_exist)
     elif method in ("PUT", "PATCH", "DELETE") and len(parts) == 1:
         if not query:
-            raise MethodNotAllowed(f"{method} {resource_type} needs an id or search criteria")
+            raise InvalidRequest(f"{method} {resource_type} needs an id or search criteria")
         if method == "PUT":
             return service.conditional_update(resource_type, query, request.body, if_match=request.if_match)
         if method == "PATCH":

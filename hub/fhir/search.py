@@ -9,6 +9,7 @@ OperationOutcome rather than silently ignored: a downstream app asking for
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -73,7 +74,7 @@ def _token(raw: str) -> tuple[str | None, str | None]:
 def int_param(name: str, raw: str, low: int, high: int | None) -> int:
     """A decimal integer parameter in ``low`` .. 2^31-1, capped at ``high``; 400 otherwise."""
     text = raw.strip()
-    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 11:
+    if not re.fullmatch(r"-?[0-9]{1,10}", text):
         raise InvalidRequest(f"Parameter {name} must be an integer, got '{clip(raw, 20)}'")
     value = int(text)
     if value < low or value >= 2**31:
@@ -133,7 +134,7 @@ def parse_search(
 
 def parse_conditional(resource_type: str, query: str, *, max_count: int) -> SearchSpec:
     """The search behind a conditional interaction (``If-None-Exist``, ``PUT Type?…``)."""
-    params = parse_query(query.split("?", 1)[1] if "?" in query else query)
+    params = parse_query(query)
     if not params:
         raise InvalidRequest("A conditional interaction needs search criteria")
     request = parse_search(resource_type, params, default_count=2, max_count=max_count)

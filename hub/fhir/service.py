@@ -83,14 +83,10 @@ class FhirService:
         *,
         default_page_size: int = 20,
         max_page_size: int = 1000,
-        clock: Callable[[], datetime] = now_utc,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.repository = repository
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
-        self._clock = clock
-        self._new_id = new_id
 
     # -- reads -------------------------------------------------------------
 
@@ -167,8 +163,8 @@ class FhirService:
     # -- writes ------------------------------------------------------------
 
     def new_id(self) -> str:
-        """A new server-assigned id."""
-        return self._new_id()
+        """A new server-assigned id (a UUID)."""
+        return str(uuid.uuid4())
 
     def prepare_create(self, resource_type: str, body: Any, resource_id: str | None = None) -> VersionWrite:
         """Validate ``body`` and build its first version under a server-assigned id.
@@ -178,7 +174,7 @@ class FhirService:
         """
         require_type(resource_type)
         resource = validate_resource(body, resource_type)
-        assigned = resource_id or self._new_id()
+        assigned = resource_id or self.new_id()
         return self._version(resource, resource_type, assigned, 1, "POST", 0, may_conflict=False)
 
     def conditional_spec(self, resource_type: str, criteria: str) -> SearchSpec:
@@ -215,7 +211,7 @@ class FhirService:
             existing = self.find_existing(resource_type, if_none_exist, for_write=True)
             if existing is not None:
                 return Outcome(200, existing, message=f"{resource_type}/{existing.id} already exists; nothing created")
-        write = self._version(resource, resource_type, self._new_id(), 1, "POST", 0, may_conflict=False)
+        write = self._version(resource, resource_type, self.new_id(), 1, "POST", 0, may_conflict=False)
         self.repository.write(write)
         return Outcome(201, write.new)
 
@@ -242,13 +238,9 @@ class FhirService:
         """``PUT [type]?criteria``: 0 matches create, 1 updates it, several is 412."""
         require_type(resource_type)
         resource = validate_resource(body, resource_type)
-        target_id = self.resolve_update_target(resource_type, criteria, resource)
-        return self._update_validated(resource_type, target_id, {**resource, "id": target_id}, if_match)
-
-    def resolve_update_target(self, resource_type: str, criteria: str, resource: dict[str, Any]) -> str:
-        """The id a conditional update writes to (see :meth:`update_target`)."""
         existing = self.find_existing(resource_type, criteria, for_write=True)
-        return self.update_target(resource_type, criteria, resource, existing.id if existing else None)
+        target_id = self.update_target(resource_type, criteria, resource, existing.id if existing else None)
+        return self._update_validated(resource_type, target_id, {**resource, "id": target_id}, if_match)
 
     def update_target(
         self, resource_type: str, criteria: str, resource: dict[str, Any], match_id: str | None
@@ -270,7 +262,7 @@ class FhirService:
                 )
             return match_id
         if body_id is None:
-            return self._new_id()
+            return self.new_id()
         current = self._current(resource_type, body_id)
         if current is not None and not current.deleted:
             raise Conflict(f"{resource_type}/{body_id} exists but does not match the criteria '{clip(criteria, 120)}'")
@@ -338,7 +330,7 @@ class FhirService:
             if current.deleted:
                 return Outcome(200, message=f"{resource_type}/{resource_id} was already deleted")
             tombstone = StoredResource(
-                resource_type, resource_id, current.version_id + 1, self._clock(), True, None, "DELETE"
+                resource_type, resource_id, current.version_id + 1, now_utc(), True, None, "DELETE"
             )
             try:
                 self.repository.write(VersionWrite(tombstone, current.version_id))
@@ -376,7 +368,7 @@ class FhirService:
         *,
         may_conflict: bool = True,
     ) -> VersionWrite:
-        last_updated = self._clock()
+        last_updated = now_utc()
         document = with_meta(resource, resource_id, version_id, last_updated)
         stored = StoredResource(
             resource_type, resource_id, version_id, last_updated, False, jsonio.dumps(document), method

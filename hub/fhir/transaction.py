@@ -4,7 +4,7 @@ A transaction is all-or-nothing, processed as R4 sets out (http.html#trules):
 
 1. DELETEs (conditional ones resolved first) run before anything else is resolved, so
    conditional creates and references never land on a resource the bundle deletes;
-2. POST and PUT targets are resolved — ``If-None-Exist`` and conditional PUT against the
+2. POST, PUT and PATCH targets are resolved — ``If-None-Exist`` and conditional PUT against the
    database *and* the entries already resolved in this bundle, so one bundle never
    creates the same patient twice — and no two entries may change one resource;
 3. ``urn:uuid:`` fullUrls and conditional references (``Patient?identifier=…``) in the

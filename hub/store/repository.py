@@ -75,9 +75,9 @@ class SqlRepository:
         ).first()
         if row is None:
             return None
+        # ``method`` is history-only information; current reads leave the default.
         return StoredResource(
-            resource_type, resource_id, row.version_id, _aware(row.last_updated), row.deleted, _bytes(row.content),
-            "DELETE" if row.deleted else "PUT",
+            resource_type, resource_id, row.version_id, _aware(row.last_updated), row.deleted, _bytes(row.content)
         )
 
     def read_version(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
