@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 from hub import __version__
 from hub.api.http import (
     JSON_TYPES,
-    PATCH_TYPES,
     FhirContext,
     fhir_context,
     media_type_of,
@@ -21,6 +20,7 @@ from hub.api.http import (
 )
 from hub.errors import MethodNotAllowed, UnsupportedMediaType
 from hub.fhir import jsonio
+from hub.fhir.bundle_entries import PATCH_CONTENT_TYPES
 from hub.fhir.capability import capability_statement
 from hub.fhir.resource_types import require_type
 from hub.fhir.response import Rendered
@@ -133,7 +133,7 @@ def conditional_patch(
     resource_type: TypeName, request: Request, ctx: Context, body: Body, if_match: IfMatch = None
 ) -> Response:
     """JSON-Patch the one resource matching the query."""
-    operations = parse_body(body, request.headers.get("content-type"), PATCH_TYPES)
+    operations = parse_body(body, request.headers.get("content-type"), PATCH_CONTENT_TYPES)
     with ctx.service(write=True) as service:
         outcome = service.conditional_patch(resource_type, _query(request), operations, if_match=if_match)
     return ctx.respond(outcome)
@@ -180,7 +180,7 @@ def patch(
     resource_type: TypeName, resource_id: str, request: Request, ctx: Context, body: Body, if_match: IfMatch = None
 ) -> Response:
     """Apply a JSON Patch (``application/json-patch+json``)."""
-    operations = parse_body(body, request.headers.get("content-type"), PATCH_TYPES)
+    operations = parse_body(body, request.headers.get("content-type"), PATCH_CONTENT_TYPES)
     with ctx.service(write=True) as service:
         outcome = service.patch(resource_type, resource_id, operations, if_match=if_match)
     return ctx.respond(outcome)

@@ -37,7 +37,6 @@ log = logging.getLogger("hub.api")
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = ("application/fhir+json", "application/json")
-PATCH_TYPES = ("application/json-patch+json",)
 _XML_FORMATS = ("xml", "text/xml", "application/xml", "application/fhir+xml", "html", "text/html")
 
 

@@ -14,7 +14,8 @@ from hub.fhir.service import Outcome
 from hub.privacy import clip
 
 METHODS = ("DELETE", "POST", "PUT", "PATCH", "GET", "HEAD")
-_PATCH_TYPES = ("application/json-patch+json",)
+#: Content types of a JSON Patch document (the only patch format the hub applies).
+PATCH_CONTENT_TYPES = ("application/json-patch+json",)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def _patch_document(resource: dict[str, Any], where: str) -> Any:
     if resource.get("resourceType") == "Parameters":
         raise NotSupported("FHIRPath Patch (Parameters) is not supported; send a JSON Patch as a Binary",
                            expression=f"{where}.resource")
-    if resource.get("resourceType") != "Binary" or resource.get("contentType") not in _PATCH_TYPES:
+    if resource.get("resourceType") != "Binary" or resource.get("contentType") not in PATCH_CONTENT_TYPES:
         raise InvalidRequest("A PATCH entry needs a Binary with contentType application/json-patch+json",
                              expression=f"{where}.resource")
     data = resource.get("data")

@@ -82,6 +82,34 @@ def int_param(name: str, raw: str, low: int, high: int | None) -> int:
     return min(value, high) if high is not None else value
 
 
+@dataclass(frozen=True)
+class Paging:
+    """``_count`` and ``_offset`` of a search or history request, and the other parameters."""
+
+    count: int
+    offset: int
+    #: ``_count`` as given, for the self/next links (``_offset`` is set per link).
+    kept: list[tuple[str, str]]
+    #: Parameters that are not about paging or format.
+    rest: list[tuple[str, str]]
+
+
+def parse_paging(params: list[tuple[str, str]], default_count: int, max_count: int) -> Paging:
+    """Take ``_count``, ``_offset`` and the ignored format parameters out of ``params``."""
+    count, offset = default_count, 0
+    kept: list[tuple[str, str]] = []
+    rest: list[tuple[str, str]] = []
+    for name, value in params:
+        if name == "_count":
+            count = int_param(name, value, 0, max_count)
+            kept.append((name, value))
+        elif name == "_offset":
+            offset = int_param(name, value, 0, None)
+        elif name not in _IGNORED:
+            rest.append((name, value))
+    return Paging(count, offset, kept, rest)
+
+
 def parse_search(
     resource_type: str,
     params: list[tuple[str, str]],
@@ -91,18 +119,12 @@ def parse_search(
 ) -> SearchRequest:
     """Turn query parameters into a :class:`SearchRequest`; refuse what is unsupported."""
     criteria: list[Criterion] = []
-    kept: list[tuple[str, str]] = []
-    count, offset, total, summary_count = default_count, 0, "accurate", False
+    paging = parse_paging(params, default_count, max_count)
+    total, summary_count = "accurate", False
     has_identifier = resource_type in identifier_paths()
-    for name, value in params:
+    for name, value in paging.rest:
         base, _, modifier = name.partition(":")
-        if name in _IGNORED:
-            continue
-        if name == "_count":
-            count = int_param("_count", value, 0, max_count)
-        elif name == "_offset":
-            offset = int_param("_offset", value, 0, None)
-        elif name == "_total":
+        if name == "_total":
             if value not in ("none", "estimate", "accurate"):
                 raise InvalidRequest("Parameter _total must be none, estimate or accurate")
             total = "none" if value == "none" else "accurate"
@@ -126,8 +148,8 @@ def parse_search(
                 f"Search parameter '{clip(name, 64)}' is not supported for {resource_type} "
                 f"(supported: {supported}, _count, _offset, _total, _summary=count)"
             )
-        if name not in ("_offset",):
-            kept.append((name, value))
+    kept = paging.kept + paging.rest
+    count, offset = paging.count, paging.offset
     spec = SearchSpec(resource_type, tuple(criteria), offset=offset, count=count)
     return SearchRequest(spec, total, summary_count, tuple(kept))
 

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonpatch
 import jsonpointer
@@ -31,11 +31,12 @@ from hub.fhir.instants import format_instant, now_utc, parse_instant
 from hub.fhir.preconditions import IfMatch, parse_if_match
 from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredResource, VersionWrite
 from hub.fhir.resource_types import require_id, require_type
-from hub.fhir.search import int_param, parse_conditional, parse_search
+from hub.fhir.search import parse_conditional, parse_paging, parse_search
 from hub.fhir.validation import validate_resource
 from hub.privacy import clip
 
 _RETRIES = 5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -137,24 +138,16 @@ class FhirService:
             require_id(resource_id)
             if self.repository.read_current(resource_type or "", resource_id) is None:
                 raise NotFound(f"{resource_type}/{resource_id} is not known")
-        count, offset, since = self.default_page_size, 0, None
-        kept: list[tuple[str, str]] = []
-        for name, value in params:
-            if name == "_count":
-                count = int_param(name, value, 0, self.max_page_size)
-            elif name == "_offset":
-                offset = int_param(name, value, 0, None)
-                continue
-            elif name == "_since":
-                since = parse_instant(name, value)
-            elif name in ("_format", "_pretty"):
-                continue
-            else:
+        paging = parse_paging(params, self.default_page_size, self.max_page_size)
+        since = None
+        for name, value in paging.rest:
+            if name != "_since":
                 raise InvalidRequest(
                     f"Parameter '{clip(name, 64)}' is not supported by _history (use _count, _since, _offset)"
                 )
-            kept.append((name, value))
-        spec = HistorySpec(resource_type, resource_id, since, offset, count)
+            since = parse_instant(name, value)
+        kept = paging.kept + paging.rest
+        spec = HistorySpec(resource_type, resource_id, since, paging.offset, paging.count)
         versions = self.repository.history(spec)
         total = self.repository.count_history(spec)
         path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
@@ -199,9 +192,7 @@ class FhirService:
     def find_existing(self, resource_type: str, criteria: str, *, for_write: bool = False) -> StoredResource | None:
         """The one resource matching conditional ``criteria``; None if none; 412 if several."""
         matches = self.find_matches(self.conditional_spec(resource_type, criteria), for_write=for_write)
-        if len(matches) > 1:
-            raise MultipleMatches(f"The criteria '{clip(criteria, 120)}' match more than one {resource_type}")
-        return matches[0] if matches else None
+        return single_match(matches, resource_type, criteria)
 
     def create(self, resource_type: str, body: Any, *, if_none_exist: str | None = None) -> Outcome:
         """``POST [type]``; with ``If-None-Exist``, returns the match instead of creating."""
@@ -319,29 +310,20 @@ class FhirService:
         """``DELETE [type]/[id]``: a deletion version is kept in the history."""
         require_type(resource_type)
         require_id(resource_id)
-        precondition = parse_if_match(if_match)
         label = f"{resource_type}/{resource_id}"
-        for _attempt in range(_RETRIES):
-            current = self.repository.read_current(resource_type, resource_id)
-            if precondition is not None:
-                precondition.check(label, current)
+
+        def plan(current: StoredResource | None) -> Outcome | tuple[VersionWrite, Outcome]:
             if current is None:
-                return Outcome(200, message=f"{resource_type}/{resource_id} does not exist; nothing deleted")
+                return Outcome(200, message=f"{label} does not exist; nothing deleted")
             if current.deleted:
-                return Outcome(200, message=f"{resource_type}/{resource_id} was already deleted")
-            tombstone = StoredResource(
-                resource_type, resource_id, current.version_id + 1, now_utc(), True, None, "DELETE"
+                return Outcome(200, message=f"{label} was already deleted")
+            version = current.version_id + 1
+            tombstone = StoredResource(resource_type, resource_id, version, now_utc(), True, None, "DELETE")
+            return VersionWrite(tombstone, current.version_id), Outcome(
+                200, tombstone, message=f"Deleted {label} (version {version})"
             )
-            try:
-                self.repository.write(VersionWrite(tombstone, current.version_id))
-            except VersionConflict:
-                if precondition is not None:
-                    raise precondition.lost_race(label) from None
-                continue
-            return Outcome(
-                200, tombstone, message=f"Deleted {resource_type}/{resource_id} (version {tombstone.version_id})"
-            )
-        raise Conflict(f"{resource_type}/{resource_id} is being changed concurrently; try again")
+
+        return self._compare_and_swap(resource_type, resource_id, parse_if_match(if_match), plan)
 
     def conditional_delete(self, resource_type: str, criteria: str) -> Outcome:
         """``DELETE [type]?criteria``: 0 matches is a no-op, 1 is deleted, several 412."""
@@ -391,11 +373,9 @@ class FhirService:
         *,
         must_exist: bool = False,
     ) -> Outcome:
-        label = f"{resource_type}/{resource_id}"
-        for _attempt in range(_RETRIES):
-            current = self.repository.read_current(resource_type, resource_id)
-            if precondition is not None:
-                precondition.check(label, current)
+        """Write ``build(current)`` as the next version, unless its content is unchanged."""
+
+        def plan(current: StoredResource | None) -> Outcome | tuple[VersionWrite, Outcome]:
             resource = build(current)
             live = current is not None and not current.deleted
             if live and current is not None and current.content is not None:
@@ -404,15 +384,39 @@ class FhirService:
                     return Outcome(200, current, message="No change; the current version is kept")
             previous = current.version_id if current is not None else 0
             write = self._version(resource, resource_type, resource_id, previous + 1, method, previous)
+            return write, Outcome(200 if live or must_exist else 201, write.new)
+
+        return self._compare_and_swap(resource_type, resource_id, precondition, plan)
+
+    def _compare_and_swap(
+        self,
+        resource_type: str,
+        resource_id: str,
+        precondition: IfMatch | None,
+        plan: Callable[[StoredResource | None], Outcome | tuple[VersionWrite, Outcome]],
+    ) -> Outcome:
+        """Read the current version, check ``If-Match``, write what ``plan`` decides.
+
+        A concurrent writer makes the store refuse the version; without ``If-Match`` the
+        whole read-plan-write is retried, with it the client gets 412.
+        """
+        label = f"{resource_type}/{resource_id}"
+        for _attempt in range(_RETRIES):
+            current = self.repository.read_current(resource_type, resource_id)
+            if precondition is not None:
+                precondition.check(label, current)
+            planned = plan(current)
+            if isinstance(planned, Outcome):
+                return planned
+            write, outcome = planned
             try:
                 self.repository.write(write)
             except VersionConflict:
                 if precondition is not None:
                     raise precondition.lost_race(label) from None
                 continue
-            return Outcome(200 if live or must_exist else 201, write.new)
-        raise Conflict(f"{resource_type}/{resource_id} is being changed concurrently; try again")
-
+            return outcome
+        raise Conflict(f"{label} is being changed concurrently; try again")
 
 def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
     if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
@@ -421,6 +425,13 @@ def _json_patch(operations: Any) -> jsonpatch.JsonPatch:
         return jsonpatch.JsonPatch(operations)
     except (jsonpatch.InvalidJsonPatch, jsonpointer.JsonPointerException, TypeError) as exc:
         raise InvalidRequest(f"Invalid JSON Patch: {clip(str(exc), 200)}") from None
+
+
+def single_match(matches: list[T], resource_type: str, criteria: str) -> T | None:
+    """The FHIR conditional rule: no match → None, one → it, several → 412."""
+    if len(matches) > 1:
+        raise MultipleMatches(f"The criteria '{clip(criteria, 120)}' match more than one {resource_type}")
+    return matches[0] if matches else None
 
 
 def canonical_criteria(spec: SearchSpec) -> str:

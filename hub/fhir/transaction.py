@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from hub.errors import HubError, InvalidRequest, Issue, MultipleMatches, NotFound
+from hub.errors import HubError, InvalidRequest, Issue, NotFound
 from hub.fhir.bundle_entries import BundleEntry, parse_entry
 from hub.fhir.indexing import extract_index
 from hub.fhir.outcome import from_error, operation_outcome
@@ -29,7 +29,7 @@ from hub.fhir.repository import IdCriterion, IndexValues, SearchSpec, TokenCrite
 from hub.fhir.response import entry_response, status_line
 from hub.fhir.router import dispatch
 from hub.fhir.search import matches_in_memory
-from hub.fhir.service import FhirService, Outcome, canonical_criteria
+from hub.fhir.service import FhirService, Outcome, canonical_criteria, single_match
 from hub.privacy import clip
 
 log = logging.getLogger("hub.fhir.transaction")
@@ -79,8 +79,16 @@ def _batch(service: FhirService, raw_entries: list[Any], base_url: str, prefer: 
 
 # -- transaction ---------------------------------------------------------------
 
-def _is_conditional(entry: BundleEntry) -> bool:
-    return bool(entry.if_none_exist) if entry.method == "POST" else bool(entry.query)
+def _criteria(entry: BundleEntry) -> str:
+    """The conditional criteria of an entry: If-None-Exist of a POST, else its URL query."""
+    return (entry.if_none_exist or "") if entry.method == "POST" else entry.query
+
+
+def _root(entry: BundleEntry) -> BundleEntry:
+    """The entry that really writes (or matched) what ``entry`` stands for."""
+    while entry.same_as is not None:
+        entry = entry.same_as
+    return entry
 
 
 class _PendingWrites:
@@ -141,7 +149,7 @@ class _Transaction:
         # Resolve what the bundle writes so that the result does not depend on entry order:
         # known targets first, then conditional updates, patches and creates.
         for entry in self._of("POST", "PUT", "PATCH"):
-            if not _is_conditional(entry):
+            if not _criteria(entry):
                 self._guard(entry, self._resolve_known)
         for method, step in (("PUT", self._resolve_conditional_update), ("PATCH", self._resolve_conditional_patch),
                              ("POST", self._resolve_conditional_create)):
@@ -166,7 +174,7 @@ class _Transaction:
         """Lock every conditional create/update criterion up front, in one sorted batch."""
         specs = []
         for entry in self.entries:
-            criteria = entry.if_none_exist if entry.method == "POST" else entry.query
+            criteria = _criteria(entry)
             if entry.method in ("POST", "PUT") and criteria:
                 try:
                     specs.append(self.service.conditional_spec(self._split(entry)[0], criteria))
@@ -228,23 +236,19 @@ class _Transaction:
             entry.same_as = owner
             return
         self.criteria_owner[(resource_type, canonical_criteria(spec))] = entry
-        matches = self._matches(spec)
-        if len(matches) > 1:
-            raise MultipleMatches(f"If-None-Exist '{clip(entry.if_none_exist, 120)}' matches more than one {resource_type}")
-        if not matches:
+        match = single_match(self._matches(spec), resource_type, entry.if_none_exist)
+        if match is None:
             self._pend(entry, (resource_type, self.service.new_id()))
-        elif isinstance(matches[0], tuple):  # a resource this bundle writes
-            entry.same_as = self._writer_of(matches[0])
+        elif isinstance(match, tuple):  # a resource this bundle writes
+            entry.same_as = self._writer_of(match)
         else:
-            entry.existing = matches[0]
+            entry.existing = match
 
     def _single_match_id(self, spec: SearchSpec, criteria: str) -> str | None:
-        matches = self._matches(spec)
-        if len(matches) > 1:
-            raise MultipleMatches(f"The criteria '{clip(criteria, 120)}' match more than one {spec.resource_type}")
-        if not matches:
+        match = single_match(self._matches(spec), spec.resource_type, criteria)
+        if match is None:
             return None
-        return matches[0][1] if isinstance(matches[0], tuple) else matches[0].id
+        return match[1] if isinstance(match, tuple) else match.id
 
     def _pend(self, entry: BundleEntry, target: tuple[str, str]) -> None:
         entry.target = target
@@ -318,12 +322,9 @@ class _Transaction:
         owner = self.criteria_owner.get((resource_type, canonical_criteria(spec)))
         if owner is not None:
             return self._identity_of(owner)
-        matches = self._matches(spec)
-        if len(matches) > 1:
-            raise MultipleMatches(f"Conditional reference '{clip(reference, 120)}' matches more than one resource")
-        if not matches:
+        match = single_match(self._matches(spec), resource_type, criteria)
+        if match is None:
             raise InvalidRequest(f"Conditional reference '{clip(reference, 120)}' matches no resource")
-        match = matches[0]
         return "/".join(match) if isinstance(match, tuple) else f"{resource_type}/{match.id}"
 
     def _create_all(self, entries: list[BundleEntry]) -> None:
@@ -347,9 +348,7 @@ class _Transaction:
                 existing = entry.existing
                 entry.outcome = Outcome(200, existing, message=f"{existing.resource_type}/{existing.id} exists")
             elif entry.same_as is not None:
-                owner = entry.same_as
-                while owner.same_as is not None:
-                    owner = owner.same_as
+                owner = _root(entry)
                 resource = owner.existing or (owner.outcome.resource if owner.outcome else None)
                 entry.outcome = Outcome(200, resource, message=f"Same resource as Bundle.entry[{owner.index}]")
 
@@ -377,8 +376,7 @@ class _Transaction:
         return next(e for e in self.entries if e.target == target and e.method in ("POST", "PUT"))
 
     def _identity_of(self, entry: BundleEntry) -> str:
-        while entry.same_as is not None:
-            entry = entry.same_as
+        entry = _root(entry)
         if entry.existing is not None:
             return f"{entry.existing.resource_type}/{entry.existing.id}"
         if entry.target is None:
