@@ -8,8 +8,12 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 $(BIN)/hub: pyproject.toml
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
-	  echo "python venv support is missing: installing python3-venv"; \
-	  apt-get update -qq && apt-get install -y -qq python3-venv; }
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "python venv support is missing: installing python3-venv"; \
+	    apt-get update -qq && apt-get install -y -qq python3-venv; \
+	  else \
+	    echo "python venv support is missing: run 'sudo apt-get install python3-venv'" >&2; exit 1; \
+	  fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
+from common import fresh_database_url
 
 from hub.config import Settings
 from hub.fhir import jsonio
@@ -53,13 +53,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        if args.database == "sqlite":
-            url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        else:
-            with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS hub_bench")
-                conn.execute("CREATE DATABASE hub_bench")
-            url = "postgresql+psycopg://postgres@127.0.0.1:5432/hub_bench"
+        url = fresh_database_url(args.database, Path(tmp))
         database = Database(Settings(database_url=url))
         upgrade(database.engine)
         raw = _bundle(args.patients)

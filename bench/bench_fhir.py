@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
-from sqlalchemy import create_engine
+from common import fresh_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -37,15 +36,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _database_url(kind: str, workdir: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{workdir / 'bench.db'}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS hub_bench")
-        conn.execute("CREATE DATABASE hub_bench")
-    return "postgresql+psycopg://postgres@127.0.0.1:5432/hub_bench"
 
 
 def _patient(rng: random.Random, n: int) -> dict:
@@ -94,7 +84,7 @@ def run(kind: str, bundles: int, reads: int) -> dict:
     rng = random.Random(20261123)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        url = _database_url(kind, workdir)
+        url = fresh_database_url(kind, workdir)
         env = dict(os.environ, HUB_DATABASE_URL=url)
         subprocess.run([HUB, "db", "upgrade"], env=env, check=True, capture_output=True)
         port = _free_port()
@@ -138,8 +128,6 @@ def run(kind: str, bundles: int, reads: int) -> dict:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        if kind == "postgresql":
-            create_engine(url).dispose()
     count = bundles * 100
     quantiles = statistics.quantiles(latencies, n=100)
     return {
@@ -158,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--bundles", type=int, default=50, help="bundles of 100 per resource type")
-    parser.add_argument("--reads", type=int, default=2000)
+    parser.add_argument("--reads", type=int, default=3000)
     args = parser.parse_args()
     print(json.dumps(run(args.database, args.bundles, args.reads), ensure_ascii=False))
 

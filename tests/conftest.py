@@ -92,17 +92,31 @@ def server(settings: Settings, database: Database) -> Iterator[str]:
     thread.join(timeout=10)
 
 
+def fhir_client(server: str) -> httpx.Client:
+    """A new HTTP client on the FHIR base of ``server``, sending FHIR JSON (one per thread)."""
+    return httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": FHIR_JSON}, timeout=60)
+
+
 @pytest.fixture
 def fhir(server: str, database: Database) -> Iterator[httpx.Client]:
-    """An HTTP client on the FHIR base, sending FHIR JSON."""
-    with httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": FHIR_JSON}, timeout=30) as client:
+    """An HTTP client on the FHIR base (``database`` is named so the tables are emptied first)."""
+    with fhir_client(server) as client:
         yield client
+
+
+#: The record-number system of the lead hospital in the test data.
+MRN = "urn:hub:mrn:org-ks-1"
 
 
 def patient(**extra: object) -> dict:
     """A small valid Patient."""
     return {"resourceType": "Patient", "name": [{"text": "张三", "family": "张", "given": ["三"]}],
             "gender": "male", **extra}
+
+
+def with_mrn(value: str, **extra: object) -> dict:
+    """A Patient with the lead hospital's record number ``value``."""
+    return patient(identifier=[{"system": MRN, "value": value}], **extra)
 
 
 def assert_outcome(response: httpx.Response, status: int, *, contains: str | None = None) -> dict:

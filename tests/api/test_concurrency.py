@@ -7,15 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.conftest import patient
+from tests.conftest import fhir_client, patient
 
 
 def _race(server: str, pid: str, body: dict, n: int) -> list[int]:
     barrier = threading.Barrier(n)
 
     def attempt(i: int) -> int:
-        with httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": "application/fhir+json"},
-                          timeout=60) as client:
+        with fhir_client(server) as client:
             changed = dict(body, name=[{"text": f"并发写入 {i}"}])
             barrier.wait()
             if_match = f'W/"{body["meta"]["versionId"]}"'
@@ -40,8 +39,7 @@ def test_unconditional_concurrent_updates_leave_no_gap(server: str, fhir: httpx.
     barrier = threading.Barrier(6)
 
     def attempt(i: int) -> int:
-        with httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": "application/fhir+json"},
-                          timeout=60) as client:
+        with fhir_client(server) as client:
             barrier.wait()
             codes = []
             for j in range(5):
@@ -61,8 +59,7 @@ def test_concurrent_update_as_create_of_one_id(server: str, fhir: httpx.Client) 
     barrier = threading.Barrier(4)
 
     def attempt(i: int) -> int:
-        with httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": "application/fhir+json"},
-                          timeout=60) as client:
+        with fhir_client(server) as client:
             barrier.wait()
             return client.put("/Patient/race-1", json=patient(id="race-1", name=[{"text": f"患者{i}"}])).status_code
 
@@ -78,8 +75,7 @@ def test_concurrent_conditional_creates_make_one_resource(server: str, fhir: htt
     criteria = "identifier=urn:hub:mrn:org-ks-1|RACE-7"
 
     def attempt(_i: int) -> int:
-        with httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": "application/fhir+json"},
-                          timeout=60) as client:
+        with fhir_client(server) as client:
             barrier.wait()
             body = patient(identifier=[{"system": "urn:hub:mrn:org-ks-1", "value": "RACE-7"}])
             return client.post("/Patient", json=body, headers={"If-None-Exist": criteria}).status_code

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import assert_outcome, patient
-
-MRN = "urn:hub:mrn:org-ks-1"
-
-
-def _with_mrn(value: str, **extra: object) -> dict:
-    return patient(identifier=[{"system": MRN, "value": value}], **extra)
+from tests.conftest import MRN, assert_outcome, patient, with_mrn
 
 
 def test_if_match_on_update(fhir: httpx.Client) -> None:
@@ -38,63 +32,63 @@ def test_if_match_on_patch_and_delete(fhir: httpx.Client) -> None:
 
 def test_conditional_create(fhir: httpx.Client) -> None:
     headers = {"If-None-Exist": f"identifier={MRN}|0001"}
-    first = fhir.post("/Patient", json=_with_mrn("0001"), headers=headers)
+    first = fhir.post("/Patient", json=with_mrn("0001"), headers=headers)
     assert first.status_code == 201
-    second = fhir.post("/Patient", json=_with_mrn("0001"), headers=headers)
+    second = fhir.post("/Patient", json=with_mrn("0001"), headers=headers)
     assert second.status_code == 200
     assert second.json()["id"] == first.json()["id"]
     assert fhir.get("/Patient", params={"identifier": f"{MRN}|0001"}).json()["total"] == 1
     # two matches -> 412 and nothing created
-    fhir.post("/Patient", json=_with_mrn("0002"))
-    fhir.post("/Patient", json=_with_mrn("0002"))
-    many = fhir.post("/Patient", json=_with_mrn("0002"), headers={"If-None-Exist": f"identifier={MRN}|0002"})
+    fhir.post("/Patient", json=with_mrn("0002"))
+    fhir.post("/Patient", json=with_mrn("0002"))
+    many = fhir.post("/Patient", json=with_mrn("0002"), headers={"If-None-Exist": f"identifier={MRN}|0002"})
     assert_outcome(many, 412, contains="more than one")
     assert fhir.get("/Patient", params={"identifier": f"{MRN}|0002"}).json()["total"] == 2
 
 
 def test_conditional_create_validates_before_matching(fhir: httpx.Client) -> None:
-    bad = _with_mrn("0003", gender="bogus")
+    bad = with_mrn("0003", gender="bogus")
     assert_outcome(fhir.post("/Patient", json=bad, headers={"If-None-Exist": f"identifier={MRN}|0003"}), 400)
 
 
 def test_conditional_update_zero_one_many(fhir: httpx.Client) -> None:
     # no match, no id: created with a server id
-    created = fhir.put("/Patient", params={"identifier": f"{MRN}|1001"}, json=_with_mrn("1001"))
+    created = fhir.put("/Patient", params={"identifier": f"{MRN}|1001"}, json=with_mrn("1001"))
     assert created.status_code == 201
     pid = created.json()["id"]
     # one match: updated in place
-    updated = fhir.put("/Patient", params={"identifier": f"{MRN}|1001"}, json=_with_mrn("1001", active=True))
+    updated = fhir.put("/Patient", params={"identifier": f"{MRN}|1001"}, json=with_mrn("1001", active=True))
     assert updated.status_code == 200
     assert updated.json()["id"] == pid and updated.json()["meta"]["versionId"] == "2"
     # one match but another id in the body
     assert_outcome(
-        fhir.put("/Patient", params={"identifier": f"{MRN}|1001"}, json=_with_mrn("1001", id="other")), 400
+        fhir.put("/Patient", params={"identifier": f"{MRN}|1001"}, json=with_mrn("1001", id="other")), 400
     )
     # no match, client id given: update-as-create with that id
-    with_id = fhir.put("/Patient", params={"identifier": f"{MRN}|1002"}, json=_with_mrn("1002", id="mrn-1002"))
+    with_id = fhir.put("/Patient", params={"identifier": f"{MRN}|1002"}, json=with_mrn("1002", id="mrn-1002"))
     assert with_id.status_code == 201 and with_id.json()["id"] == "mrn-1002"
     # many matches: 412
-    fhir.post("/Patient", json=_with_mrn("1003"))
-    fhir.post("/Patient", json=_with_mrn("1003"))
-    assert_outcome(fhir.put("/Patient", params={"identifier": f"{MRN}|1003"}, json=_with_mrn("1003")), 412)
+    fhir.post("/Patient", json=with_mrn("1003"))
+    fhir.post("/Patient", json=with_mrn("1003"))
+    assert_outcome(fhir.put("/Patient", params={"identifier": f"{MRN}|1003"}, json=with_mrn("1003")), 412)
     # no criteria at all
-    assert_outcome(fhir.put("/Patient", json=_with_mrn("1004")), 400, contains="criteria")
+    assert_outcome(fhir.put("/Patient", json=with_mrn("1004")), 400, contains="criteria")
 
 
 def test_conditional_update_refuses_existing_id_that_does_not_match(fhir: httpx.Client) -> None:
-    fhir.put("/Patient/p-1", json=_with_mrn("2001", id="p-1"))
-    response = fhir.put("/Patient", params={"identifier": f"{MRN}|2002"}, json=_with_mrn("2002", id="p-1"))
+    fhir.put("/Patient/p-1", json=with_mrn("2001", id="p-1"))
+    response = fhir.put("/Patient", params={"identifier": f"{MRN}|2002"}, json=with_mrn("2002", id="p-1"))
     assert_outcome(response, 409, contains="does not match")
 
 
 def test_conditional_delete(fhir: httpx.Client) -> None:
     none = fhir.delete("/Patient", params={"identifier": f"{MRN}|3001"})
     assert none.status_code == 200 and "nothing deleted" in none.text
-    pid = fhir.post("/Patient", json=_with_mrn("3001")).json()["id"]
+    pid = fhir.post("/Patient", json=with_mrn("3001")).json()["id"]
     assert fhir.delete("/Patient", params={"identifier": f"{MRN}|3001"}).status_code == 200
     assert_outcome(fhir.get(f"/Patient/{pid}"), 410)
-    fhir.post("/Patient", json=_with_mrn("3002"))
-    fhir.post("/Patient", json=_with_mrn("3002"))
+    fhir.post("/Patient", json=with_mrn("3002"))
+    fhir.post("/Patient", json=with_mrn("3002"))
     assert_outcome(fhir.delete("/Patient", params={"identifier": f"{MRN}|3002"}), 412)
     assert fhir.get("/Patient", params={"identifier": f"{MRN}|3002"}).json()["total"] == 2
 
@@ -103,13 +97,13 @@ def test_conditional_patch(fhir: httpx.Client) -> None:
     headers = {"Content-Type": "application/json-patch+json"}
     ops = [{"op": "add", "path": "/active", "value": True}]
     assert_outcome(fhir.patch("/Patient", params={"identifier": f"{MRN}|4001"}, json=ops, headers=headers), 404)
-    pid = fhir.post("/Patient", json=_with_mrn("4001")).json()["id"]
+    pid = fhir.post("/Patient", json=with_mrn("4001")).json()["id"]
     done = fhir.patch("/Patient", params={"identifier": f"{MRN}|4001"}, json=ops, headers=headers)
     assert done.status_code == 200 and done.json()["id"] == pid and done.json()["active"] is True
 
 
 def test_identifier_and_id_search_forms(fhir: httpx.Client) -> None:
-    a = fhir.post("/Patient", json=_with_mrn("5001")).json()["id"]
+    a = fhir.post("/Patient", json=with_mrn("5001")).json()["id"]
     b = fhir.post("/Patient", json=patient(identifier=[{"value": "5001"}])).json()["id"]
     c = fhir.post("/Patient", json=patient(identifier=[{"system": "urn:other", "value": "x"}])).json()["id"]
 
@@ -135,7 +129,7 @@ def test_identifier_and_id_search_forms(fhir: httpx.Client) -> None:
 
 def test_search_paging_and_unsupported_parameters(fhir: httpx.Client) -> None:
     for n in range(5):
-        fhir.post("/Patient", json=_with_mrn(f"6{n}"))
+        fhir.post("/Patient", json=with_mrn(f"6{n}"))
     page = fhir.get("/Patient", params={"_count": 2}).json()
     assert page["total"] == 5 and len(page["entry"]) == 2
     seen = {e["resource"]["id"] for e in page["entry"]}

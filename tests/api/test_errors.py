@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 
 from tests.conftest import assert_outcome, patient
@@ -32,10 +34,18 @@ def test_not_acceptable(fhir: httpx.Client) -> None:
     assert plain.status_code == 200 and plain.headers["content-type"].startswith("application/json")
 
 
-def test_body_over_limit(fhir: httpx.Client, settings: object) -> None:
+def test_body_over_limit(fhir: httpx.Client) -> None:
     big = patient(text={"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">" + "x" * 3_000_000
                         + "</div>"})
     assert_outcome(fhir.post("/Patient", json=big), 413, contains="limit")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is counted while streaming
+        yield b'{"resourceType":"Patient","text":{"status":"generated","div":"<div>'
+        for _ in range(300):
+            yield b"x" * 10_000
+        yield b'</div>"}}'
+
+    assert_outcome(fhir.post("/Patient", content=chunks()), 413, contains="limit")
     assert fhir.get("/_history").json()["total"] == 0
 
 
@@ -95,6 +105,9 @@ def test_hostile_inputs_are_400_not_500(fhir: httpx.Client) -> None:
     assert_outcome(fhir.get("/Patient", params={"_offset": "9" * 25}), 400, contains="_offset")
     assert_outcome(fhir.get("/_history", params={"_offset": "9" * 25}), 400, contains="_offset")
     assert_outcome(fhir.get(f"/Patient/{pid}/_history/{'9' * 25}"), 404)
+    assert_outcome(fhir.get("/Patient", params={"_count": "--5"}), 400, contains="_count")
+    assert_outcome(fhir.get("/_history", params={"_since": "0001-01-01T00:00:00+01:00"}), 400, contains="_since")
+    assert_outcome(fhir.post("/Patient", json=patient(name=[{}])), 400, contains="empty object")
     assert_outcome(fhir.post("/Patient", content=b'{"resourceType":"\\ud800"}'), 400, contains="surrogate")
     nul = b'{"resourceType":"Patient","identifier":[{"value":"a\\u0000b"}]}'
     assert_outcome(fhir.post("/Patient", content=nul), 400, contains="control character")

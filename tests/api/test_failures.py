@@ -34,8 +34,36 @@ def test_unexpected_error_is_500_outcome_without_internals(
     assert response.status_code == 500
     body = response.json()
     assert body["resourceType"] == "OperationOutcome"
-    assert "reference" in body["issue"][0]["diagnostics"]
+    diagnostics = body["issue"][0]["diagnostics"]
+    reference = diagnostics.split("reference ")[1].rstrip(")")
     assert "110101199003071234" not in response.text and "Traceback" not in response.text
+    assert any(reference in record.getMessage() for record in caplog.records)  # operators can find it
+
+
+def test_public_base_url_is_used_in_locations(settings: Settings, database: object) -> None:
+    public = Settings(database_url=settings.database_url, public_base_url="https://hub.ks.example.cn/fhir")
+    with TestClient(create_app(public, database)) as client:
+        response = client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "female"},
+                               headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 201
+    assert response.headers["location"].startswith("https://hub.ks.example.cn/fhir/Patient/")
+
+
+def test_served_logs_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging.config
+
+    from hub.privacy import logging_config
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        logging.config.dictConfig(logging_config())
+        logging.getLogger("uvicorn.error").error("client sent 11010519491231002X / 13812345678")
+    finally:
+        root.handlers[:], root.level = saved
+    err = capsys.readouterr().err
+    assert "110105********002X" in err and "138****5678" in err
+    assert "19491231" not in err and "13812345678" not in err
 
 
 def test_logs_mask_id_numbers_and_phones() -> None:

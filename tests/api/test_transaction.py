@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import assert_outcome, patient
-
-MRN = "urn:hub:mrn:org-ks-1"
+from hub.fhir.service import FhirService
+from tests.conftest import MRN, assert_outcome, patient, with_mrn
 
 
 def _entry(method: str, url: str, resource: dict | None = None, full_url: str | None = None, **request: str) -> dict:
@@ -51,7 +52,7 @@ def test_transaction_resolves_urn_uuid_references(fhir: httpx.Client) -> None:
     assert fhir.get("/" + patient_ref).status_code == 200
 
 
-def test_transaction_is_atomic(fhir: httpx.Client) -> None:
+def test_invalid_entry_is_named_and_nothing_is_written(fhir: httpx.Client) -> None:
     existing = fhir.put("/Patient/keep-me", json=patient(id="keep-me")).json()
     changed = dict(existing, active=True)
     bundle = _bundle(
@@ -65,6 +66,24 @@ def test_transaction_is_atomic(fhir: httpx.Client) -> None:
     assert fhir.get("/Patient", params={"identifier": f"{MRN}|T1"}).json()["total"] == 0
     assert fhir.get("/Patient/keep-me").json()["meta"]["versionId"] == "1"
     assert fhir.get("/_history").json()["total"] == 1
+
+
+def test_failure_after_writes_rolls_back_every_entry(fhir: httpx.Client) -> None:
+    fhir.put("/Patient/stale", json=patient(id="stale"))
+    bundle = _bundle(
+        "transaction",
+        _entry("POST", "Patient", with_mrn("AFTER")),  # written first (POST phase)
+        _entry("DELETE", "Patient/stale"),  # written before that (DELETE phase)
+        _entry("PUT", "Patient/early", patient(id="early")),  # runs before the failing PUT (target order)
+        _entry("PUT", "Patient/stale", patient(id="stale", active=True), ifMatch='W/"9"'),  # 412 last
+    )
+    assert_outcome(fhir.post("", json=bundle), 400, contains="only once")
+    bundle["entry"].pop(1)  # without the overlapping delete: the PUT's stale If-Match fails after the writes
+    body = assert_outcome(fhir.post("", json=bundle), 412, contains="Bundle.entry[2]")
+    assert body["issue"][0]["expression"] == ["Bundle.entry[2]"]
+    assert fhir.get("/Patient", params={"identifier": f"{MRN}|AFTER"}).json()["total"] == 0
+    assert fhir.get("/Patient/early").status_code == 404
+    assert fhir.get("/Patient/stale").json()["meta"]["versionId"] == "1"
 
 
 def test_transaction_processing_order_and_outcomes(fhir: httpx.Client) -> None:
@@ -143,6 +162,31 @@ def test_transaction_returns_resources_when_asked(fhir: httpx.Client) -> None:
     assert full["entry"][0]["resource"]["resourceType"] == "Patient"
 
 
+def test_batch_entry_that_fails_after_writing_is_rolled_back_alone(
+    fhir: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = FhirService.update
+
+    def update_then_fail(self: FhirService, resource_type: str, resource_id: str, *args: Any, **kwargs: Any) -> Any:
+        outcome = original(self, resource_type, resource_id, *args, **kwargs)
+        if resource_id == "boom":
+            raise RuntimeError("failure after the write")
+        return outcome
+
+    monkeypatch.setattr(FhirService, "update", update_then_fail)
+    bundle = _bundle("batch", _entry("POST", "Patient", with_mrn("BATCH-A")),
+                     _entry("PUT", "Patient/boom", patient(id="boom")),
+                     _entry("PUT", "Patient/fine", patient(id="fine")))
+    result = fhir.post("", json=bundle)
+    assert result.status_code == 200
+    entries = result.json()["entry"]
+    assert [e["response"]["status"] for e in entries] == ["201 Created", "500 Internal Server Error", "201 Created"]
+    assert entries[1]["response"]["outcome"]["issue"][0]["code"] == "exception"
+    assert fhir.get("/Patient/boom").status_code == 404  # its savepoint was rolled back
+    assert fhir.get("/Patient/fine").status_code == 200
+    assert fhir.get("/Patient", params={"identifier": f"{MRN}|BATCH-A"}).json()["total"] == 1
+
+
 def test_batch_entries_are_independent(fhir: httpx.Client) -> None:
     fhir.put("/Patient/b-read", json=patient(id="b-read"))
     bundle = _bundle(
@@ -175,16 +219,13 @@ def test_bundle_shape_errors(fhir: httpx.Client) -> None:
     assert_outcome(fhir.post("", json=bad_method), 400, contains="method")
 
 
-def _with_mrn(value: str, **extra: object) -> dict:
-    return patient(identifier=[{"system": MRN, "value": value}], **extra)
-
 
 def test_deletes_run_before_conditional_creates_are_resolved(fhir: httpx.Client) -> None:
-    fhir.put("/Patient/d1", json=_with_mrn("D1", id="d1"))
+    fhir.put("/Patient/d1", json=with_mrn("D1", id="d1"))
     bundle = _bundle(
         "transaction",
         _entry("POST", "Observation", _observation("urn:uuid:aaaaaaaa-0000-4000-8000-000000000001")),
-        _entry("POST", "Patient", _with_mrn("D1", gender="female"), "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001",
+        _entry("POST", "Patient", with_mrn("D1", gender="female"), "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001",
                ifNoneExist=f"identifier={MRN}|D1"),
         _entry("DELETE", "Patient/d1"),
     )
@@ -203,9 +244,9 @@ def test_one_bundle_never_creates_one_patient_twice(fhir: httpx.Client) -> None:
     criteria = f"identifier={MRN}|DUP"
     bundle = _bundle(
         "transaction",
-        _entry("POST", "Patient", _with_mrn("DUP"), "urn:uuid:bbbbbbbb-0000-4000-8000-000000000001",
+        _entry("POST", "Patient", with_mrn("DUP"), "urn:uuid:bbbbbbbb-0000-4000-8000-000000000001",
                ifNoneExist=criteria),
-        _entry("POST", "Patient", _with_mrn("DUP"), "urn:uuid:bbbbbbbb-0000-4000-8000-000000000002",
+        _entry("POST", "Patient", with_mrn("DUP"), "urn:uuid:bbbbbbbb-0000-4000-8000-000000000002",
                ifNoneExist=criteria),
         _entry("POST", "Observation", _observation("urn:uuid:bbbbbbbb-0000-4000-8000-000000000001")),
         _entry("POST", "Observation", _observation("urn:uuid:bbbbbbbb-0000-4000-8000-000000000002")),
@@ -227,7 +268,7 @@ def test_conditional_reference_to_a_patient_created_in_the_same_bundle(fhir: htt
     bundle = _bundle(
         "transaction",
         _entry("POST", "Observation", _observation(f"Patient?identifier={MRN}|NEW9")),
-        _entry("POST", "Patient", _with_mrn("NEW9")),
+        _entry("POST", "Patient", with_mrn("NEW9")),
     )
     result = fhir.post("", json=bundle)
     assert result.status_code == 200, result.text
@@ -241,12 +282,12 @@ def test_repeated_full_url_and_overlapping_conditional_delete_are_refused(fhir: 
     same = "urn:uuid:cccccccc-0000-4000-8000-000000000001"
     repeated = _bundle("transaction", _entry("POST", "Patient", patient(), same), _entry("POST", "Patient", patient(), same))
     assert_outcome(fhir.post("", json=repeated), 400, contains="repeats the fullUrl")
-    fhir.put("/Patient/d4", json=_with_mrn("D4", id="d4"))
+    fhir.put("/Patient/d4", json=with_mrn("D4", id="d4"))
     overlap = _bundle("transaction", _entry("DELETE", f"Patient?identifier={MRN}|D4"),
-                      _entry("PUT", "Patient/d4", _with_mrn("D4", id="d4", active=True)))
+                      _entry("PUT", "Patient/d4", with_mrn("D4", id="d4", active=True)))
     assert_outcome(fhir.post("", json=overlap), 400, contains="only once")
     assert fhir.get("/Patient/d4").json()["meta"]["versionId"] == "1"
-    with_query = _bundle("transaction", _entry("PUT", "Patient/d4?active=true", _with_mrn("D4", id="d4")))
+    with_query = _bundle("transaction", _entry("PUT", "Patient/d4?active=true", with_mrn("D4", id="d4")))
     assert_outcome(fhir.post("", json=with_query), 400, contains="both an id and search criteria")
 
 

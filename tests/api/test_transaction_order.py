@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from hub.store.database import Database
-from tests.api.test_transaction import MRN, _bundle, _entry, _observation, _with_mrn
-from tests.conftest import assert_outcome, patient
+from tests.api.test_transaction import _bundle, _entry, _observation
+from tests.conftest import MRN, assert_outcome, fhir_client, patient, with_mrn
 
 HTTP_SYSTEM = "http://hospital.example.cn/mrn"
 
@@ -26,8 +26,8 @@ def _patch_entry(url: str, ops: list[dict]) -> dict:
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_conditional_create_sees_a_put_of_the_same_bundle(fhir: httpx.Client, reverse: bool) -> None:
-    entries = [_entry("POST", "Patient", _with_mrn("ORD1"), ifNoneExist=f"identifier={MRN}|ORD1"),
-               _entry("PUT", "Patient/ord-p", _with_mrn("ORD1", id="ord-p"))]
+    entries = [_entry("POST", "Patient", with_mrn("ORD1"), ifNoneExist=f"identifier={MRN}|ORD1"),
+               _entry("PUT", "Patient/ord-p", with_mrn("ORD1", id="ord-p"))]
     result = fhir.post("", json=_bundle("transaction", *(entries[::-1] if reverse else entries)))
     assert result.status_code == 200, result.text
     assert fhir.get("/Patient", params={"identifier": f"{MRN}|ORD1"}).json()["total"] == 1
@@ -46,7 +46,7 @@ def test_gets_run_after_every_write(fhir: httpx.Client, reverse: bool) -> None:
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_overlapping_deletes_fail_in_any_order(fhir: httpx.Client, reverse: bool) -> None:
-    fhir.put("/Patient/del-o", json=_with_mrn("DELO", id="del-o"))
+    fhir.put("/Patient/del-o", json=with_mrn("DELO", id="del-o"))
     entries = [_entry("DELETE", f"Patient?identifier={MRN}|DELO"), _entry("DELETE", "Patient/del-o")]
     response = fhir.post("", json=_bundle("transaction", *(entries[::-1] if reverse else entries)))
     assert_outcome(response, 400, contains="only once")
@@ -54,7 +54,7 @@ def test_overlapping_deletes_fail_in_any_order(fhir: httpx.Client, reverse: bool
 
 
 def test_patch_in_the_bundle_is_seen_by_conditional_references(fhir: httpx.Client) -> None:
-    fhir.put("/Patient/pt1", json=_with_mrn("OLD", id="pt1"))
+    fhir.put("/Patient/pt1", json=with_mrn("OLD", id="pt1"))
     ops = [{"op": "replace", "path": "/identifier/0/value", "value": "NEW"}]
     by_old = _bundle("transaction", _patch_entry("Patient/pt1", ops),
                      _entry("POST", "Observation", _observation(f"Patient?identifier={MRN}|OLD")))
@@ -99,10 +99,12 @@ def test_document_bundle_inside_a_transaction_keeps_its_references(fhir: httpx.C
         {"resource": _observation("urn:uuid:dddddddd-0000-4000-8000-000000000001")}]}
     result = fhir.post("", json=_bundle("transaction", _entry("POST", "Bundle", document)))
     assert result.status_code == 200, result.text
+    stored = fhir.get("/" + "/".join(result.json()["entry"][0]["response"]["location"].split("/")[:2])).json()
+    assert stored["entry"][1]["resource"]["subject"]["reference"] == "urn:uuid:dddddddd-0000-4000-8000-000000000001"
 
 
 def test_non_string_id_and_head_entries(fhir: httpx.Client) -> None:
-    numeric = _bundle("transaction", _entry("PUT", f"Patient?identifier={MRN}|NUM", _with_mrn("NUM", id=123)))
+    numeric = _bundle("transaction", _entry("PUT", f"Patient?identifier={MRN}|NUM", with_mrn("NUM", id=123)))
     assert_outcome(fhir.post("", json=numeric), 400, contains="string")
     fhir.put("/Patient/hd1", json=patient(id="hd1"))
     head = fhir.post("", json=_bundle("batch", _entry("HEAD", "Patient/hd1"))).json()["entry"][0]
@@ -114,14 +116,13 @@ def test_opposite_bundles_do_not_deadlock(server: str, fhir: httpx.Client, datab
     keys = [f"DL{i}" for i in range(60)]
 
     def bundle(order: list[str]) -> dict:
-        return _bundle("transaction", *[_entry("POST", "Patient", _with_mrn(k), ifNoneExist=f"identifier={MRN}|{k}")
+        return _bundle("transaction", *[_entry("POST", "Patient", with_mrn(k), ifNoneExist=f"identifier={MRN}|{k}")
                                         for k in order])
 
     barrier = threading.Barrier(2)
 
     def send(order: list[str]) -> int:
-        with httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": "application/fhir+json"},
-                          timeout=60) as client:
+        with fhir_client(server) as client:
             barrier.wait()
             return client.post("", json=bundle(order)).status_code
 

@@ -1,0 +1,22 @@
+"""Shared set-up of the benchmarks: a fresh database of each kind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+
+#: libpq connection string of the PostgreSQL server (an admin database), overridable.
+PG_ADMIN = os.environ.get("HUB_BENCH_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+
+
+def fresh_database_url(kind: str, workdir: Path) -> str:
+    """A SQLAlchemy URL of an empty database: a SQLite file in ``workdir``, or ``hub_bench`` recreated."""
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'bench.db'}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS hub_bench")
+        conn.execute("CREATE DATABASE hub_bench")
+        user, host, port = conn.info.user, conn.info.host, conn.info.port
+    return f"postgresql+psycopg://{user}@{host}:{port}/hub_bench"
