@@ -15,7 +15,6 @@ def alembic_config(engine: Engine) -> Config:
     """An Alembic config for the hub's migrations, bound to ``engine``."""
     config = Config()
     config.set_main_option("script_location", str(importlib_resources.files("hub") / "migrations"))
-    config.attributes["engine"] = engine
     return config
 
 
@@ -25,6 +24,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database schema back to ``revision`` (``base``: no hub tables)."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
 
 
 def current_revision(engine: Engine) -> str | None:
