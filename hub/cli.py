@@ -52,7 +52,7 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision")) -
 def db_current() -> None:
     """Show the schema revision of the database and of the code."""
     database = _database()
-    console.print(f"database: {current_revision(database.engine)}  code: {head_revision(database.engine)}")
+    console.print(f"database: {current_revision(database.engine)}  code: {head_revision()}")
 
 
 def load_bundle(database: Database, bundle: object) -> dict:

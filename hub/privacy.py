@@ -47,6 +47,7 @@ def logging_config() -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": True},
+            "alembic": {"level": "WARNING"},
         },
     }
 

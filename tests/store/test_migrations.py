@@ -14,7 +14,7 @@ from hub.store.tables import metadata
 
 
 def test_database_is_at_head(database: Database) -> None:
-    assert current_revision(database.engine) == head_revision(database.engine)
+    assert current_revision(database.engine) == head_revision()
 
 
 def test_migrations_match_the_table_definitions(database: Database) -> None:
@@ -33,5 +33,5 @@ def test_downgrade_and_upgrade_round_trip(tmp_path: Path) -> None:
     downgrade(engine, "base")
     assert not tables & set(inspect(engine).get_table_names())
     upgrade(engine)
-    assert current_revision(engine) == head_revision(engine)
+    assert current_revision(engine) == head_revision()
     engine.dispose()
