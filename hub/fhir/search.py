@@ -148,10 +148,8 @@ def parse_search(
                 f"Search parameter '{clip(name, 64)}' is not supported for {resource_type} "
                 f"(supported: {supported}, _count, _offset, _total, _summary=count)"
             )
-    kept = paging.kept + paging.rest
-    count, offset = paging.count, paging.offset
-    spec = SearchSpec(resource_type, tuple(criteria), offset=offset, count=count)
-    return SearchRequest(spec, total, summary_count, tuple(kept))
+    spec = SearchSpec(resource_type, tuple(criteria), offset=paging.offset, count=paging.count)
+    return SearchRequest(spec, total, summary_count, tuple(paging.kept + paging.rest))
 
 
 def parse_conditional(resource_type: str, query: str, *, max_count: int) -> SearchSpec:

@@ -196,13 +196,11 @@ class FhirService:
 
     def create(self, resource_type: str, body: Any, *, if_none_exist: str | None = None) -> Outcome:
         """``POST [type]``; with ``If-None-Exist``, returns the match instead of creating."""
-        require_type(resource_type)
-        resource = validate_resource(body, resource_type)
+        write = self.prepare_create(resource_type, body)
         if if_none_exist:
             existing = self.find_existing(resource_type, if_none_exist, for_write=True)
             if existing is not None:
                 return Outcome(200, existing, message=f"{resource_type}/{existing.id} already exists; nothing created")
-        write = self._version(resource, resource_type, self.new_id(), 1, "POST", 0, may_conflict=False)
         self.repository.write(write)
         return Outcome(201, write.new)
 
