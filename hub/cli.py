@@ -9,16 +9,19 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from hub.config import Settings
 from hub.errors import HubError
 from hub.fhir import jsonio
+from hub.fhir.resource_types import resource_types
 from hub.fhir.service import FhirService
 from hub.fhir.transaction import process_bundle
 from hub.privacy import logging_config
 from hub.store.database import Database
 from hub.store.migrate import current_revision, head_revision, upgrade
+from hub.store.reindex import count_current, reindex
 
 app = typer.Typer(help="Regional health-data hub (区域医疗健康数据中心).", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -58,7 +61,7 @@ def db_current() -> None:
 def load_bundle(database: Database, bundle: object) -> dict:
     """Run a transaction/batch Bundle in-process and return the response Bundle."""
     with database.unit_of_work(write=True) as repository:
-        return process_bundle(FhirService(repository), bundle, "", "minimal")
+        return process_bundle(FhirService(repository, search_parameters=database.search_parameters), bundle, "", "minimal")
 
 
 @app.command("load")
@@ -82,6 +85,24 @@ def _summarize(result: dict) -> None:
     for status, n in sorted(counts.items()):
         table.add_row(status, str(n))
     console.print(table)
+
+
+@app.command("reindex")
+def reindex_command(
+    resource_type: str = typer.Option(None, "--type", help="Only this resource type (default: every type)"),
+    restart: bool = typer.Option(False, "--restart", help="Start over instead of resuming an unfinished run"),
+) -> None:
+    """Rebuild search-index rows (after adding a SearchParameter); resumes an interrupted run."""
+    database = _database()
+    if resource_type is not None and resource_type not in resource_types():
+        console.print(f"[red]Unknown resource type[/] {resource_type}")
+        raise typer.Exit(2)
+    total = count_current(database, resource_type)
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as bar:
+        task = bar.add_task(f"reindex {resource_type or 'all types'}", total=total)
+        result = reindex(database, resource_type, restart=restart, progress=lambda done: bar.update(task, completed=done))
+    resumed = " (resumed)" if result.resumed else ""
+    console.print(f"[green]Reindexed {result.total_done} resources[/]{resumed}: {result.indexed} in this run")
 
 
 @app.command("serve")

@@ -37,6 +37,8 @@ class Settings:
     max_page_size: int = 1000
     #: SQLAlchemy pool size for server databases.
     pool_size: int = 10
+    #: IANA zone of dates and times written without an offset (search ranges), e.g. Asia/Shanghai.
+    timezone: str = "Asia/Shanghai"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -48,6 +50,7 @@ class Settings:
             default_page_size=_int_env("HUB_DEFAULT_PAGE_SIZE", 20),
             max_page_size=_int_env("HUB_MAX_PAGE_SIZE", 1000),
             pool_size=_int_env("HUB_DB_POOL_SIZE", 10),
+            timezone=os.environ.get("HUB_TIMEZONE") or "Asia/Shanghai",
         )
 
     def sqlite_path(self) -> Path | None:

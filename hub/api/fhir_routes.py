@@ -61,7 +61,8 @@ def _query(request: Request) -> str:
 @router.get("/metadata", summary="CapabilityStatement")
 def metadata(ctx: Context) -> Response:
     """What this server supports (FHIR 4.0.1)."""
-    body = capability_statement(ctx.base_url, __version__)
+    with ctx.service(write=False) as service:
+        body = capability_statement(ctx.base_url, __version__, service.registry)
     return ctx.send(Rendered(200, jsonio.dumps(body)))
 
 
@@ -83,11 +84,20 @@ def system_history(request: Request, ctx: Context) -> Response:
     return ctx.respond(outcome)
 
 
+@router.get("", summary="System search")
+@router.get("/", include_in_schema=False)
+def system_search(request: Request, ctx: Context) -> Response:
+    """Search across types: ``_type`` and the common parameters (``_id``, ``_lastUpdated``, ``_tag``…)."""
+    with ctx.service(write=False) as service:
+        outcome = service.search(None, _params(request), ctx.base_url, lenient=ctx.lenient)
+    return ctx.respond(outcome)
+
+
 @router.get("/{resource_type}", summary="Search")
 def search(resource_type: TypeName, request: Request, ctx: Context) -> Response:
-    """Search a resource type (``_id``, ``identifier``; paging with ``_count``/``_offset``)."""
+    """Search a resource type with any of its R4 search parameters, chains, _include and _sort."""
     with ctx.service(write=False) as service:
-        outcome = service.search(resource_type, _params(request), ctx.base_url)
+        outcome = service.search(resource_type, _params(request), ctx.base_url, lenient=ctx.lenient)
     return ctx.respond(outcome)
 
 
@@ -101,7 +111,7 @@ async def search_post(resource_type: TypeName, request: Request, ctx: Context) -
 
     def run() -> Response:
         with ctx.service(write=False) as service:
-            return ctx.respond(service.search(resource_type, params, ctx.base_url))
+            return ctx.respond(service.search(resource_type, params, ctx.base_url, lenient=ctx.lenient))
 
     return await run_in_threadpool(run)
 
@@ -199,6 +209,23 @@ def instance_history(resource_type: TypeName, resource_id: str, request: Request
     """Every version of one resource, newest first."""
     with ctx.service(write=False) as service:
         outcome = service.history(resource_type, resource_id, _params(request), ctx.base_url)
+    return ctx.respond(outcome)
+
+
+@router.get("/Patient/{patient_id}/$everything", summary="Patient $everything")
+def everything(patient_id: str, request: Request, ctx: Context) -> Response:
+    """The patient and every resource in its compartment, paged (``_type``, ``_since``, ``_count``)."""
+    with ctx.service(write=False) as service:
+        outcome = service.everything(patient_id, _params(request), ctx.base_url)
+    return ctx.respond(outcome)
+
+
+@router.get("/Patient/{patient_id}/{compartment_type}", summary="Patient compartment search")
+def compartment_search(patient_id: str, compartment_type: str, request: Request, ctx: Context) -> Response:
+    """Resources of one type in the patient's compartment, with any search parameters of that type."""
+    with ctx.service(write=False) as service:
+        outcome = service.compartment_search(patient_id, compartment_type, _params(request), ctx.base_url,
+                                             lenient=ctx.lenient)
     return ctx.respond(outcome)
 
 

@@ -28,7 +28,7 @@ from hub.errors import (
 )
 from hub.fhir import jsonio
 from hub.fhir.outcome import from_error, operation_outcome
-from hub.fhir.response import Rendered, parse_prefer, render
+from hub.fhir.response import Rendered, parse_handling, parse_prefer, render
 from hub.fhir.service import FhirService, Outcome
 from hub.privacy import clip
 from hub.store.database import Database
@@ -97,6 +97,8 @@ class FhirContext:
     base_url: str
     prefer: str
     media_type: str
+    #: ``Prefer: handling=lenient``: unknown search parameters are ignored, not refused.
+    lenient: bool = False
 
     @contextmanager
     def service(self, *, write: bool) -> Iterator[FhirService]:
@@ -106,6 +108,7 @@ class FhirContext:
                 repository,
                 default_page_size=self.settings.default_page_size,
                 max_page_size=self.settings.max_page_size,
+                search_parameters=self.database.search_parameters,
             )
 
     def respond(self, outcome: Outcome) -> Response:
@@ -138,6 +141,7 @@ async def fhir_context(request: Request) -> FhirContext:
         base_url=base_url_of(request, settings),
         prefer=parse_prefer(request.headers.get("prefer")),
         media_type=response_media_type(request),
+        lenient=parse_handling(request.headers.get("prefer")) == "lenient",
     )
 
 

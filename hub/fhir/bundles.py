@@ -1,4 +1,4 @@
-"""Searchset and history Bundles, embedding stored resource bytes as they are."""
+"""History Bundles (and the Bundle skeleton), embedding stored resource bytes as they are."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 from hub.fhir.instants import format_instant, now_utc
 from hub.fhir.jsonio import Fragment
 from hub.fhir.repository import HistorySpec, StoredResource
-from hub.fhir.search import SearchRequest
 
 _STATUS_OF_METHOD = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
 
@@ -31,36 +30,14 @@ def _paging_links(
     return links
 
 
-def _bundle(kind: str) -> dict[str, Any]:
+def bundle_skeleton(kind: str) -> dict[str, Any]:
+    """An empty Bundle of ``kind`` with a fresh id and ``meta.lastUpdated``."""
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
         "meta": {"lastUpdated": format_instant(now_utc())},
         "type": kind,
     }
-
-
-def searchset_bundle(
-    request: SearchRequest, matches: list[StoredResource], total: int | None, base_url: str
-) -> dict[str, Any]:
-    """A ``searchset`` Bundle of ``matches`` with self/next/previous links."""
-    spec = request.spec
-    bundle = _bundle("searchset")
-    if total is not None:
-        bundle["total"] = total
-    bundle["link"] = _paging_links(
-        base_url, spec.resource_type, list(request.params), spec.offset, spec.count, len(matches), total
-    )
-    if matches:
-        bundle["entry"] = [
-            {
-                "fullUrl": f"{base_url}/{m.resource_type}/{m.id}",
-                "resource": Fragment(m.content),
-                "search": {"mode": "match"},
-            }
-            for m in matches
-        ]
-    return bundle
 
 
 def history_bundle(
@@ -72,7 +49,7 @@ def history_bundle(
     base_url: str,
 ) -> dict[str, Any]:
     """A ``history`` Bundle, newest version first; deletions carry no resource."""
-    bundle = _bundle("history")
+    bundle = bundle_skeleton("history")
     bundle["total"] = total
     bundle["link"] = _paging_links(base_url, path, params, spec.offset, spec.count, len(versions), total)
     entries = []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.fhir.indexing import identifier_paths
 from hub.fhir.instants import format_instant, now_utc
 from hub.fhir.resource_types import resource_types
+from hub.fhir.search_params import SearchRegistry
 
 _TYPE_INTERACTIONS = [
     "read", "vread", "update", "patch", "delete",
@@ -14,15 +14,22 @@ _TYPE_INTERACTIONS = [
 ]
 
 
-def capability_statement(base_url: str, software_version: str) -> dict[str, Any]:
+def _search_params(registry: SearchRegistry, resource_type: str) -> list[dict[str, str]]:
+    params = []
+    for code, param in sorted(registry.for_type(resource_type).items()):
+        if param.searchable:
+            entry = {"name": code, "type": param.type}
+            if param.url:
+                entry["definition"] = param.url
+            params.append(entry)
+    return params
+
+
+def capability_statement(base_url: str, software_version: str, registry: SearchRegistry) -> dict[str, Any]:
     """A CapabilityStatement (R4, kind ``instance``) for the server at ``base_url``."""
-    identified = identifier_paths()
     resources = []
     for resource_type in sorted(resource_types()):
-        params = [{"name": "_id", "type": "token", "documentation": "Logical id (comma-separated for OR)"}]
-        if resource_type in identified:
-            params.append({"name": "identifier", "type": "token",
-                           "documentation": "system|value, |value, system| or value"})
+        params = _search_params(registry, resource_type)
         resources.append({
             "type": resource_type,
             "interaction": [{"code": code} for code in _TYPE_INTERACTIONS],
@@ -34,6 +41,9 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "referencePolicy": ["literal"],
+            "searchInclude": ["*"] + sorted(f"{resource_type}:{p['name']}" for p in params
+                                              if p["type"] == "reference"),
+            "searchRevInclude": ["*"],
             "searchParam": params,
         })
     return {
@@ -50,10 +60,16 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"},
+                            {"code": "search-system"}],
             "searchParam": [
                 {"name": "_count", "type": "number", "documentation": "Page size"},
-                {"name": "_offset", "type": "number", "documentation": "Index of the first result (paging)"},
+                {"name": "_sort", "type": "special", "documentation": "Sort keys, '-' for descending"},
+                {"name": "_total", "type": "special", "documentation": "accurate, estimate or none"},
+                {"name": "_summary", "type": "special", "documentation": "true, text, data, count"},
+                {"name": "_elements", "type": "special", "documentation": "Top-level elements to return"},
             ],
+            "operation": [{"name": "everything",
+                           "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}],
         }],
     }

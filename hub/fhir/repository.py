@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from hub.fhir.criteria import Criterion, SortKey
+
 
 @dataclass(frozen=True, slots=True)
 class StoredResource:
@@ -27,6 +29,8 @@ class StoredResource:
     content: bytes | None
     #: The interaction that made this version: POST, PUT, PATCH or DELETE.
     method: str = "PUT"
+    #: The store's key of the resource (search results only): a paging cursor.
+    pk: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +43,62 @@ class TokenIndexValue:
 
 
 @dataclass(frozen=True, slots=True)
+class StringIndexValue:
+    """A string search value: normalized (for starts-with and contains) and exact."""
+
+    param: str
+    normalized: str
+    exact: str
+
+
+@dataclass(frozen=True, slots=True)
+class DateIndexValue:
+    """A date search value: the microseconds (since 1970, UTC) its first and last instants cover."""
+
+    param: str
+    low: int
+    high: int
+
+
+@dataclass(frozen=True, slots=True)
+class NumberIndexValue:
+    """A number or quantity search value (a range, for Range values); quantities carry system and code."""
+
+    param: str
+    low: float
+    high: float
+    system: str = ""
+    code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UriIndexValue:
+    """A uri search value."""
+
+    param: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceIndexValue:
+    """A reference: a local ``target_type``/``target_id``, or an absolute or canonical ``url``."""
+
+    param: str
+    target_type: str
+    target_id: str
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class IndexValues:
     """Every search value extracted from one resource version."""
 
     tokens: tuple[TokenIndexValue, ...] = ()
+    strings: tuple[StringIndexValue, ...] = ()
+    dates: tuple[DateIndexValue, ...] = ()
+    numbers: tuple[NumberIndexValue, ...] = ()
+    uris: tuple[UriIndexValue, ...] = ()
+    references: tuple[ReferenceIndexValue, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,35 +117,25 @@ class VersionWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenCriterion:
-    """Match resources having any of ``values`` for token parameter ``param``.
+class SearchSpec:
+    """A search the store runs: all criteria must match (AND).
 
-    Each value is ``(system, code)``: system ``None`` = any system, ``""`` = no system;
-    code ``None`` = any code of that system.
+    Results come in ``sort`` order, then by storage order. Paging is either keyset
+    (``after``/``before`` a storage key, default order only) or ``offset`` within a
+    snapshot (``bound``: no resource stored after the first page), so pages stay
+    right while new resources arrive.
     """
 
-    param: str
-    values: tuple[tuple[str | None, str | None], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class IdCriterion:
-    """Match resources whose id is one of ``ids``."""
-
-    ids: tuple[str, ...]
-
-
-Criterion = TokenCriterion | IdCriterion
-
-
-@dataclass(frozen=True, slots=True)
-class SearchSpec:
-    """A search the store runs: all criteria must match (AND); values within one OR."""
-
-    resource_type: str
+    #: None searches several types (``types``; empty = every type).
+    resource_type: str | None
     criteria: tuple[Criterion, ...] = ()
     offset: int = 0
     count: int = 20
+    sort: tuple[SortKey, ...] = ()
+    after: int | None = None
+    before: int | None = None
+    bound: int | None = None
+    types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +169,32 @@ class FhirRepository(Protocol):
 
     def count(self, spec: SearchSpec) -> int:
         """How many current, non-deleted resources match ``spec``."""
+
+    def type_stamp(self, resource_type: str) -> tuple[int, datetime | None]:
+        """How many resources of a type exist (deleted included) and when one last changed."""
+
+    def latest_key(self) -> int:
+        """The key of the most recently stored resource (a snapshot bound for paging)."""
+
+    def referenced(
+        self, sources: Sequence[int], params: Sequence[tuple[str, str | None, str | None]], limit: int
+    ) -> list[StoredResource]:
+        """Current resources that the resources keyed ``sources`` refer to.
+
+        Each of ``params`` is ``(source_type or "*", reference parameter or None for any,
+        target type or None for any)``.
+        """
+
+    def referring(
+        self, targets: Sequence[tuple[str, str]], source_type: str, param: str | None, limit: int
+    ) -> list[StoredResource]:
+        """Current ``source_type`` resources (``*``: any) referring to ``targets`` through ``param`` (None: any)."""
+
+    def current_batch(self, resource_type: str | None, after: int, limit: int) -> list[StoredResource]:
+        """Up to ``limit`` current resources with keys above ``after``, in key order (reindexing)."""
+
+    def replace_index(self, items: Sequence[tuple[StoredResource, IndexValues]]) -> None:
+        """Replace the index rows of these resources (keyed by ``pk``) with new values."""
 
     def history(self, spec: HistorySpec) -> list[StoredResource]:
         """Versions newest first, one page."""

@@ -37,6 +37,16 @@ def parse_prefer(header: str | None) -> str:
     return "representation"
 
 
+def parse_handling(header: str | None) -> str:
+    """The ``handling=`` preference of a ``Prefer`` header: ``strict`` (default) or ``lenient``."""
+    for part in (header or "").split(";"):
+        for item in part.split(","):
+            key, _, value = item.strip().partition("=")
+            if key.strip() == "handling" and value.strip().strip('"') in ("strict", "lenient"):
+                return value.strip().strip('"')
+    return "strict"
+
+
 def status_line(status: int) -> str:
     """``201 Created``."""
     try:

@@ -1,37 +1,36 @@
-"""Search requests: from query parameters to a :class:`SearchSpec`.
+"""Search requests: from query parameters to a :class:`SearchRequest`.
 
-This foundation understands ``_id`` and ``identifier`` (what conditional
-create/update/delete need) and the result parameters ``_count``, ``_offset``,
-``_total`` and ``_summary=count``. Any other parameter is refused with a clear
-OperationOutcome rather than silently ignored: a downstream app asking for
-``Patient?name=…`` must not receive every patient.
+Criteria come from :mod:`hub.fhir.search_criteria`; this module handles the result
+parameters (``_count``, ``_sort``, ``_total``, ``_summary``, ``_elements``,
+``_include``, ``_revinclude``), paging cursors and the rules for unknown parameters:
+refused with 400, or ignored (and left out of the ``self`` link) when the client asks
+for ``Prefer: handling=lenient``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from hub.errors import InvalidRequest, NotSupported
-from hub.fhir.indexing import identifier_paths
-from hub.fhir.repository import Criterion, IdCriterion, IndexValues, SearchSpec, TokenCriterion
-from hub.fhir.resource_types import ID_PATTERN
+from hub.fhir.criteria import Criterion, SortKey
+from hub.fhir.indexing import TABLE_OF_TYPE
+from hub.fhir.repository import SearchSpec
+from hub.fhir.resource_types import resource_types
+from hub.fhir.search_criteria import CriteriaParser, UnknownParameter, split_escaped
+from hub.fhir.search_params import SearchRegistry
+from hub.fhir.subsetting import ElementSelection, parse_elements, parse_summary
 from hub.privacy import clip
 
 #: Parameters that change nothing here (format negotiation is JSON-only).
 _IGNORED = {"_format", "_pretty"}
+_UNSUPPORTED = {"_contained", "_containedType", "_text", "_content", "_list", "_query", "_filter"}
+#: Parameters of system-level searches that every type has.
+_COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
-
-@dataclass(frozen=True)
-class SearchRequest:
-    """A parsed search: what to find and how to page it."""
-
-    spec: SearchSpec
-    total: str  # "accurate" or "none"
-    summary_count: bool
-    #: The parameters that took effect, for the bundle's self link.
-    params: tuple[tuple[str, str], ...]
+__all__ = ["Include", "Paging", "SearchRequest", "int_param", "parse_conditional", "parse_paging", "parse_query",
+           "parse_search", "split_escaped"]
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -43,34 +42,6 @@ def parse_query(query: str) -> list[tuple[str, str]]:
         raise InvalidRequest(f"Malformed query string: {exc}") from None
 
 
-def split_escaped(text: str, separator: str) -> list[str]:
-    """Split on ``separator`` except where escaped with a backslash (FHIR search escaping)."""
-    parts: list[str] = []
-    current: list[str] = []
-    chars = iter(text)
-    for char in chars:
-        if char == "\\":
-            nxt = next(chars, "")
-            current.append(nxt if nxt in (",", "|", "$", "\\") else "\\" + nxt)
-        elif char == separator:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
-def _token(raw: str) -> tuple[str | None, str | None]:
-    pieces = split_escaped(raw, "|")
-    if len(pieces) == 1:
-        return None, pieces[0]
-    if len(pieces) == 2:
-        system, code = pieces
-        return system, code or None
-    raise InvalidRequest(f"Invalid token value '{clip(raw, 80)}': at most one '|' is allowed")
-
-
 def int_param(name: str, raw: str, low: int, high: int | None) -> int:
     """A decimal integer parameter in ``low`` .. 2^31-1, capped at ``high``; 400 otherwise."""
     text = raw.strip()
@@ -80,6 +51,12 @@ def int_param(name: str, raw: str, low: int, high: int | None) -> int:
     if value < low or value >= 2**31:
         raise InvalidRequest(f"Parameter {name} must be between {low} and {2**31 - 1}")
     return min(value, high) if high is not None else value
+
+
+def _key(name: str, raw: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,19}", raw):
+        raise InvalidRequest(f"Parameter {name} is a paging cursor from a link this server made")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -110,71 +87,172 @@ def parse_paging(params: list[tuple[str, str]], default_count: int, max_count: i
     return Paging(count, offset, kept, rest)
 
 
+@dataclass(frozen=True)
+class Include:
+    """An ``_include`` (``reverse`` False) or ``_revinclude``: ``source_type:param[:target_type]``."""
+
+    source_type: str
+    param: str | None  # None: every reference parameter (``*``)
+    target_type: str | None
+    reverse: bool
+    iterate: bool
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A parsed search: what to find, how to page it and what to return."""
+
+    spec: SearchSpec
+    total: str  # "accurate", "estimate" or "none"
+    summary: str | None
+    elements: ElementSelection | None
+    includes: tuple[Include, ...] = ()
+    #: The parameters that took effect, for the bundle's links (without paging cursors).
+    params: tuple[tuple[str, str], ...] = ()
+    #: What was ignored under lenient handling (reported in the bundle).
+    ignored: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _sort_keys(registry: SearchRegistry, types: list[str], raw: str) -> tuple[SortKey, ...]:
+    keys = []
+    for item in split_escaped(raw, ","):
+        code = item.strip()
+        descending = code.startswith("-")
+        code = code.lstrip("-")
+        if code in ("_id", "_lastUpdated"):
+            keys.append(SortKey(code, code, descending))
+            continue
+        param = registry.get(types[0], code) if types else None
+        if param is None or not param.searchable or param.type not in TABLE_OF_TYPE:
+            raise InvalidRequest(f"Parameter _sort: '{clip(code, 64)}' is not a sortable parameter of "
+                                 f"{'/'.join(types) or 'every type'}")
+        keys.append(SortKey(param.code, TABLE_OF_TYPE[param.type], descending))
+    if not keys:
+        raise InvalidRequest("Parameter _sort needs a value")
+    return tuple(keys)
+
+
+def _include(registry: SearchRegistry, name: str, raw: str) -> Include:
+    reverse = name.startswith("_revinclude")
+    iterate = name.endswith((":iterate", ":recurse"))
+    if raw == "*":
+        return Include("*", None, None, reverse, iterate)
+    parts = raw.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in resource_types():
+        raise InvalidRequest(f"Parameter {name}: '{clip(raw, 80)}' must be SourceType:parameter[:TargetType]")
+    source_type, code = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    if target is not None and target not in resource_types():
+        raise InvalidRequest(f"Parameter {name}: '{clip(target, 40)}' is not a resource type")
+    if code == "*":
+        return Include(source_type, None, target, reverse, iterate)
+    param = registry.get(source_type, code)
+    if param is None or param.type != "reference":
+        raise InvalidRequest(f"Parameter {name}: '{clip(code, 64)}' is not a reference parameter of {source_type}")
+    return Include(source_type, param.code, target, reverse, iterate)
+
+
 def parse_search(
-    resource_type: str,
+    resource_type: str | None,
     params: list[tuple[str, str]],
+    registry: SearchRegistry,
     *,
     default_count: int,
     max_count: int,
+    base_url: str = "",
+    lenient: bool = False,
+    extra: tuple[Criterion, ...] = (),
 ) -> SearchRequest:
-    """Turn query parameters into a :class:`SearchRequest`; refuse what is unsupported."""
-    criteria: list[Criterion] = []
-    paging = parse_paging(params, default_count, max_count)
-    total, summary_count = "accurate", False
-    has_identifier = resource_type in identifier_paths()
-    for name, value in paging.rest:
-        base, _, modifier = name.partition(":")
-        if name == "_total":
+    """Turn query parameters into a :class:`SearchRequest`; refuse what is unsupported.
+
+    ``resource_type`` None is a system-level search (``_type`` chooses the types).
+    ``extra`` criteria are added (a compartment).
+    """
+    parser = CriteriaParser(registry, base_url)
+    criteria: list[Criterion] = list(extra)
+    kept: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    count, offset, after, before, bound = default_count, 0, None, None, None
+    total, summary, elements_raw, sort_raw = "accurate", None, None, None
+    includes: list[Include] = []
+    types = [resource_type] if resource_type else []
+    deferred: list[tuple[str, str]] = []
+    for name, value in params:
+        if name == "_type" and resource_type is None:
+            types = [t.strip() for t in value.split(",") if t.strip()]
+            unknown = [t for t in types if t not in resource_types()]
+            if unknown or not types:
+                raise InvalidRequest(f"Parameter _type: unknown resource type '{clip(unknown[0] if unknown else '', 40)}'")
+            kept.append((name, value))
+        else:
+            deferred.append((name, value))
+    for name, value in deferred:
+        base = name.partition(":")[0]
+        if name == "_count":
+            count = int_param(name, value, 0, max_count)
+        elif name == "_offset":
+            offset = int_param(name, value, 0, None)
+        elif name in ("_after", "_before", "_bound"):
+            key = _key(name, value)
+            after, before, bound = (key, before, bound) if name == "_after" else (
+                (after, key, bound) if name == "_before" else (after, before, key))
+            continue
+        elif name in _IGNORED:
+            continue
+        elif name == "_total":
             if value not in ("none", "estimate", "accurate"):
                 raise InvalidRequest("Parameter _total must be none, estimate or accurate")
-            total = "none" if value == "none" else "accurate"
+            total = value
         elif name == "_summary":
-            if value != "count":
-                raise NotSupported("Only _summary=count is supported")
-            summary_count = True
-        elif base == "_id" and not modifier:
-            ids = tuple(v for v in split_escaped(value, ",") if v)
-            if not ids or any(not ID_PATTERN.match(i) for i in ids):
-                raise InvalidRequest(f"Invalid _id value '{clip(value, 80)}'")
-            criteria.append(IdCriterion(ids))
-        elif base == "identifier" and has_identifier and not modifier:
-            values = tuple(_token(v) for v in split_escaped(value, ",") if v)
-            if not values:
-                raise InvalidRequest("Parameter identifier needs a value")
-            criteria.append(TokenCriterion("identifier", values))
+            summary = parse_summary(value)
+        elif name == "_elements":
+            elements_raw = value
+        elif name == "_sort":
+            sort_raw = value
+        elif base in ("_include", "_revinclude"):
+            if name not in (base, f"{base}:iterate", f"{base}:recurse"):
+                raise InvalidRequest(f"Parameter {clip(name, 64)}: only :iterate is supported")
+            includes.append(_include(registry, name, value))
+        elif base in _UNSUPPORTED:
+            raise NotSupported(f"Search parameter '{clip(name, 64)}' is not supported")
         else:
-            supported = "_id, identifier" if has_identifier else "_id"
-            raise NotSupported(
-                f"Search parameter '{clip(name, 64)}' is not supported for {resource_type} "
-                f"(supported: {supported}, _count, _offset, _total, _summary=count)"
-            )
-    spec = SearchSpec(resource_type, tuple(criteria), offset=paging.offset, count=paging.count)
-    return SearchRequest(spec, total, summary_count, tuple(paging.kept + paging.rest))
+            try:
+                criteria.append(_criterion(parser, resource_type, types, name, value))
+            except UnknownParameter:
+                if not lenient:
+                    raise
+                ignored.append(name)
+                continue
+        kept.append((name, value))
+    sort = _sort_keys(registry, types, sort_raw) if sort_raw else ()
+    elements = parse_elements(elements_raw, types or sorted(resource_types())) if elements_raw else None
+    if summary == "count":
+        count = 0
+    spec = SearchSpec(resource_type, tuple(criteria), offset, count, sort, after, before, bound,
+                      tuple(types) if resource_type is None else ())
+    return SearchRequest(spec, total, summary, elements, tuple(includes), tuple(kept), tuple(ignored))
 
 
-def parse_conditional(resource_type: str, query: str, *, max_count: int) -> SearchSpec:
+def _criterion(
+    parser: CriteriaParser, resource_type: str | None, types: list[str], name: str, value: str
+) -> Criterion:
+    if resource_type is not None:
+        return parser.parse(resource_type, name, value)
+    code = name.partition(":")[0]
+    if code not in _COMMON:
+        raise UnknownParameter(f"Search parameter '{clip(name, 64)}' is not supported across types "
+                               f"(use {', '.join(_COMMON)}, or search one type)")
+    return parser.parse(types[0] if types else "Patient", name, value)
+
+
+def parse_conditional(
+    resource_type: str, query: str, registry: SearchRegistry, *, max_count: int
+) -> SearchSpec:
     """The search behind a conditional interaction (``If-None-Exist``, ``PUT Type?…``)."""
     params = parse_query(query)
     if not params:
         raise InvalidRequest("A conditional interaction needs search criteria")
-    request = parse_search(resource_type, params, default_count=2, max_count=max_count)
+    request = parse_search(resource_type, params, registry, default_count=2, max_count=max_count)
     if not request.spec.criteria:
         raise InvalidRequest("A conditional interaction needs at least one search criterion")
     return SearchSpec(resource_type, request.spec.criteria, offset=0, count=2)
-
-
-def matches_in_memory(spec: SearchSpec, resource_id: str, index: IndexValues) -> bool:
-    """Whether a resource not yet stored (id + extracted index values) matches ``spec``."""
-    for criterion in spec.criteria:
-        if isinstance(criterion, IdCriterion):
-            if resource_id not in criterion.ids:
-                return False
-        elif isinstance(criterion, TokenCriterion):
-            tokens = [t for t in index.tokens if t.param == criterion.param]
-            if not any(
-                (system is None or token.system == system) and (code is None or token.value == code)
-                for system, code in criterion.values
-                for token in tokens
-            ):
-                return False
-    return True

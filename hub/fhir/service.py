@@ -25,13 +25,18 @@ from hub.errors import (
     VersionConflict,
 )
 from hub.fhir import jsonio
-from hub.fhir.bundles import history_bundle, searchset_bundle
+from hub.fhir.bundles import history_bundle
+from hub.fhir.compartments import patient_compartment
+from hub.fhir.criteria import CompartmentCriterion, Criterion, LastUpdatedCriterion, RangeValue
 from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc, parse_instant
 from hub.fhir.preconditions import IfMatch, parse_if_match
 from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredResource, VersionWrite
 from hub.fhir.resource_types import require_id, require_type
 from hub.fhir.search import parse_conditional, parse_paging, parse_search
+from hub.fhir.search_params import SearchParameters, SearchRegistry
+from hub.fhir.search_values import date_range
+from hub.fhir.searching import SearchPage, included_resources, searchset_bundle
 from hub.fhir.validation import validate_resource
 from hub.privacy import clip
 
@@ -84,10 +89,23 @@ class FhirService:
         *,
         default_page_size: int = 20,
         max_page_size: int = 1000,
+        search_parameters: SearchParameters | None = None,
     ) -> None:
         self.repository = repository
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
+        self.search_parameters = search_parameters or SearchParameters()
+        #: Set for a transaction: every version it writes carries the same lastUpdated.
+        self.fixed_now: datetime | None = None
+
+    def now(self) -> datetime:
+        """The lastUpdated of the versions written now (one instant for a whole transaction)."""
+        return self.fixed_now or now_utc()
+
+    @property
+    def registry(self) -> SearchRegistry:
+        """The search parameters in force (official R4 plus stored custom ones)."""
+        return self.search_parameters.current(self.repository)
 
     # -- reads -------------------------------------------------------------
 
@@ -114,15 +132,82 @@ class FhirService:
             raise Gone(f"Version {version} of {resource_type}/{resource_id} is a deletion")
         return Outcome(200, stored)
 
-    def search(self, resource_type: str, params: list[tuple[str, str]], base_url: str) -> Outcome:
-        """``GET [type]?…``: a searchset Bundle."""
+    def search(
+        self, resource_type: str | None, params: list[tuple[str, str]], base_url: str, *, lenient: bool = False
+    ) -> Outcome:
+        """``GET [type]?…`` (or, with ``resource_type`` None, ``GET [base]?_type=…``): a searchset Bundle."""
+        if resource_type is not None:
+            require_type(resource_type)
+        return self._search(resource_type, params, base_url, resource_type or "", lenient)
+
+    def compartment_search(
+        self, patient_id: str, resource_type: str, params: list[tuple[str, str]], base_url: str,
+        *, lenient: bool = False,
+    ) -> Outcome:
+        """``GET Patient/[id]/[type]?…``: a search within the patient's compartment."""
         require_type(resource_type)
+        self._require_patient(patient_id)
+        compartment = patient_compartment().get(resource_type)
+        if compartment is None:
+            raise InvalidRequest(f"{resource_type} is not in the Patient compartment")
+        criterion = CompartmentCriterion("Patient", patient_id, ((resource_type, compartment),))
+        return self._search(resource_type, params, base_url, f"Patient/{patient_id}/{resource_type}", lenient,
+                            (criterion,))
+
+    def everything(self, patient_id: str, params: list[tuple[str, str]], base_url: str) -> Outcome:
+        """``Patient/[id]/$everything``: the patient and its compartment, paged (``_since``, ``_type``, ``_count``)."""
+        self._require_patient(patient_id)
+        compartment = patient_compartment()
+        types = set(compartment) | {"Patient"}
+        extra: list[Criterion] = []
+        rest: list[tuple[str, str]] = []
+        for name, value in params:
+            if name == "_type":
+                types &= {t.strip() for t in value.split(",")}
+                if not types:
+                    raise InvalidRequest(f"Parameter _type: none of '{clip(value, 80)}' is in the Patient compartment")
+            elif name == "_since":
+                moment = date_range(value)
+                if moment is None or "T" not in value:
+                    raise InvalidRequest("Parameter _since must be an instant (YYYY-MM-DDThh:mm:ss+zz:zz)")
+                extra.append(LastUpdatedCriterion((RangeValue("ge", moment[0], moment[1]),)))
+                continue
+            elif name not in ("_count", "_after", "_before"):
+                raise InvalidRequest(f"Parameter '{clip(name, 64)}' is not supported by $everything "
+                                     "(use _type, _since, _count)")
+            rest.append((name, value))
+        pairs = tuple((t, compartment[t]) for t in sorted(types) if t in compartment)
+        member = CompartmentCriterion("Patient", patient_id, pairs, include_self="Patient" in types)
+        extra.insert(0, member)
+        rest.insert(0, ("_type", ",".join(sorted(types))))
+        return self._search(None, rest, base_url, f"Patient/{patient_id}/$everything", False, tuple(extra),
+                            link_params=[p for p in params])
+
+    def _require_patient(self, patient_id: str) -> None:
+        current = self._current("Patient", patient_id)
+        if current is None or current.deleted:
+            raise NotFound(f"Patient/{patient_id} is not known")
+
+    def _search(
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        base_url: str,
+        path: str,
+        lenient: bool,
+        extra: tuple[Criterion, ...] = (),
+        link_params: list[tuple[str, str]] | None = None,
+    ) -> Outcome:
         request = parse_search(
-            resource_type, params, default_count=self.default_page_size, max_count=self.max_page_size
+            resource_type, params, self.registry, default_count=self.default_page_size,
+            max_count=self.max_page_size, base_url=base_url, lenient=lenient, extra=extra,
         )
-        total = self.repository.count(request.spec) if request.total == "accurate" or request.summary_count else None
-        matches = [] if request.summary_count else self.repository.search(request.spec)
-        return Outcome(200, body=searchset_bundle(request, matches, total, base_url))
+        if link_params is not None:
+            request = replace(request, params=tuple(p for p in link_params if p[0] not in ("_after", "_before")))
+        page = SearchPage(self.repository, request)
+        matches, total = page.run()
+        included = included_resources(self.repository, matches, request.includes) if request.includes else []
+        return Outcome(200, body=searchset_bundle(page, matches, included, total, base_url, path))
 
     def history(
         self,
@@ -173,7 +258,7 @@ class FhirService:
     def conditional_spec(self, resource_type: str, criteria: str) -> SearchSpec:
         """The search behind conditional ``criteria`` (``identifier=…``) on ``resource_type``."""
         require_type(resource_type)
-        return parse_conditional(resource_type, criteria, max_count=self.max_page_size)
+        return parse_conditional(resource_type, criteria, self.registry, max_count=self.max_page_size)
 
     def find_matches(self, spec: SearchSpec, *, for_write: bool = False, limit: int = 2) -> list[StoredResource]:
         """Up to ``limit`` current resources matching a conditional ``spec``.
@@ -316,7 +401,7 @@ class FhirService:
             if current.deleted:
                 return Outcome(200, message=f"{label} was already deleted")
             version = current.version_id + 1
-            tombstone = StoredResource(resource_type, resource_id, version, now_utc(), True, None, "DELETE")
+            tombstone = StoredResource(resource_type, resource_id, version, self.now(), True, None, "DELETE")
             return VersionWrite(tombstone, current.version_id), Outcome(
                 200, tombstone, message=f"Deleted {label} (version {version})"
             )
@@ -348,12 +433,14 @@ class FhirService:
         *,
         may_conflict: bool = True,
     ) -> VersionWrite:
-        last_updated = now_utc()
+        last_updated = self.now()
         document = with_meta(resource, resource_id, version_id, last_updated)
         stored = StoredResource(
             resource_type, resource_id, version_id, last_updated, False, jsonio.dumps(document), method
         )
-        return VersionWrite(stored, previous, extract_index(document), may_conflict)
+        if resource_type == "SearchParameter":
+            self.search_parameters.invalidate()
+        return VersionWrite(stored, previous, extract_index(document, self.registry), may_conflict)
 
     def _update_validated(
         self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None

@@ -22,13 +22,15 @@ from typing import Any
 
 from hub.errors import HubError, InvalidRequest, Issue, NotFound
 from hub.fhir.bundle_entries import BundleEntry, parse_entry
+from hub.fhir.criteria import IdCriterion, TokenCriterion
 from hub.fhir.indexing import extract_index
+from hub.fhir.instants import now_utc
 from hub.fhir.outcome import from_error, operation_outcome
 from hub.fhir.references import iter_references
-from hub.fhir.repository import IdCriterion, IndexValues, SearchSpec, TokenCriterion
+from hub.fhir.repository import IndexValues, SearchSpec
 from hub.fhir.response import entry_response, status_line
 from hub.fhir.router import dispatch
-from hub.fhir.search import matches_in_memory
+from hub.fhir.search_match import matches_in_memory
 from hub.fhir.service import FhirService, Outcome, canonical_criteria, single_match
 from hub.privacy import clip
 
@@ -50,6 +52,7 @@ def process_bundle(service: FhirService, body: Any, base_url: str, prefer: str) 
     if kind == "batch":
         entries = _batch(service, raw_entries, base_url, prefer)
     else:
+        service.fixed_now = now_utc()  # a transaction happens at one instant
         entries = _Transaction(service, [parse_entry(i, raw, base_url) for i, raw in enumerate(raw_entries)],
                                base_url, prefer).run()
     response: dict[str, Any] = {"resourceType": "Bundle", "type": f"{kind}-response"}
@@ -113,7 +116,9 @@ class _PendingWrites:
         for criterion in spec.criteria:
             if isinstance(criterion, IdCriterion):
                 found = {(spec.resource_type, i) for i in criterion.ids if (spec.resource_type, i) in self.index}
-            elif isinstance(criterion, TokenCriterion) and all(code is not None for _s, code in criterion.values):
+            elif isinstance(criterion, TokenCriterion) and not criterion.negate and all(
+                code is not None for _s, code in criterion.values
+            ):
                 found = set()
                 for system, code in criterion.values:
                     found |= self._by_token.get((spec.resource_type, criterion.param, system, code or ""), set())
@@ -252,13 +257,13 @@ class _Transaction:
 
     def _pend(self, entry: BundleEntry, target: tuple[str, str]) -> None:
         entry.target = target
-        values = extract_index({**entry.resource, "resourceType": target[0], "id": target[1]})
+        values = extract_index({**entry.resource, "resourceType": target[0], "id": target[1]}, self.service.registry)
         self.pending.add(target, values, may_exist=entry.method == "PUT")
 
     def _pend_patch(self, entry: BundleEntry, target: tuple[str, str]) -> None:
         entry.target = target
         patched = self.service.preview_patch(target[0], target[1], entry.resource)
-        self.pending.add(target, extract_index(patched), may_exist=True)
+        self.pending.add(target, extract_index(patched, self.service.registry), may_exist=True)
 
     def _record_identities(self) -> None:
         prefix = self.base_url + "/" if self.base_url else None

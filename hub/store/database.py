@@ -14,6 +14,8 @@ from sqlalchemy.exc import OperationalError
 
 from hub.config import Settings
 from hub.errors import StorageError
+from hub.fhir.search_params import SearchParameters
+from hub.fhir.search_values import set_local_zone
 from hub.store.repository import SqlRepository
 
 log = logging.getLogger("hub.store")
@@ -64,6 +66,9 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or create_hub_engine(settings)
+        #: The search parameters in force, shared by this database's units of work.
+        self.search_parameters = SearchParameters()
+        set_local_zone(settings.timezone)
         self._autocommit_reads = (
             None if self.engine.dialect.name == "sqlite" else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )

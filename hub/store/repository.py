@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from hub.errors import VersionConflict
-from hub.fhir.repository import (
-    HistorySpec,
-    IdCriterion,
-    IndexValues,
-    SearchSpec,
-    StoredResource,
-    TokenCriterion,
-    VersionWrite,
+from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
+from hub.store.search_sql import SearchSql, token_hash, token_scope
+from hub.store.tables import (
+    INDEX_TABLES,
+    reference_index,
+    resource,
+    resource_version,
 )
-from hub.store.tables import resource, resource_version, token_index
 
 #: Advisory-lock buckets for conditional writes, and the first lock id they use.
 LOCK_BUCKETS = 1024
 LOCK_BASE = 0x48554200000  # "HUB" in the high bits, away from other applications' ids
-
-
-def token_hash(*parts: str) -> int:
-    """A signed 64-bit hash of ``parts`` (stable across processes and databases)."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -50,6 +41,7 @@ def _bytes(content: str | bytes | None) -> bytes | None:
 
 
 _CURRENT_COLUMNS = (
+    resource.c.res_pk,
     resource.c.res_id,
     resource.c.resource_type,
     resource.c.version_id,
@@ -64,6 +56,7 @@ class SqlRepository:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self._sql = SearchSql()
 
     # -- reads ---------------------------------------------------------------
 
@@ -100,21 +93,92 @@ class SqlRepository:
         )
 
     def search(self, spec: SearchSpec) -> list[StoredResource]:
-        query = (
-            select(*_CURRENT_COLUMNS)
-            .where(*self._search_conditions(spec))
-            .order_by(resource.c.res_pk)
-            .offset(spec.offset)
-            .limit(spec.count)
-        )
-        return [
-            StoredResource(r.resource_type, r.res_id, r.version_id, _aware(r.last_updated), False, _bytes(r.content))
-            for r in self.connection.execute(query)
-        ]
+        query = select(*_CURRENT_COLUMNS).where(*self._search_conditions(spec))
+        order = self._sql.sort_columns(spec.sort, resource)
+        if spec.after is not None:
+            query = query.where(resource.c.res_pk > spec.after)
+        if spec.before is not None:
+            query = query.where(resource.c.res_pk < spec.before).order_by(*order, resource.c.res_pk.desc())
+        else:
+            query = query.order_by(*order, resource.c.res_pk)
+        if spec.bound is not None:
+            query = query.where(resource.c.res_pk <= spec.bound)
+        rows = list(self.connection.execute(query.offset(spec.offset).limit(spec.count)))
+        if spec.before is not None:
+            rows.reverse()
+        return [_current(r) for r in rows]
 
     def count(self, spec: SearchSpec) -> int:
         query = select(func.count()).select_from(resource).where(*self._search_conditions(spec))
         return int(self.connection.execute(query).scalar_one())
+
+    def type_stamp(self, resource_type: str) -> tuple[int, datetime | None]:
+        row = self.connection.execute(
+            select(func.count(), func.max(resource.c.last_updated)).where(resource.c.resource_type == resource_type)
+        ).one()
+        return int(row[0]), row[1]
+
+    def latest_key(self) -> int:
+        return int(self.connection.execute(select(func.coalesce(func.max(resource.c.res_pk), 0))).scalar_one())
+
+    def referenced(
+        self, sources: Sequence[int], params: Sequence[tuple[str, str | None, str | None]], limit: int
+    ) -> list[StoredResource]:
+        if not sources or not params:
+            return []
+        ref = reference_index.c
+        links = or_(*(
+            and_(
+                ref.resource_type == source_type if source_type != "*" else ref.resource_type != "",
+                ref.param == param if param else ref.target_type != "",
+                ref.target_type == target if target else ref.target_type != "",
+            )
+            for source_type, param, target in params
+        ))
+        targets = select(ref.target_type, ref.target_id).where(ref.res_pk.in_(sources), links).distinct().subquery()
+        query = (
+            select(*_CURRENT_COLUMNS)
+            .join(targets, and_(resource.c.resource_type == targets.c.target_type,
+                                resource.c.res_id == targets.c.target_id))
+            .where(resource.c.deleted.is_(False))
+            .order_by(resource.c.res_pk)
+            .limit(limit)
+        )
+        return [_current(r) for r in self.connection.execute(query)]
+
+    def referring(
+        self, targets: Sequence[tuple[str, str]], source_type: str, param: str | None, limit: int
+    ) -> list[StoredResource]:
+        if not targets:
+            return []
+        ref = reference_index.c
+        by_type: dict[str, list[str]] = {}
+        for target_type, target_id in targets:
+            by_type.setdefault(target_type, []).append(target_id)
+        sources = select(ref.res_pk).where(
+            or_(*(and_(ref.target_type == t, ref.target_id.in_(ids)) for t, ids in by_type.items())),
+            ref.resource_type == source_type if source_type != "*" else ref.resource_type != "",
+            *((ref.param == param,) if param else ()),
+        )
+        query = (
+            select(*_CURRENT_COLUMNS)
+            .where(resource.c.res_pk.in_(sources), resource.c.deleted.is_(False))
+            .order_by(resource.c.res_pk)
+            .limit(limit)
+        )
+        return [_current(r) for r in self.connection.execute(query)]
+
+    def current_batch(self, resource_type: str | None, after: int, limit: int) -> list[StoredResource]:
+        query = select(*_CURRENT_COLUMNS).where(resource.c.res_pk > after, resource.c.deleted.is_(False))
+        if resource_type is not None:
+            query = query.where(resource.c.resource_type == resource_type)
+        return [_current(r) for r in self.connection.execute(query.order_by(resource.c.res_pk).limit(limit))]
+
+    def replace_index(self, items: Sequence[tuple[StoredResource, IndexValues]]) -> None:
+        pks = [stored.pk for stored, _values in items]
+        for table in INDEX_TABLES.values():
+            self.connection.execute(delete(table).where(table.c.res_pk.in_(pks)))
+        self._insert_rows([(stored.resource_type, stored.pk, values) for stored, values in items])
 
     def history(self, spec: HistorySpec) -> list[StoredResource]:
         query = (
@@ -238,7 +302,8 @@ class SqlRepository:
         row = result.first()
         if row is None:
             raise VersionConflict(f"{new.resource_type}/{new.id} is no longer at version {write.previous_version}")
-        self.connection.execute(delete(token_index).where(token_index.c.res_pk == row.res_pk))
+        for table in INDEX_TABLES.values():
+            self.connection.execute(delete(table).where(table.c.res_pk == row.res_pk))
         self._insert_versions([write], [row.res_pk])
         if not new.deleted:
             self._insert_index([write], [row.res_pk])
@@ -262,40 +327,24 @@ class SqlRepository:
         )
 
     def _insert_index(self, writes: Sequence[VersionWrite], pks: Sequence[int]) -> None:
-        rows = [
-            row
-            for w, pk in zip(writes, pks, strict=True)
-            for row in _token_rows(w.new.resource_type, pk, w.index)
-        ]
-        if rows:
-            self.connection.execute(insert(token_index), rows)
+        self._insert_rows([(w.new.resource_type, pk, w.index) for w, pk in zip(writes, pks, strict=True)])
+
+    def _insert_rows(self, items: Sequence[tuple[str, int, IndexValues]]) -> None:
+        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in INDEX_TABLES}
+        for resource_type, pk, values in items:
+            _index_rows(resource_type, pk, values, rows)
+        for name, table_rows in rows.items():
+            if table_rows:
+                self.connection.execute(insert(INDEX_TABLES[name]), table_rows)
 
     def _search_conditions(self, spec: SearchSpec) -> list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = [
-            resource.c.resource_type == spec.resource_type,
-            resource.c.deleted.is_(False),
-        ]
-        for criterion in spec.criteria:
-            if isinstance(criterion, IdCriterion):
-                conditions.append(resource.c.res_id.in_(criterion.ids))
-            elif isinstance(criterion, TokenCriterion):
-                conditions.append(self._token_condition(spec.resource_type, criterion))
+        conditions: list[ColumnElement[bool]] = [resource.c.deleted.is_(False)]
+        if spec.resource_type is not None:
+            conditions.append(resource.c.resource_type == spec.resource_type)
+        elif spec.types:
+            conditions.append(resource.c.resource_type.in_(spec.types))
+        conditions.extend(self._sql.conditions(spec.criteria, resource, spec.resource_type))
         return conditions
-
-    def _token_condition(self, resource_type: str, criterion: TokenCriterion) -> ColumnElement[bool]:
-        alternatives = []
-        for system, code in criterion.values:
-            if system is None:
-                alternatives.append(token_index.c.hash_value == token_hash(resource_type, criterion.param, code or ""))
-            elif code is None:
-                alternatives.append(token_index.c.hash_sys == token_hash(resource_type, criterion.param, system))
-            else:
-                alternatives.append(
-                    token_index.c.hash_sys_value == token_hash(resource_type, criterion.param, system, code)
-                )
-        # IN (uncorrelated subquery): both planners start from the hash index (a correlated
-        # EXISTS made SQLite scan every resource of the type).
-        return resource.c.res_pk.in_(select(token_index.c.res_pk).where(or_(*alternatives)))
 
     def _history_conditions(self, spec: HistorySpec) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
@@ -310,17 +359,29 @@ class SqlRepository:
         return conditions
 
 
-def _token_rows(resource_type: str, pk: int, index: IndexValues) -> list[dict[str, Any]]:
-    return [
-        {
-            "res_pk": pk,
-            "resource_type": resource_type,
-            "param": token.param,
-            "system": token.system,
-            "value": token.value,
-            "hash_sys_value": token_hash(resource_type, token.param, token.system, token.value),
-            "hash_value": token_hash(resource_type, token.param, token.value),
-            "hash_sys": token_hash(resource_type, token.param, token.system),
-        }
-        for token in index.tokens
-    ]
+def _current(row: Any) -> StoredResource:
+    return StoredResource(
+        row.resource_type, row.res_id, row.version_id, _aware(row.last_updated), False, _bytes(row.content),
+        pk=row.res_pk,
+    )
+
+
+def _index_rows(resource_type: str, pk: int, index: IndexValues, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Append the rows of each index table for one resource version."""
+    base = {"res_pk": pk, "resource_type": resource_type}
+    for token in index.tokens:
+        scope = token_scope(resource_type, token.param)
+        rows["token"].append({
+            **base, "param": token.param, "system": token.system, "value": token.value,
+            "hash_sys_value": token_hash(scope, token.param, token.system, token.value),
+            "hash_value": token_hash(scope, token.param, token.value),
+            "hash_sys": token_hash(scope, token.param, token.system),
+        })
+    rows["string"].extend({**base, "param": s.param, "value_norm": s.normalized, "value_exact": s.exact}
+                          for s in index.strings)
+    rows["date"].extend({**base, "param": d.param, "low": d.low, "high": d.high} for d in index.dates)
+    rows["number"].extend({**base, "param": n.param, "low": n.low, "high": n.high, "system": n.system,
+                           "code": n.code} for n in index.numbers)
+    rows["uri"].extend({**base, "param": u.param, "value": u.value} for u in index.uris)
+    rows["reference"].extend({**base, "param": r.param, "target_type": r.target_type, "target_id": r.target_id,
+                              "url": r.url} for r in index.references)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -83,3 +84,77 @@ token_index = Table(
     Index("ix_hub_idx_token_sys", "hash_sys", "res_pk"),
     Index("ix_hub_idx_token_res", "res_pk"),
 )
+
+#: Text compared byte by byte (code point order) on PostgreSQL, so prefix ranges use the index.
+OrderedText = Text().with_variant(Text(collation="C"), "postgresql")
+
+
+def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
+    """A typed search-index table: rows of current versions, keyed by ``res_pk``."""
+    return Table(
+        name,
+        metadata,
+        Column("res_pk", BigId, ForeignKey("hub_resource.res_pk", ondelete="CASCADE"), nullable=False),
+        Column("resource_type", String(64), nullable=False),
+        Column("param", String(100), nullable=False),
+        *columns,
+        *(Index(f"ix_{name}_{'_'.join(cols)}", *cols) for cols in indexes),
+        Index(f"ix_{name}_res", "res_pk", "param"),
+    )
+
+
+string_index = _index_table(
+    "hub_idx_string",
+    #: Case-, width- and accent-folded (hub.fhir.search_values.normalize_string), at most 200 characters.
+    Column("value_norm", OrderedText, nullable=False),
+    Column("value_exact", Text, nullable=False),
+    indexes=(("resource_type", "param", "value_norm"),),
+)
+
+date_index = _index_table(
+    "hub_idx_date",
+    #: First and last microsecond (since 1970, UTC) the value covers.
+    Column("low", BigInteger, nullable=False),
+    Column("high", BigInteger, nullable=False),
+    indexes=(("resource_type", "param", "low"), ("resource_type", "param", "high")),
+)
+
+number_index = _index_table(
+    "hub_idx_number",
+    Column("low", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("system", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    indexes=(("resource_type", "param", "low"),),
+)
+
+uri_index = _index_table(
+    "hub_idx_uri",
+    Column("value", OrderedText, nullable=False),
+    indexes=(("resource_type", "param", "value"),),
+)
+
+reference_index = _index_table(
+    "hub_idx_reference",
+    Column("target_type", String(64), nullable=False),
+    Column("target_id", String(64), nullable=False),
+    #: Absolute or canonical references (empty for local ones).
+    Column("url", Text, nullable=False),
+    indexes=(("target_id", "target_type", "param"), ("url", "param")),
+)
+
+#: Progress of ``hub reindex`` runs, so an interrupted run resumes where it stopped.
+reindex_job = Table(
+    "hub_reindex_job",
+    metadata,
+    Column("job", String(100), primary_key=True),
+    Column("last_pk", BigInteger, nullable=False),
+    Column("done", Integer, nullable=False),
+    Column("started", DateTime(timezone=True), nullable=False),
+    Column("finished", DateTime(timezone=True), nullable=True),
+)
+
+INDEX_TABLES = {
+    "token": token_index, "string": string_index, "date": date_index, "number": number_index,
+    "uri": uri_index, "reference": reference_index,
+}

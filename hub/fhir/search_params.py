@@ -1,0 +1,237 @@
+"""The search-parameter registry: which parameters exist, for which types, and how to index them.
+
+Built from the official R4 definitions (``definitions/search-parameters.json``, HL7
+FHIR 4.0.1, CC0) plus the active ``SearchParameter`` resources stored in the hub
+(custom parameters are data, not code). Each parameter resolves, per resource type, to
+a storage strategy (its ``type``) and a compiled expression (:mod:`hub.fhir.fhirpath`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from hub.fhir.fhirpath import Expression, UnsupportedExpression, compile_expression
+from hub.fhir.repository import FhirRepository
+from hub.fhir.resource_types import load_definition, resource_types
+
+log = logging.getLogger(__name__)
+
+#: Parameter types with an index table (composites index into their last component's table).
+INDEXED_TYPES = ("token", "string", "date", "reference", "quantity", "number", "uri", "composite")
+#: Parameters handled by the resource table itself, not by expressions.
+RESOURCE_COLUMNS = ("_id", "_lastUpdated")
+#: Types that are not DomainResources (the DomainResource parameters skip them).
+_NOT_DOMAIN = {"Bundle", "Binary", "Parameters"}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of a composite parameter: the parameter it is, and where it is under the root."""
+
+    param: SearchParam
+    expression: Expression
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """A search parameter as it applies to one resource type."""
+
+    code: str
+    type: str
+    url: str
+    resource_type: str
+    #: None when the expression is outside the supported subset (the parameter is refused).
+    expression: Expression | None
+    #: Why the parameter cannot be searched, when it cannot.
+    unsupported: str | None = None
+    targets: tuple[str, ...] = ()
+    components: tuple[Component, ...] = ()
+
+    @property
+    def searchable(self) -> bool:
+        """Whether searches on this parameter are answered."""
+        return self.unsupported is None
+
+
+def _bases(definition: Mapping[str, Any]) -> list[str]:
+    every = sorted(resource_types())
+    out: list[str] = []
+    for base in definition.get("base") or ():
+        if base == "Resource":
+            out.extend(every)
+        elif base == "DomainResource":
+            out.extend(t for t in every if t not in _NOT_DOMAIN)
+        elif base in resource_types():
+            out.append(base)
+    return out
+
+
+class SearchRegistry:
+    """Search parameters per resource type (immutable; build a new one to change it)."""
+
+    def __init__(self, definitions: Iterable[Mapping[str, Any]]) -> None:
+        self._definitions = list(definitions)
+        self._by_url = {d["url"]: d for d in self._definitions if isinstance(d.get("url"), str)}
+        self._params: dict[str, dict[str, SearchParam]] = {}
+        self._compiled: dict[str, Expression | str] = {}
+        for definition in self._definitions:
+            for resource_type in _bases(definition):
+                param = self._build(definition, resource_type)
+                if param is not None:
+                    self._params.setdefault(resource_type, {})[param.code] = param
+
+    def _compile(self, text: str) -> Expression | str:
+        if text not in self._compiled:
+            try:
+                self._compiled[text] = compile_expression(text)
+            except UnsupportedExpression as exc:
+                self._compiled[text] = str(exc)
+        return self._compiled[text]
+
+    def _build(self, definition: Mapping[str, Any], resource_type: str, depth: int = 0) -> SearchParam | None:
+        code, kind, url = definition.get("code"), definition.get("type"), definition.get("url", "")
+        if not isinstance(code, str) or not isinstance(kind, str):
+            return None
+        targets = tuple(t for t in definition.get("target") or () if t in resource_types())
+        if code in RESOURCE_COLUMNS:
+            return SearchParam(code, kind, url, resource_type, None, None, targets)
+        text = definition.get("expression")
+        if kind not in INDEXED_TYPES or not isinstance(text, str) or not text.strip():
+            return SearchParam(code, kind, url, resource_type, None, f"{code} ({kind}) is not supported", targets)
+        compiled = self._compile(text)
+        if isinstance(compiled, str):
+            return SearchParam(code, kind, url, resource_type, None, f"{code}: {compiled}", targets)
+        expression = compiled.for_type(resource_type)
+        if not expression.paths:
+            return None
+        components: list[Component] = []
+        unsupported = None
+        if kind == "composite":
+            components, unsupported = self._components(definition, resource_type, depth)
+        return SearchParam(code, kind, url, resource_type, expression, unsupported, targets, tuple(components))
+
+    def _components(
+        self, definition: Mapping[str, Any], resource_type: str, depth: int
+    ) -> tuple[list[Component], str | None]:
+        code = definition["code"]
+        parts = definition.get("component") or []
+        if len(parts) != 2 or depth > 0:
+            return [], f"{code}: only two-part composites are supported"
+        components = []
+        for part in parts:
+            target = self._by_url.get(part.get("definition", ""))
+            compiled = self._compile(part.get("expression", ""))
+            if target is None or isinstance(compiled, str):
+                return [], f"{code}: a component cannot be resolved"
+            param = self._build(target, resource_type, depth + 1)
+            if param is None or param.type in ("composite", "reference"):
+                return [], f"{code}: component type is not supported"
+            components.append(Component(param, compiled))
+        if components[0].param.type != "token":
+            return [], f"{code}: the first component must be a token"
+        return components, None
+
+    def get(self, resource_type: str, code: str) -> SearchParam | None:
+        """The parameter ``code`` of ``resource_type``, or None if it does not exist."""
+        return self._params.get(resource_type, {}).get(code)
+
+    def for_type(self, resource_type: str) -> dict[str, SearchParam]:
+        """Every parameter of ``resource_type`` by code."""
+        return self._params.get(resource_type, {})
+
+    def with_custom(self, resources: Iterable[Mapping[str, Any]]) -> SearchRegistry:
+        """A registry that adds (or replaces, by url or base+code) these SearchParameter resources."""
+        custom = [r for r in resources if r.get("status") in ("active", "draft") and r.get("code")]
+        if not custom:
+            return self
+        replaced_urls = {r.get("url") for r in custom}
+        replaced_codes = {(b, r["code"]) for r in custom for b in r.get("base") or ()}
+        kept = [
+            d for d in self._definitions
+            if d.get("url") not in replaced_urls and not any((b, d.get("code")) in replaced_codes for b in d["base"])
+        ]
+        return SearchRegistry([*kept, *custom])
+
+
+@lru_cache(maxsize=1)
+def base_registry() -> SearchRegistry:
+    """The registry of the official R4 parameters."""
+    bundle = orjson.loads(load_definition("search-parameters.json"))
+    return SearchRegistry(entry["resource"] for entry in bundle["entry"])
+
+
+def search_parameter_problem(resource: Mapping[str, Any]) -> str | None:
+    """Why a SearchParameter resource cannot be indexed by the hub (None if it can)."""
+    kind = resource.get("type")
+    if kind not in INDEXED_TYPES:
+        return f"type '{kind}' is not indexed"
+    expression = resource.get("expression")
+    if not isinstance(expression, str) or not expression.strip():
+        return "it has no expression"
+    try:
+        compile_expression(expression)
+    except UnsupportedExpression as exc:
+        return str(exc)
+    return None
+
+
+class SearchParameters:
+    """The registry in use by one server: the official parameters plus the stored custom ones.
+
+    Shared by every unit of work of a process. A write of a ``SearchParameter`` in this
+    process takes effect at once (:meth:`invalidate`); other processes notice within
+    :attr:`refresh_seconds` (a cheap check of the SearchParameter resources' count and
+    latest change).
+    """
+
+    def __init__(self, refresh_seconds: float = 5.0) -> None:
+        self.refresh_seconds = refresh_seconds
+        self._registry = base_registry()
+        self._stamp: object = None
+        self._checked = float("-inf")
+        self._watch_until = float("-inf")
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        """A SearchParameter is being written: check the store at every use for a while.
+
+        (The write commits after this call; until then the store still shows the old state.)
+        """
+        self._watch_until = time.monotonic() + self.refresh_seconds
+
+    def current(self, repository: FhirRepository) -> SearchRegistry:
+        """The registry, refreshed from ``repository`` when stored parameters changed."""
+        now = time.monotonic()
+        if now - self._checked < self.refresh_seconds and now > self._watch_until:
+            return self._registry
+        with self._lock:
+            stamp = repository.type_stamp("SearchParameter")
+            if stamp != self._stamp:
+                self._registry = base_registry().with_custom(self._stored(repository))
+                self._stamp = stamp
+            self._checked = now
+            return self._registry
+
+    def _stored(self, repository: FhirRepository) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            batch = repository.current_batch("SearchParameter", after, 500)
+            for stored in batch:
+                resource = orjson.loads(stored.content or b"{}")
+                problem = search_parameter_problem(resource)
+                if problem is None:
+                    found.append(resource)
+                else:
+                    log.warning("SearchParameter/%s is not used: %s", stored.id, problem)
+            if len(batch) < 500:
+                return found
+            after = batch[-1].pk

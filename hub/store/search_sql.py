@@ -1,0 +1,261 @@
+"""Search criteria → SQL (SQLAlchemy Core, the same statements on SQLite and PostgreSQL).
+
+Every criterion becomes a condition on a ``hub_resource`` alias: an ``IN`` over the
+index table of its type (uncorrelated, so both planners start from the index and not
+from every resource of the type), ``NOT IN`` for ``:not``, a correlated ``EXISTS``
+for ``:missing``. Chains nest the same conditions on another alias of
+``hub_resource``; ``_has`` turns them around. The prefix rules are those of
+:func:`hub.fhir.search_match.range_matches`, written as SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select
+from sqlalchemy.sql.expression import FromClause
+
+from hub.fhir.criteria import (
+    AnyOf,
+    ChainCriterion,
+    CompartmentCriterion,
+    Criterion,
+    DateCriterion,
+    HasCriterion,
+    IdCriterion,
+    LastUpdatedCriterion,
+    MissingCriterion,
+    NumberCriterion,
+    RangeValue,
+    ReferenceCriterion,
+    SortKey,
+    StringCriterion,
+    TokenCriterion,
+    UriCriterion,
+)
+from hub.fhir.search_values import micros_to_datetime, normalize_string, prefix_upper_bound
+from hub.store.tables import (
+    INDEX_TABLES,
+    date_index,
+    number_index,
+    reference_index,
+    resource,
+    string_index,
+    token_index,
+    uri_index,
+)
+
+
+def token_hash(*parts: str) -> int:
+    """A signed 64-bit hash of ``parts`` (stable across processes and databases)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def token_scope(resource_type: str, param: str) -> str:
+    """The type part of a token hash: ``*`` for the common ``_tag``-style parameters of every type."""
+    return "*" if param.startswith("_") else resource_type
+
+
+def _range(low: Any, high: Any, value: RangeValue, exact: float | None = None) -> ColumnElement[bool]:
+    """SQL of :func:`hub.fhir.search_match.range_matches` on columns ``low``/``high``."""
+    return _compare(low, high, value.prefix, value.low, value.high, exact)
+
+
+def _compare(low: Any, high: Any, prefix: str, start: Any, end: Any, exact: Any = None) -> ColumnElement[bool]:
+    """Stored [low, high] against searched [start, end] by ``prefix`` (``exact``: a number as written)."""
+    below, above = (exact, exact) if exact is not None else (start, end)
+    if prefix == "eq":
+        return and_(low >= start, high <= end)
+    if prefix == "ne":
+        return or_(low < start, high > end)
+    if prefix == "gt":
+        return high > above
+    if prefix == "lt":
+        return low < below
+    if prefix == "ge":
+        return high >= below
+    if prefix == "le":
+        return low <= above
+    if prefix == "sa":
+        return low > above
+    if prefix == "eb":
+        return high < below
+    return and_(high >= start, low <= end)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _uri_parents(value: str) -> list[str]:
+    """``value`` and each of its parents by path segment (for ``:above``)."""
+    head, sep, path = value.partition("://")
+    if not sep:
+        return [value]
+    segments = path.split("/")
+    return [f"{head}://{'/'.join(segments[: i + 1])}" for i in range(len(segments))]
+
+
+class SearchSql:
+    """Builds the conditions of one search (one database dialect)."""
+
+    def conditions(
+        self, criteria: tuple[Criterion, ...], alias: FromClause, resource_type: str | None
+    ) -> list[ColumnElement[bool]]:
+        """The SQL conditions on ``alias`` (a ``hub_resource``) for ``criteria``, all to hold."""
+        return [self.condition(c, alias, resource_type) for c in criteria]
+
+    def condition(self, criterion: Criterion, alias: FromClause, resource_type: str | None) -> ColumnElement[bool]:
+        """The SQL condition of one criterion."""
+        pk = alias.c.res_pk
+        if isinstance(criterion, IdCriterion):
+            found = alias.c.res_id.in_(criterion.ids)
+            return not_(found) if criterion.negate else found
+        if isinstance(criterion, LastUpdatedCriterion):
+            column = alias.c.last_updated
+            return or_(*(self._last_updated(column, v) for v in criterion.values))
+        if isinstance(criterion, TokenCriterion):
+            rows = select(token_index.c.res_pk).where(or_(*self._token_hashes(criterion, resource_type)))
+            return pk.not_in(rows) if criterion.negate else pk.in_(rows)
+        if isinstance(criterion, AnyOf):
+            return or_(*(self.condition(c, alias, resource_type) for c in criterion.alternatives))
+        if isinstance(criterion, MissingCriterion):
+            table = INDEX_TABLES[criterion.table]
+            present = exists().where(table.c.res_pk == pk, table.c.param == criterion.param)
+            return not_(present) if criterion.missing else present
+        if isinstance(criterion, ChainCriterion):
+            return pk.in_(self._chain(criterion, resource_type))
+        if isinstance(criterion, HasCriterion):
+            return alias.c.res_id.in_(self._has(criterion, resource_type))
+        if isinstance(criterion, CompartmentCriterion):
+            members = pk.in_(self._compartment(criterion, resource_type))
+            if not criterion.include_self:
+                return members
+            return or_(members, and_(alias.c.resource_type == criterion.target_type,
+                                     alias.c.res_id == criterion.target_id))
+        table, matches = self._index_match(criterion)
+        query = select(table.c.res_pk).where(table.c.param == criterion.param, matches)
+        if resource_type is not None:
+            query = query.where(table.c.resource_type == resource_type)
+        return pk.in_(query)
+
+    def _token_hashes(self, criterion: TokenCriterion, resource_type: str | None) -> list[ColumnElement[bool]]:
+        scope = token_scope(resource_type or "*", criterion.param)
+        out = []
+        for system, code in criterion.values:
+            if system is None:
+                out.append(token_index.c.hash_value == token_hash(scope, criterion.param, code or ""))
+            elif code is None:
+                out.append(token_index.c.hash_sys == token_hash(scope, criterion.param, system))
+            else:
+                out.append(token_index.c.hash_sys_value == token_hash(scope, criterion.param, system, code))
+        return out
+
+    def _index_match(self, criterion: Criterion) -> tuple[Any, ColumnElement[bool]]:
+        if isinstance(criterion, StringCriterion):
+            column = string_index.c.value_norm
+            if criterion.mode == "exact":
+                return string_index, or_(*(and_(column == normalize_string(v), string_index.c.value_exact == v)
+                                           for v in criterion.values))
+            if criterion.mode == "contains":
+                return string_index, or_(*(column.like(f"%{_like_escape(v)}%", escape="\\")
+                                           for v in criterion.values))
+            return string_index, or_(*(and_(column >= v, column < prefix_upper_bound(v)) for v in criterion.values))
+        if isinstance(criterion, DateCriterion):
+            return date_index, or_(*(_range(date_index.c.low, date_index.c.high, v) for v in criterion.values))
+        if isinstance(criterion, NumberCriterion):
+            alternatives = []
+            for value in criterion.values:
+                condition = _range(number_index.c.low, number_index.c.high, value, exact=value.value)
+                if value.system is not None:
+                    condition = and_(condition, number_index.c.system == value.system)
+                if value.code is not None:
+                    condition = and_(condition, number_index.c.code == value.code)
+                alternatives.append(condition)
+            return number_index, or_(*alternatives)
+        if isinstance(criterion, UriCriterion):
+            column = uri_index.c.value
+            if criterion.mode == "below":
+                return uri_index, or_(*(and_(column >= v, column < prefix_upper_bound(v)) for v in criterion.values))
+            if criterion.mode == "above":
+                return uri_index, column.in_([p for v in criterion.values for p in _uri_parents(v)])
+            return uri_index, column.in_(criterion.values)
+        if isinstance(criterion, ReferenceCriterion):
+            return reference_index, or_(*(self._reference(criterion, v) for v in criterion.values))
+        raise TypeError(f"unknown criterion {type(criterion).__name__}")
+
+    def _reference(self, criterion: ReferenceCriterion, value: Any) -> ColumnElement[bool]:
+        ref = reference_index.c
+        if value.url is not None:
+            return ref.url == value.url
+        if value.target_type is not None:
+            return and_(ref.target_id == value.target_id, ref.target_type == value.target_type)
+        if criterion.targets:
+            return and_(ref.target_id == value.target_id, ref.target_type.in_(criterion.targets))
+        return and_(ref.target_id == value.target_id, ref.target_type != "")
+
+    def _last_updated(self, column: Any, value: RangeValue) -> ColumnElement[bool]:
+        start, end = micros_to_datetime(int(value.low)), micros_to_datetime(int(value.high))
+        return _compare(column, column, value.prefix, start, end)
+
+    def _chain(self, criterion: ChainCriterion, resource_type: str | None) -> Any:
+        target = resource.alias()
+        targets = select(target.c.res_id).where(
+            target.c.resource_type == criterion.target_type,
+            target.c.deleted.is_(False),
+            *self.conditions(criterion.criteria, target, criterion.target_type),
+        )
+        ref = reference_index.c
+        query = select(ref.res_pk).where(
+            ref.param == criterion.param, ref.target_type == criterion.target_type, ref.target_id.in_(targets)
+        )
+        return query.where(ref.resource_type == resource_type) if resource_type else query
+
+    def _has(self, criterion: HasCriterion, resource_type: str | None) -> Any:
+        source = resource.alias()
+        sources = select(source.c.res_pk).where(
+            source.c.resource_type == criterion.source_type,
+            source.c.deleted.is_(False),
+            *self.conditions(criterion.criteria, source, criterion.source_type),
+        )
+        ref = reference_index.c
+        query = select(ref.target_id).where(
+            ref.resource_type == criterion.source_type, ref.param == criterion.param, ref.res_pk.in_(sources)
+        )
+        return query.where(ref.target_type == resource_type) if resource_type else query
+
+    def _compartment(self, criterion: CompartmentCriterion, resource_type: str | None) -> Any:
+        ref = reference_index.c
+        per_type = [
+            and_(ref.resource_type == source_type, ref.param.in_(params))
+            for source_type, params in criterion.params
+            if resource_type is None or source_type == resource_type
+        ]
+        return select(ref.res_pk).where(
+            ref.target_id == criterion.target_id,
+            ref.target_type == criterion.target_type,
+            or_(*per_type) if per_type else false(),
+        )
+
+    def sort_columns(self, keys: tuple[SortKey, ...], alias: FromClause) -> list[Any]:
+        """ORDER BY terms for ``_sort`` (missing values last), then storage order."""
+        terms: list[Any] = []
+        for key in keys:
+            if key.table in ("_id", "_lastUpdated"):
+                column = alias.c.res_id if key.table == "_id" else alias.c.last_updated
+                terms.append(column.desc() if key.descending else column.asc())
+                continue
+            table = INDEX_TABLES[key.table]
+            column = {"string": "value_norm", "token": "value", "uri": "value", "reference": "target_id"}.get(
+                key.table, "high" if key.descending else "low")
+            aggregate = func.max if key.descending else func.min
+            value = (
+                select(aggregate(table.c[column]))
+                .where(table.c.res_pk == alias.c.res_pk, table.c.param == key.param)
+                .scalar_subquery()
+            )
+            terms.append(value.desc().nulls_last() if key.descending else value.asc().nulls_last())
+        return terms
+
