@@ -59,21 +59,57 @@ def split_top_level(text: str, separator: str) -> list[str]:
     return parts
 
 
-def _child(name: str) -> Step:
-    prefix_len = len(name)
+#: FHIR data types: a key ``<name><Type>`` is the choice element ``<name>[x]`` (valueQuantity → value).
+CHOICE_TYPES = frozenset("""
+    Base64Binary Boolean Canonical Code Date DateTime Decimal Id Instant Integer Integer64 Markdown Oid PositiveInt
+    String Time UnsignedInt Uri Url Uuid Address Age Annotation Attachment CodeableConcept Coding ContactPoint Count
+    Distance Duration HumanName Identifier Money Period Quantity Range Ratio Reference SampledData Signature Timing
+    ContactDetail Contributor DataRequirement Expression ParameterDefinition RelatedArtifact TriggerDefinition
+    UsageContext Dosage Meta
+""".split())
 
+
+class _Choice(tuple):  # type: ignore[type-arg]
+    """A choice element seen under its base name: ``(type suffix, value)``."""
+
+
+def prepare(node: Any) -> Any:
+    """A copy of a resource where each choice element is also found under its base name.
+
+    Done once per resource, so that paths such as ``Observation.value`` are plain
+    dictionary lookups instead of a scan of every key.
+    """
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            prepared = prepare(value)
+            out[key] = prepared
+            for position in range(1, len(key)):
+                if key[position].isupper() and key[position:] in CHOICE_TYPES:
+                    out.setdefault(key[:position], _Choice((key[position:], prepared)))
+                    break
+        return out
+    if isinstance(node, list):
+        return [prepare(item) for item in node]
+    return node
+
+
+def _child(name: str) -> Step:
     def step(nodes: list[Node]) -> list[Node]:
         out: list[Node] = []
         for value, _type in nodes:
             if not isinstance(value, dict):
                 continue
             found = value.get(name)
-            if found is not None:
-                out.extend((item, None) for item in (found if isinstance(found, list) else [found]))
+            if found is None:
                 continue
-            for key, item in value.items():  # choice element: value → valueQuantity
-                if key.startswith(name) and len(key) > prefix_len and key[prefix_len].isupper():
-                    out.extend((i, key[prefix_len:]) for i in (item if isinstance(item, list) else [item]))
+            kind = None
+            if type(found) is _Choice:
+                kind, found = found
+            if isinstance(found, list):
+                out.extend((item, kind) for item in found)
+            else:
+                out.append((found, kind))
         return out
 
     return step
@@ -162,9 +198,11 @@ class Path:
 
     root: str | None  # the type the path starts at, or None for a relative path
     steps: tuple[Step, ...]
+    #: The element the path first looks up (None if it starts otherwise): absent → nothing found.
+    first: str | None = None
 
     def evaluate(self, node: Any) -> list[Node]:
-        """The values this path finds under ``node``."""
+        """The values this path finds under ``node`` (made with :func:`prepare`)."""
         nodes: list[Node] = [(node, None)]
         for step in self.steps:
             nodes = step(nodes)
@@ -178,7 +216,7 @@ def _compile_path(text: str) -> Path:
     deceased = _DECEASED.match(text)
     if deceased:
         path = _compile_path(deceased.group(1))
-        return Path(path.root, (*path.steps, _truthy))
+        return Path(path.root, (*path.steps, _truthy), path.first)
     as_form = _AS_FORM.match(text)
     if as_form:
         inner = _compile_path(as_form.group(1))
@@ -186,7 +224,7 @@ def _compile_path(text: str) -> Path:
         steps = [*inner.steps, _of_type(as_form.group(2))]
         for segment in rest:
             steps.extend(_segment_steps(segment))
-        return Path(inner.root, tuple(steps))
+        return Path(inner.root, tuple(steps), inner.first)
     if not text or "(" in text.split(".", 1)[0]:
         raise UnsupportedExpression(f"unsupported expression '{text}'")
     segments = split_top_level(text, ".")
@@ -197,7 +235,8 @@ def _compile_path(text: str) -> Path:
     steps: list[Step] = []
     for segment in segments:
         steps.extend(_segment_steps(segment))
-    return Path(root, tuple(steps))
+    first = segments[0].strip() if segments and _NAME.match(segments[0].strip()) else None
+    return Path(root, tuple(steps), first)
 
 
 @dataclass(frozen=True)
@@ -208,11 +247,17 @@ class Expression:
     paths: tuple[Path, ...]
 
     def evaluate(self, node: Any) -> list[Node]:
-        """Every value the expression finds under ``node`` (a resource, or an element)."""
+        """Every value the expression finds under ``node`` (a resource or an element, made with :func:`prepare`)."""
         out: list[Node] = []
         for path in self.paths:
             out.extend(path.evaluate(node))
         return out
+
+    @property
+    def first_names(self) -> frozenset[str] | None:
+        """The elements one of which must be present for anything to be found (None: unknown)."""
+        names = {p.first for p in self.paths}
+        return None if None in names else frozenset(n for n in names if n is not None)
 
     def for_type(self, resource_type: str, abstract_roots: Iterable[str] = ("Resource", "DomainResource")) -> Expression:
         """Only the paths that apply to ``resource_type`` (shared definitions list several types)."""

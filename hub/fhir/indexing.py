@@ -18,6 +18,7 @@ import hashlib
 from decimal import Decimal
 from typing import Any
 
+from hub.fhir.fhirpath import prepare
 from hub.fhir.repository import (
     DateIndexValue,
     IndexValues,
@@ -228,8 +229,11 @@ def _composite(param: SearchParam, resource: dict[str, Any], rows: _Rows) -> Non
 def extract_index(resource: dict[str, Any], registry: SearchRegistry) -> IndexValues:
     """Every search value of ``resource`` (with its server ``meta``) for the registry's parameters."""
     rows = _Rows()
+    resource = prepare(resource)
     for param in registry.for_type(resource["resourceType"]).values():
         if param.expression is None or not param.searchable:
+            continue
+        if param.first_names is not None and not any(name in resource for name in param.first_names):
             continue
         if param.type == "composite":
             _composite(param, resource, rows)

@@ -54,6 +54,8 @@ class SearchParam:
     unsupported: str | None = None
     targets: tuple[str, ...] = ()
     components: tuple[Component, ...] = ()
+    #: Top-level elements one of which a resource needs for the parameter to have a value (None: unknown).
+    first_names: frozenset[str] | None = None
 
     @property
     def searchable(self) -> bool:
@@ -116,7 +118,8 @@ class SearchRegistry:
         unsupported = None
         if kind == "composite":
             components, unsupported = self._components(definition, resource_type, depth)
-        return SearchParam(code, kind, url, resource_type, expression, unsupported, targets, tuple(components))
+        return SearchParam(code, kind, url, resource_type, expression, unsupported, targets, tuple(components),
+                           expression.first_names)
 
     def _components(
         self, definition: Mapping[str, Any], resource_type: str, depth: int

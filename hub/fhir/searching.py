@@ -50,12 +50,15 @@ class SearchPage:
             self.more = len(rows) > spec.count
             self.matches = rows[-spec.count:] if spec.before is not None else rows[: spec.count]
         first_page = spec.after is None and spec.before is None and spec.offset == 0
-        total: int | None = None
-        if self.request.summary == "count" or (self.request.total != "none" and not (first_page and not self.more)):
-            total = self.repository.count(replace(spec, bound=None)) if self.request.total != "none" or \
-                self.request.summary == "count" else None
-        elif self.request.total != "none":
+        total: int | None
+        if self.request.summary == "count" or spec.count == 0:
+            total = self.repository.count(replace(spec, bound=None))
+        elif self.request.total == "none":
+            total = None
+        elif first_page and not self.more:  # everything is on this page: no count query needed
             total = len(self.matches)
+        else:
+            total = self.repository.count(replace(spec, bound=None))
         return self.matches, total
 
     def links(self, base_url: str, path: str) -> list[dict[str, str]]:

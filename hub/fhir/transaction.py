@@ -18,6 +18,7 @@ runs each entry on its own (in a savepoint) and reports each entry's status.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from hub.errors import HubError, InvalidRequest, Issue, NotFound
@@ -95,23 +96,46 @@ def _root(entry: BundleEntry) -> BundleEntry:
 
 
 class _PendingWrites:
-    """The resources a transaction will write, findable by their search values in O(1)."""
+    """The resources a transaction will write, findable by their search values in O(1).
 
-    def __init__(self) -> None:
-        self.index: dict[tuple[str, str], IndexValues] = {}
+    Index values are extracted only for the types some conditional search of the
+    bundle looks at (most bundles search none, or only Patients).
+    """
+
+    def __init__(self, extract: Callable[[dict[str, Any]], IndexValues]) -> None:
+        self.extract = extract
+        #: Every pending resource: its index values, or None until its type is searched.
+        self.index: dict[tuple[str, str], IndexValues | None] = {}
+        self._resources: dict[tuple[str, str], dict[str, Any]] = {}
+        self._searched_types: set[str] = set()
         self._by_token: dict[tuple[str, str, str | None, str], set[tuple[str, str]]] = {}
         self.existing_per_type: dict[str, int] = {}
 
-    def add(self, key: tuple[str, str], values: IndexValues, *, may_exist: bool) -> None:
-        self.index[key] = values
+    def add(self, key: tuple[str, str], resource: dict[str, Any], *, may_exist: bool) -> None:
+        self.index[key] = None
+        self._resources[key] = resource
         if may_exist:
             self.existing_per_type[key[0]] = self.existing_per_type.get(key[0], 0) + 1
+        if key[0] in self._searched_types:
+            self._extract(key)
+
+    def _extract(self, key: tuple[str, str]) -> None:
+        values = self.extract(self._resources.pop(key))
+        self.index[key] = values
         for token in values.tokens:
             for system in (token.system, None):
                 self._by_token.setdefault((key[0], token.param, system, token.value), set()).add(key)
 
+    def _searched(self, resource_type: str) -> None:
+        if resource_type not in self._searched_types:
+            self._searched_types.add(resource_type)
+            for key in [k for k in self._resources if k[0] == resource_type]:
+                self._extract(key)
+
     def matches(self, spec: SearchSpec) -> list[tuple[str, str]]:
         """Pending resources of ``spec.resource_type`` matching ``spec``."""
+        assert spec.resource_type is not None
+        self._searched(spec.resource_type)
         candidates: set[tuple[str, str]] | None = None
         for criterion in spec.criteria:
             if isinstance(criterion, IdCriterion):
@@ -125,7 +149,7 @@ class _PendingWrites:
             else:  # system-only tokens: check every pending resource of the type
                 found = {k for k in self.index if k[0] == spec.resource_type}
             candidates = found if candidates is None else candidates & found
-        return sorted(k for k in candidates or () if matches_in_memory(spec, k[1], self.index[k]))
+        return sorted(k for k in candidates or () if matches_in_memory(spec, k[1], self.index[k] or IndexValues()))
 
 
 class _Transaction:
@@ -140,7 +164,7 @@ class _Transaction:
         self.identities: dict[str, str] = {}
         #: (type, canonical criteria) → the entry that resolved them first.
         self.criteria_owner: dict[tuple[str, str], BundleEntry] = {}
-        self.pending = _PendingWrites()
+        self.pending = _PendingWrites(lambda resource: extract_index(resource, service.registry))
 
     def run(self) -> list[dict[str, Any]]:
         self._check_full_urls()
@@ -257,13 +281,13 @@ class _Transaction:
 
     def _pend(self, entry: BundleEntry, target: tuple[str, str]) -> None:
         entry.target = target
-        values = extract_index({**entry.resource, "resourceType": target[0], "id": target[1]}, self.service.registry)
-        self.pending.add(target, values, may_exist=entry.method == "PUT")
+        resource = {**entry.resource, "resourceType": target[0], "id": target[1]}
+        self.pending.add(target, resource, may_exist=entry.method == "PUT")
 
     def _pend_patch(self, entry: BundleEntry, target: tuple[str, str]) -> None:
         entry.target = target
         patched = self.service.preview_patch(target[0], target[1], entry.resource)
-        self.pending.add(target, extract_index(patched, self.service.registry), may_exist=True)
+        self.pending.add(target, patched, may_exist=True)
 
     def _record_identities(self) -> None:
         prefix = self.base_url + "/" if self.base_url else None
