@@ -20,3 +20,17 @@ def fresh_database_url(kind: str, workdir: Path) -> str:
         conn.execute("CREATE DATABASE hub_bench")
         user, host, port = conn.info.user, conn.info.host, conn.info.port
     return f"postgresql+psycopg://{user}@{host}:{port}/hub_bench"
+
+
+def existing_database_url(kind: str, workdir: Path) -> str:
+    """The SQLAlchemy URL of the database :func:`fresh_database_url` made earlier, left as it is."""
+    if kind == "sqlite":
+        path = workdir / "bench.db"
+        if not path.exists():
+            raise FileNotFoundError(f"no benchmark database at {path}: run once without --reuse")
+        return f"sqlite:///{path}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'hub_bench'").fetchone() is None:
+            raise LookupError("no hub_bench database: run once without --reuse")
+        user, host, port = conn.info.user, conn.info.host, conn.info.port
+    return f"postgresql+psycopg://{user}@{host}:{port}/hub_bench"

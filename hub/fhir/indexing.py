@@ -230,14 +230,12 @@ def extract_index(resource: dict[str, Any], registry: SearchRegistry) -> IndexVa
     """Every search value of ``resource`` (with its server ``meta``) for the registry's parameters."""
     rows = _Rows()
     resource = prepare(resource)
-    for param in registry.for_type(resource["resourceType"]).values():
-        if param.expression is None or not param.searchable:
-            continue
+    for param in registry.indexed(resource["resourceType"]):
         if param.first_names is not None and not any(name in resource for name in param.first_names):
             continue
         if param.type == "composite":
             _composite(param, resource, rows)
             continue
-        for value, kind in param.expression.evaluate(resource):
+        for value, kind in param.expression.evaluate(resource) if param.expression else ():
             _index_value(param, param.code, value, kind, rows)
     return rows.values()

@@ -76,6 +76,18 @@ def _bases(definition: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _composite_first_names(root: Expression, components: list[Component]) -> frozenset[str] | None:
+    """The elements a composite needs: its roots', or its value component's when rooted at the resource."""
+    names: set[str] = set()
+    for path in root.paths:
+        inner = components[1].expression.first_names if not path.steps else (
+            frozenset({path.first}) if path.first else None)
+        if inner is None:
+            return None
+        names |= inner
+    return frozenset(names)
+
+
 class SearchRegistry:
     """Search parameters per resource type (immutable; build a new one to change it)."""
 
@@ -84,6 +96,7 @@ class SearchRegistry:
         self._by_url = {d["url"]: d for d in self._definitions if isinstance(d.get("url"), str)}
         self._params: dict[str, dict[str, SearchParam]] = {}
         self._compiled: dict[str, Expression | str] = {}
+        self._indexed: dict[str, list[SearchParam]] = {}
         for definition in self._definitions:
             for resource_type in _bases(definition):
                 param = self._build(definition, resource_type)
@@ -118,8 +131,9 @@ class SearchRegistry:
         unsupported = None
         if kind == "composite":
             components, unsupported = self._components(definition, resource_type, depth)
+        first_names = _composite_first_names(expression, components) if components else expression.first_names
         return SearchParam(code, kind, url, resource_type, expression, unsupported, targets, tuple(components),
-                           expression.first_names)
+                           first_names)
 
     def _components(
         self, definition: Mapping[str, Any], resource_type: str, depth: int
@@ -149,6 +163,14 @@ class SearchRegistry:
     def for_type(self, resource_type: str) -> dict[str, SearchParam]:
         """Every parameter of ``resource_type`` by code."""
         return self._params.get(resource_type, {})
+
+    def indexed(self, resource_type: str) -> list[SearchParam]:
+        """The parameters of ``resource_type`` whose values are extracted on write."""
+        found = self._indexed.get(resource_type)
+        if found is None:
+            found = [p for p in self.for_type(resource_type).values() if p.expression is not None and p.searchable]
+            self._indexed[resource_type] = found
+        return found
 
     def with_custom(self, resources: Iterable[Mapping[str, Any]]) -> SearchRegistry:
         """A registry that adds (or replaces, by url or base+code) these SearchParameter resources."""

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Table, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
@@ -21,6 +21,8 @@ from hub.store.tables import (
     resource_version,
 )
 
+#: Above this many rows, index rows go to PostgreSQL with COPY.
+_COPY_THRESHOLD = 50
 #: Advisory-lock buckets for conditional writes, and the first lock id they use.
 LOCK_BUCKETS = 1024
 LOCK_BASE = 0x48554200000  # "HUB" in the high bits, away from other applications' ids
@@ -334,8 +336,23 @@ class SqlRepository:
         for resource_type, pk, values in items:
             _index_rows(resource_type, pk, values, rows)
         for name, table_rows in rows.items():
-            if table_rows:
+            if not table_rows:
+                continue
+            if self.connection.dialect.name == "postgresql" and len(table_rows) > _COPY_THRESHOLD:
+                self._copy_rows(INDEX_TABLES[name], table_rows)
+            else:
                 self.connection.execute(insert(INDEX_TABLES[name]), table_rows)
+
+    def _copy_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Bulk-load index rows with COPY (an executemany costs a round of binding per row)."""
+        columns = list(rows[0])
+        driver = self.connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(
+            f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
 
     def _search_conditions(self, spec: SearchSpec) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [resource.c.deleted.is_(False)]
