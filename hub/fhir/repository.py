@@ -155,6 +155,9 @@ class FhirRepository(Protocol):
     def read_current(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version (a deletion too), or None if the id never existed."""
 
+    def read_current_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
+        """The current versions (deletions too) of those of ``keys`` (type, id) that exist."""
+
     def read_version(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
         """One version from the history, or None."""
 

@@ -293,6 +293,15 @@ class FhirService:
         self, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None
     ) -> Outcome:
         """``PUT [type]/[id]``: update, or create with the client's id; unchanged content makes no version."""
+        resource = self._validated_put(resource_type, resource_id, body)
+        return self._update_validated(resource_type, resource_id, resource, if_match)
+
+    def prepare_put_create(self, resource_type: str, resource_id: str, body: Any) -> VersionWrite:
+        """The first version written by ``PUT [type]/[id]`` of a resource that does not exist (bulk loads)."""
+        resource = self._validated_put(resource_type, resource_id, body)
+        return self._version(resource, resource_type, resource_id, 1, "PUT", 0)
+
+    def _validated_put(self, resource_type: str, resource_id: str, body: Any) -> dict[str, Any]:
         require_type(resource_type)
         require_id(resource_id)
         resource = validate_resource(body, resource_type)
@@ -304,7 +313,7 @@ class FhirService:
                 f"The resource id '{clip(str(body_id), 64)}' does not match the URL id '{resource_id}'",
                 expression=f"{resource_type}.id",
             )
-        return self._update_validated(resource_type, resource_id, resource, if_match)
+        return resource
 
     def conditional_update(
         self, resource_type: str, criteria: str, body: Any, *, if_match: str | None = None

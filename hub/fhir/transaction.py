@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from hub.errors import HubError, InvalidRequest, Issue, NotFound
+from hub.errors import HubError, InvalidRequest, Issue, NotFound, VersionConflict
 from hub.fhir.bundle_entries import BundleEntry, parse_entry
 from hub.fhir.criteria import IdCriterion, TokenCriterion
 from hub.fhir.indexing import extract_index
@@ -190,8 +190,10 @@ class _Transaction:
         for entry in self._of("POST", "PUT"):
             self._guard(entry, self._rewrite_references)
         self._create_all(self._of("POST"))
+        self._create_new_puts()
         for entry in sorted(self._of("PUT", "PATCH"), key=lambda e: e.target or ()):
-            self._guard(entry, self._dispatch)
+            if entry.outcome is None:
+                self._guard(entry, self._dispatch)
         for entry in self._of("GET", "HEAD"):
             self._guard(entry, self._dispatch)
         self._answer_matched_creates()
@@ -369,6 +371,35 @@ class _Transaction:
             entry.outcome = Outcome(201, write.new)
         if writes:
             self.service.repository.write_many(writes)
+
+    def _create_new_puts(self) -> None:
+        """PUTs of resources that do not exist yet (update-as-create), written in one bulk insert.
+
+        A loader's bundle is mostly such PUTs; one by one each costs several round trips.
+        If another writer creates one of them meanwhile, the bulk insert is undone and
+        the entries take the one-by-one path (with its compare-and-swap retries).
+        """
+        candidates = [e for e in self._of("PUT") if e.target and not e.if_match and e.path == "/".join(e.target)]
+        if len(candidates) < 2:
+            return
+        existing = self.service.repository.read_current_many([e.target for e in candidates if e.target])
+        fresh = [e for e in candidates if e.target not in existing]
+        writes = []
+        for entry in fresh:
+            assert entry.target is not None
+            try:
+                writes.append(self.service.prepare_put_create(entry.target[0], entry.target[1], entry.resource))
+            except HubError as error:
+                raise entry.located(error) from None
+        if not writes:
+            return
+        try:
+            with self.service.repository.savepoint():
+                self.service.repository.write_many(writes)
+        except VersionConflict:
+            return
+        for entry, write in zip(fresh, writes, strict=True):
+            entry.outcome = Outcome(201, write.new)
 
     def _answer_matched_creates(self) -> None:
         """Conditional creates that matched: 200 with the resource they matched."""

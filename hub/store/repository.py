@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.sql import ColumnElement
 from hub.errors import VersionConflict
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
 from hub.store.search_sql import SearchSql, token_hash, token_scope
+from hub.store.sorted_search import index_sortable, search_index_sorted
 from hub.store.tables import (
     INDEX_TABLES,
     reference_index,
@@ -75,6 +77,22 @@ class SqlRepository:
             resource_type, resource_id, row.version_id, _aware(row.last_updated), row.deleted, _bytes(row.content)
         )
 
+    def read_current_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
+        found: dict[tuple[str, str], StoredResource] = {}
+        by_type: dict[str, list[str]] = {}
+        for resource_type, resource_id in keys:
+            by_type.setdefault(resource_type, []).append(resource_id)
+        for resource_type, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                query = select(*_CURRENT_COLUMNS).where(
+                    resource.c.resource_type == resource_type, resource.c.res_id.in_(ids[start:start + 500])
+                )
+                for row in self.connection.execute(query.add_columns(resource.c.deleted.label("is_deleted"))):
+                    stored = _current(row)
+                    found[(resource_type, row.res_id)] = replace(stored, deleted=row.is_deleted,
+                                                                 content=stored.content if not row.is_deleted else None)
+        return found
+
     def read_version(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
         row = self.connection.execute(
             select(
@@ -95,6 +113,14 @@ class SqlRepository:
         )
 
     def search(self, spec: SearchSpec) -> list[StoredResource]:
+        if index_sortable(spec.sort, spec.resource_type, spec.before) and spec.after is None:
+            assert spec.resource_type is not None
+            conditions = self._search_conditions(spec)
+            if spec.bound is not None:
+                conditions.append(resource.c.res_pk <= spec.bound)
+            rows = search_index_sorted(self.connection, _CURRENT_COLUMNS, conditions, spec.sort[0],
+                                       spec.resource_type, spec.offset, spec.count)
+            return [_current(r) for r in rows]
         query = select(*_CURRENT_COLUMNS).where(*self._search_conditions(spec))
         order = self._sql.sort_columns(spec.sort, resource)
         if spec.after is not None:

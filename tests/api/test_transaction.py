@@ -302,3 +302,23 @@ def test_batch_survives_malformed_entries_and_empty_bundles(fhir: httpx.Client) 
     assert fhir.get("/Patient/bb2").status_code == 200
     empty = fhir.post("", json={"resourceType": "Bundle", "type": "transaction"}).json()
     assert empty["type"] == "transaction-response" and "entry" not in empty
+
+
+def test_transaction_of_puts_creates_new_ones_in_bulk_and_updates_the_rest(fhir: httpx.Client) -> None:
+    """A loader's bundle of PUTs: new ids are created (201, version 1), existing ones updated (200, version 2)."""
+    assert fhir.put("/Patient/bulk-2", json=patient(id="bulk-2")).status_code == 201
+    entries = [
+        {"resource": patient(id=f"bulk-{n}", gender="female"), "request": {"method": "PUT", "url": f"Patient/bulk-{n}"}}
+        for n in range(1, 5)
+    ]
+    response = fhir.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["201 Created", "200 OK", "201 Created", "201 Created"]
+    assert fhir.get("/Patient/bulk-2").json()["meta"]["versionId"] == "2"
+    assert fhir.get("/Patient/bulk-3").json()["meta"]["versionId"] == "1"
+    assert {e["resource"]["id"] for e in fhir.get("/Patient", params={"gender": "female"}).json()["entry"]} == {
+        "bulk-1", "bulk-2", "bulk-3", "bulk-4"}
+    bad = [*entries, {"resource": patient(id="other"), "request": {"method": "PUT", "url": "Patient/bulk-9"}}]
+    assert_outcome(fhir.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": bad}), 400,
+                   contains="Bundle.entry[4]")
