@@ -50,6 +50,8 @@ class DateCriterion:
 
     param: str
     values: tuple[RangeValue, ...]
+    #: All values must hold (on the one value of a single-valued parameter), not any.
+    all_of: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class NumberCriterion:
 
     param: str
     values: tuple[RangeValue, ...]
+    #: All values must hold (on the one value of a single-valued parameter), not any.
+    all_of: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ _INDEX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]$")
 _FUNCTION = re.compile(r"^([A-Za-z]+)\((.*)\)$")
 _RESOLVE_IS = re.compile(r"^resolve\(\)\s+is\s+([A-Za-z]+)$")
 _FIELD_EQUALS = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*'([^']*)'$")
+_TYPE_FILTER = re.compile(r"^(as|ofType)\([A-Za-z]+\)$")
 _DECEASED = re.compile(r"^([A-Za-z.]+)\.exists\(\)\s+and\s+\1\s*!=\s*false$")
 
 
@@ -200,6 +201,8 @@ class Path:
     steps: tuple[Step, ...]
     #: The element the path first looks up (None if it starts otherwise): absent → nothing found.
     first: str | None = None
+    #: Whether the path only looks up ``first`` (and filters it by type): one value per element.
+    direct: bool = False
 
     def evaluate(self, node: Any) -> list[Node]:
         """The values this path finds under ``node`` (made with :func:`prepare`)."""
@@ -224,7 +227,7 @@ def _compile_path(text: str) -> Path:
         steps = [*inner.steps, _of_type(as_form.group(2))]
         for segment in rest:
             steps.extend(_segment_steps(segment))
-        return Path(inner.root, tuple(steps), inner.first)
+        return Path(inner.root, tuple(steps), inner.first, inner.direct and not rest)
     if not text or "(" in text.split(".", 1)[0]:
         raise UnsupportedExpression(f"unsupported expression '{text}'")
     segments = split_top_level(text, ".")
@@ -236,7 +239,8 @@ def _compile_path(text: str) -> Path:
     for segment in segments:
         steps.extend(_segment_steps(segment))
     first = segments[0].strip() if segments and _NAME.match(segments[0].strip()) else None
-    return Path(root, tuple(steps), first)
+    direct = first is not None and all(_TYPE_FILTER.match(s.strip()) for s in segments[1:])
+    return Path(root, tuple(steps), first, direct)
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,9 @@ class FhirRepository(Protocol):
     def search(self, spec: SearchSpec) -> list[StoredResource]:
         """Current, non-deleted resources matching ``spec``, one page."""
 
+    def search_counted(self, spec: SearchSpec) -> tuple[list[StoredResource], int]:
+        """One page and the number of all matches (in one pass over the index where it can)."""
+
     def count(self, spec: SearchSpec) -> int:
         """How many current, non-deleted resources match ``spec``."""
 

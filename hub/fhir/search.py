@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from hub.errors import InvalidRequest, NotSupported
-from hub.fhir.criteria import Criterion, SortKey
+from hub.fhir.criteria import Criterion, DateCriterion, NumberCriterion, SortKey
 from hub.fhir.indexing import TABLE_OF_TYPE
 from hub.fhir.repository import SearchSpec
 from hub.fhir.resource_types import resource_types
@@ -172,7 +172,8 @@ def parse_search(
     criteria: list[Criterion] = list(extra)
     kept: list[tuple[str, str]] = []
     ignored: list[str] = []
-    count, offset, after, before, bound = default_count, 0, None, None, None
+    count, offset = default_count, 0
+    cursors: dict[str, int] = {}
     total, summary, elements_raw, sort_raw = "accurate", None, None, None
     includes: list[Include] = []
     types = [resource_type] if resource_type else []
@@ -193,9 +194,7 @@ def parse_search(
         elif name == "_offset":
             offset = int_param(name, value, 0, None)
         elif name in ("_after", "_before", "_bound"):
-            key = _key(name, value)
-            after, before, bound = (key, before, bound) if name == "_after" else (
-                (after, key, bound) if name == "_before" else (after, before, key))
+            cursors[name] = _key(name, value)
             continue
         elif name in _IGNORED:
             continue
@@ -224,13 +223,41 @@ def parse_search(
                 ignored.append(name)
                 continue
         kept.append((name, value))
+    if resource_type is not None:
+        criteria = _merge_ranges(registry, resource_type, criteria)
     sort = _sort_keys(registry, types, sort_raw) if sort_raw else ()
     elements = parse_elements(elements_raw, types or sorted(resource_types())) if elements_raw else None
     if summary == "count":
         count = 0
-    spec = SearchSpec(resource_type, tuple(criteria), offset, count, sort, after, before, bound,
-                      tuple(types) if resource_type is None else ())
+    spec = SearchSpec(resource_type, tuple(criteria), offset, count, sort, cursors.get("_after"),
+                      cursors.get("_before"), cursors.get("_bound"), tuple(types) if resource_type is None else ())
     return SearchRequest(spec, total, summary, elements, tuple(includes), tuple(kept), tuple(ignored))
+
+
+def _merge_ranges(registry: SearchRegistry, resource_type: str, criteria: list[Criterion]) -> list[Criterion]:
+    """``birthdate=ge1980&birthdate=le1989`` on a single-valued parameter: one range, read from one index scan.
+
+    Two separate criteria each scan half the index; on a parameter with at most one value
+    per resource, "a value ≥ 1980 and a value ≤ 1989" means the same value, so both
+    bounds apply to the same index row.
+    """
+    groups: dict[tuple[type, str], list[DateCriterion | NumberCriterion]] = {}
+    for criterion in criteria:
+        if isinstance(criterion, (DateCriterion, NumberCriterion)) and len(criterion.values) == 1:
+            param = registry.get(resource_type, criterion.param)
+            if param is not None and param.single_valued:
+                groups.setdefault((type(criterion), criterion.param), []).append(criterion)
+    merged: list[Criterion] = []
+    for criterion in criteria:
+        if isinstance(criterion, (DateCriterion, NumberCriterion)):
+            group = groups.get((type(criterion), criterion.param))
+            if group and len(group) > 1:
+                if criterion is group[0]:
+                    values = tuple(v for c in group for v in c.values)
+                    merged.append(type(criterion)(criterion.param, values, all_of=True))
+                continue
+        merged.append(criterion)
+    return merged
 
 
 def _criterion(
@@ -242,6 +269,7 @@ def _criterion(
     if code not in _COMMON:
         raise UnknownParameter(f"Search parameter '{clip(name, 64)}' is not supported across types "
                                f"(use {', '.join(_COMMON)}, or search one type)")
+    # Every type has the common parameters, and they are indexed alike for every type.
     return parser.parse(types[0] if types else "Patient", name, value)
 
 

@@ -70,13 +70,18 @@ def _matches(criterion: Criterion, resource_id: str, index: IndexValues) -> bool
             return any(v in s.normalized for v in criterion.values for s in rows)
         return any(v <= s.normalized < prefix_upper_bound(v) for v in criterion.values for s in rows)
     if isinstance(criterion, DateCriterion):
-        return any(range_matches(v.prefix, d.low, d.high, v) for v in criterion.values
+        combine = all if criterion.all_of else any
+        return any(combine(range_matches(v.prefix, d.low, d.high, v) for v in criterion.values)
                    for d in index.dates if d.param == criterion.param)
     if isinstance(criterion, NumberCriterion):
+        combine = all if criterion.all_of else any
         return any(
-            range_matches(v.prefix, n.low, n.high, v, exact=v.value)
-            and (v.system is None or n.system == v.system) and (v.code is None or n.code == v.code)
-            for v in criterion.values for n in index.numbers if n.param == criterion.param
+            combine(
+                range_matches(v.prefix, n.low, n.high, v, exact=v.value)
+                and (v.system is None or n.system == v.system) and (v.code is None or n.code == v.code)
+                for v in criterion.values
+            )
+            for n in index.numbers if n.param == criterion.param
         )
     if isinstance(criterion, UriCriterion):
         rows = [u.value for u in index.uris if u.param == criterion.param]

@@ -21,6 +21,7 @@ import orjson
 from hub.fhir.fhirpath import Expression, UnsupportedExpression, compile_expression
 from hub.fhir.repository import FhirRepository
 from hub.fhir.resource_types import load_definition, resource_types
+from hub.fhir.subsetting import element_table
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class SearchParam:
     components: tuple[Component, ...] = ()
     #: Top-level elements one of which a resource needs for the parameter to have a value (None: unknown).
     first_names: frozenset[str] | None = None
+    #: At most one value per resource (one non-repeating element): ANDed values may share one index row.
+    single_valued: bool = False
 
     @property
     def searchable(self) -> bool:
@@ -74,6 +77,16 @@ def _bases(definition: Mapping[str, Any]) -> list[str]:
         elif base in resource_types():
             out.append(base)
     return out
+
+
+def _single_valued(resource_type: str, expression: Expression) -> bool:
+    """Whether every path reads the same top-level element, which does not repeat."""
+    firsts = {path.first for path in expression.paths}
+    if len(firsts) != 1 or not all(path.direct for path in expression.paths):
+        return False
+    first = next(iter(firsts))
+    infos = [info for info in element_table(resource_type).values() if info.base == first]
+    return bool(infos) and not any(info.repeats for info in infos)
 
 
 def _composite_first_names(root: Expression, components: list[Component]) -> frozenset[str] | None:
@@ -133,7 +146,7 @@ class SearchRegistry:
             components, unsupported = self._components(definition, resource_type, depth)
         first_names = _composite_first_names(expression, components) if components else expression.first_names
         return SearchParam(code, kind, url, resource_type, expression, unsupported, targets, tuple(components),
-                           first_names)
+                           first_names, not components and _single_valued(resource_type, expression))
 
     def _components(
         self, definition: Mapping[str, Any], resource_type: str, depth: int

@@ -45,20 +45,17 @@ class SearchPage:
     def run(self) -> tuple[list[StoredResource], int | None]:
         """Fetch the page (one row more than asked, to know whether there is a next page) and the total."""
         spec = self.spec
-        if spec.count > 0:
-            rows = self.repository.search(replace(spec, count=spec.count + 1))
-            self.more = len(rows) > spec.count
-            self.matches = rows[-spec.count:] if spec.before is not None else rows[: spec.count]
-        first_page = spec.after is None and spec.before is None and spec.offset == 0
-        total: int | None
-        if self.request.summary == "count" or spec.count == 0:
-            total = self.repository.count(replace(spec, bound=None))
-        elif self.request.total == "none":
-            total = None
-        elif first_page and not self.more:  # everything is on this page: no count query needed
-            total = len(self.matches)
+        request = self.request
+        total: int | None = None
+        if request.summary == "count" or spec.count == 0:
+            return [], self.repository.count(replace(spec, bound=None))
+        asked = replace(spec, count=spec.count + 1)
+        if request.total == "none":
+            rows = self.repository.search(asked)
         else:
-            total = self.repository.count(replace(spec, bound=None))
+            rows, total = self.repository.search_counted(asked)
+        self.more = len(rows) > spec.count
+        self.matches = rows[-spec.count:] if spec.before is not None else rows[: spec.count]
         return self.matches, total
 
     def links(self, base_url: str, path: str) -> list[dict[str, str]]:

@@ -43,6 +43,8 @@ class ElementInfo(NamedTuple):
     base: str  # element name as listed in _elements: "value" for valueQuantity, "status" for _status
     summary: bool
     mandatory: bool
+    #: Whether the element is a list (max cardinality above 1).
+    repeats: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ def element_table(resource_type: str) -> Mapping[str, ElementInfo]:
             continue
         mandatory = info.is_required() or bool(extra.get("element_required") or extra.get("one_of_many_required"))
         base = extra.get("one_of_many") or key
-        table[key] = ElementInfo(str(base), bool(extra.get("summary_element_property")), mandatory)
+        repeats = "List[" in str(info.annotation)
+        table[key] = ElementInfo(str(base), bool(extra.get("summary_element_property")), mandatory, repeats)
     for key in extension_keys:
         if key[1:] in table:
             table[key] = table[key[1:]]

@@ -25,6 +25,8 @@ from hub.store.tables import (
 
 #: Above this many rows, index rows go to PostgreSQL with COPY.
 _COPY_THRESHOLD = 50
+#: Sorted searches with more matches than this read the sort index in order.
+_SORT_IN_INDEX_ABOVE = 5000
 #: Advisory-lock buckets for conditional writes, and the first lock id they use.
 LOCK_BUCKETS = 1024
 LOCK_BASE = 0x48554200000  # "HUB" in the high bits, away from other applications' ids
@@ -113,14 +115,23 @@ class SqlRepository:
         )
 
     def search(self, spec: SearchSpec) -> list[StoredResource]:
-        if index_sortable(spec.sort, spec.resource_type, spec.before) and spec.after is None:
+        return self._search(spec, index_order=True)
+
+    def _search(self, spec: SearchSpec, *, index_order: bool) -> list[StoredResource]:
+        """One page; ``index_order`` reads a sorted search in its sort index's order (large result sets)."""
+        if index_order and index_sortable(spec.sort, spec.resource_type, spec.before) and spec.after is None:
             assert spec.resource_type is not None
-            conditions = self._search_conditions(spec)
-            if spec.bound is not None:
-                conditions.append(resource.c.res_pk <= spec.bound)
+
+            def conditions(key: Any) -> list[ColumnElement[bool]]:
+                found = self._search_conditions(spec, key)
+                return found + ([resource.c.res_pk <= spec.bound] if spec.bound is not None else [])
+
             rows = search_index_sorted(self.connection, _CURRENT_COLUMNS, conditions, spec.sort[0],
                                        spec.resource_type, spec.offset, spec.count)
             return [_current(r) for r in rows]
+        keys = self._single_index_keys(spec)
+        if keys is not None and not spec.sort and spec.bound is None:
+            return self._search_by_keys(spec, keys)
         query = select(*_CURRENT_COLUMNS).where(*self._search_conditions(spec))
         order = self._sql.sort_columns(spec.sort, resource)
         if spec.after is not None:
@@ -136,7 +147,21 @@ class SqlRepository:
             rows.reverse()
         return [_current(r) for r in rows]
 
+    def search_counted(self, spec: SearchSpec) -> tuple[list[StoredResource], int]:
+        keys = self._single_index_keys(spec)
+        if keys is not None and not spec.sort and spec.bound is None:
+            found, matches = self._search_by_keys(spec, keys, counted=True)
+            if matches is not None:
+                return found, matches
+        matches = self.count(spec)
+        # Few matches: sorting them is cheaper than reading the sort index until a page is found.
+        return self._search(spec, index_order=matches > _SORT_IN_INDEX_ABOVE), matches
+
     def count(self, spec: SearchSpec) -> int:
+        keys = self._single_index_keys(spec)
+        if keys is not None:  # counted in the index alone
+            return int(self.connection.execute(select(func.count()).select_from(keys.distinct().subquery()))
+                       .scalar_one())
         query = select(func.count()).select_from(resource).where(*self._search_conditions(spec))
         return int(self.connection.execute(query).scalar_one())
 
@@ -380,14 +405,50 @@ class SqlRepository:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
 
-    def _search_conditions(self, spec: SearchSpec) -> list[ColumnElement[bool]]:
+    def _search_conditions(self, spec: SearchSpec, key: Any = None) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [resource.c.deleted.is_(False)]
         if spec.resource_type is not None:
             conditions.append(resource.c.resource_type == spec.resource_type)
         elif spec.types:
             conditions.append(resource.c.resource_type.in_(spec.types))
-        conditions.extend(self._sql.conditions(spec.criteria, resource, spec.resource_type))
+        conditions.extend(self._sql.conditions(spec.criteria, resource, spec.resource_type, key))
         return conditions
+
+    def _single_index_keys(self, spec: SearchSpec) -> Any | None:
+        """The index query of a search with exactly one index criterion (the common case), else None."""
+        if spec.resource_type is None or len(spec.criteria) != 1:
+            return None
+        return self._sql.key_query(spec.criteria[0], spec.resource_type)
+
+    def _search_by_keys(self, spec: SearchSpec, keys: Any, *, counted: bool = False) -> Any:
+        """One page of a one-criterion search: the page's keys come from the index alone, in key order.
+
+        ``counted`` also returns how many resources match in all, from the same index pass.
+        """
+        matched = keys.distinct().subquery()
+        key = matched.c.res_pk
+        columns = [key, func.count().over().label("matches")] if counted else [key]
+        page = select(*columns).select_from(matched)
+        if counted:
+            page = select(page.subquery())
+            key = page.selected_columns.res_pk
+        if spec.after is not None:
+            page = page.where(key > spec.after)
+        if spec.before is not None:
+            page = page.where(key < spec.before).order_by(key.desc())
+        else:
+            page = page.order_by(key)
+        chosen = page.offset(spec.offset).limit(spec.count).subquery()
+        query = (
+            select(*_CURRENT_COLUMNS, *([chosen.c.matches] if counted else []))
+            .join(chosen, chosen.c.res_pk == resource.c.res_pk)
+            .order_by(resource.c.res_pk)
+        )
+        rows = list(self.connection.execute(query))
+        found = [_current(r) for r in rows]
+        if not counted:
+            return found
+        return found, (int(rows[0].matches) if rows else None)
 
     def _history_conditions(self, spec: HistorySpec) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
@@ -400,7 +461,6 @@ class SqlRepository:
         if spec.since is not None:
             conditions.append(resource_version.c.last_updated >= spec.since)
         return conditions
-
 
 def _current(row: Any) -> StoredResource:
     return StoredResource(

@@ -102,14 +102,41 @@ class SearchSql:
     """Builds the conditions of one search (one database dialect)."""
 
     def conditions(
-        self, criteria: tuple[Criterion, ...], alias: FromClause, resource_type: str | None
+        self, criteria: tuple[Criterion, ...], alias: FromClause, resource_type: str | None, key: Any = None
     ) -> list[ColumnElement[bool]]:
-        """The SQL conditions on ``alias`` (a ``hub_resource``) for ``criteria``, all to hold."""
-        return [self.condition(c, alias, resource_type) for c in criteria]
+        """The SQL conditions on ``alias`` (a ``hub_resource``) for ``criteria``, all to hold.
 
-    def condition(self, criterion: Criterion, alias: FromClause, resource_type: str | None) -> ColumnElement[bool]:
+        ``key`` is the column holding the resource key that index criteria test (default
+        ``alias.res_pk``; an index table's ``res_pk`` lets the planner test them before
+        reading the resource).
+        """
+        return [self.condition(c, alias, resource_type, key) for c in criteria]
+
+    def key_query(self, criterion: Criterion, resource_type: str) -> Any | None:
+        """The keys of the resources of ``resource_type`` matching ``criterion``, read from one index table alone.
+
+        None when the criterion needs the resource row (ids, dates of change, negations,
+        chains). Index rows exist only for current, non-deleted versions.
+        """
+        if isinstance(criterion, TokenCriterion):
+            if criterion.negate:
+                return None
+            query = select(token_index.c.res_pk).where(or_(*self._token_hashes(criterion, resource_type)))
+            if token_scope(resource_type, criterion.param) == "*":
+                query = query.where(token_index.c.resource_type == resource_type)
+            return query
+        if isinstance(criterion, (StringCriterion, DateCriterion, NumberCriterion, UriCriterion, ReferenceCriterion)):
+            table, matches = self._index_match(criterion)
+            return select(table.c.res_pk).where(
+                table.c.resource_type == resource_type, table.c.param == criterion.param, matches
+            )
+        return None
+
+    def condition(
+        self, criterion: Criterion, alias: FromClause, resource_type: str | None, key: Any = None
+    ) -> ColumnElement[bool]:
         """The SQL condition of one criterion."""
-        pk = alias.c.res_pk
+        pk = alias.c.res_pk if key is None else key
         if isinstance(criterion, IdCriterion):
             found = alias.c.res_id.in_(criterion.ids)
             return not_(found) if criterion.negate else found
@@ -120,7 +147,7 @@ class SearchSql:
             rows = select(token_index.c.res_pk).where(or_(*self._token_hashes(criterion, resource_type)))
             return pk.not_in(rows) if criterion.negate else pk.in_(rows)
         if isinstance(criterion, AnyOf):
-            return or_(*(self.condition(c, alias, resource_type) for c in criterion.alternatives))
+            return or_(*(self.condition(c, alias, resource_type, key) for c in criterion.alternatives))
         if isinstance(criterion, MissingCriterion):
             table = INDEX_TABLES[criterion.table]
             present = exists().where(table.c.res_pk == pk, table.c.param == criterion.param)
@@ -164,7 +191,8 @@ class SearchSql:
                                            for v in criterion.values))
             return string_index, or_(*(and_(column >= v, column < prefix_upper_bound(v)) for v in criterion.values))
         if isinstance(criterion, DateCriterion):
-            return date_index, or_(*(_range(date_index.c.low, date_index.c.high, v) for v in criterion.values))
+            combine = and_ if criterion.all_of else or_
+            return date_index, combine(*(_range(date_index.c.low, date_index.c.high, v) for v in criterion.values))
         if isinstance(criterion, NumberCriterion):
             alternatives = []
             for value in criterion.values:
@@ -174,7 +202,7 @@ class SearchSql:
                 if value.code is not None:
                     condition = and_(condition, number_index.c.code == value.code)
                 alternatives.append(condition)
-            return number_index, or_(*alternatives)
+            return number_index, (and_ if criterion.all_of else or_)(*alternatives)
         if isinstance(criterion, UriCriterion):
             column = uri_index.c.value
             if criterion.mode == "below":

@@ -10,6 +10,7 @@ resources with no value come last, in storage order, as in the general query.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, exists, not_, select
@@ -29,20 +30,24 @@ def index_sortable(sort: tuple[SortKey, ...], resource_type: str | None, before:
 def search_index_sorted(
     connection: Connection,
     columns: tuple[Any, ...],
-    conditions: list[ColumnElement[bool]],
+    conditions: Callable[[Any], list[ColumnElement[bool]]],
     key: SortKey,
     resource_type: str,
     offset: int,
     count: int,
 ) -> list[Any]:
-    """Rows ``offset`` .. ``offset + count`` of the search in ``key`` order (then storage order)."""
+    """Rows ``offset`` .. ``offset + count`` of the search in ``key`` order (then storage order).
+
+    ``conditions(key_column)`` gives the search's conditions with index criteria testing
+    ``key_column``: the sort index's own key, so they are checked before a resource is read.
+    """
     table = INDEX_TABLES[key.table]
     ascending_column, descending_column = SORTABLE[key.table]
     value = table.c[descending_column if key.descending else ascending_column]
     ordered = (
         select(*columns)
         .select_from(table.join(resource, resource.c.res_pk == table.c.res_pk))
-        .where(table.c.resource_type == resource_type, table.c.param == key.param, *conditions)
+        .where(table.c.resource_type == resource_type, table.c.param == key.param, *conditions(table.c.res_pk))
         .order_by(value.desc() if key.descending else value.asc(), resource.c.res_pk)
     )
     wanted = offset + count
@@ -61,7 +66,7 @@ def search_index_sorted(
         has_value = exists().where(table.c.res_pk == resource.c.res_pk, table.c.param == key.param)
         missing = (
             select(*columns)
-            .where(*conditions, not_(has_value))
+            .where(*conditions(None), not_(has_value))
             .order_by(resource.c.res_pk)
             .offset(max(0, offset - len(distinct)))
             .limit(count - len(page))

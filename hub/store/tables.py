@@ -89,8 +89,12 @@ token_index = Table(
 OrderedText = Text().with_variant(Text(collation="C"), "postgresql")
 
 
-def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
-    """A typed search-index table: rows of current versions, keyed by ``res_pk``."""
+def _index_table(name: str, *columns: Column, indexes: dict[str, tuple[str, ...]]) -> Table:
+    """A typed search-index table: rows of current versions, keyed by ``res_pk``.
+
+    The search indexes end with ``res_pk`` (and carry the compared columns), so a search
+    reads the keys it needs from the index alone.
+    """
     return Table(
         name,
         metadata,
@@ -98,7 +102,7 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("resource_type", String(64), nullable=False),
         Column("param", String(100), nullable=False),
         *columns,
-        *(Index(f"ix_{name}_{'_'.join(cols)}", *cols) for cols in indexes),
+        *(Index(f"ix_{name}_{purpose}", *cols) for purpose, cols in indexes.items()),
         Index(f"ix_{name}_res", "res_pk", "param"),
     )
 
@@ -108,7 +112,7 @@ string_index = _index_table(
     #: Case-, width- and accent-folded (hub.fhir.search_values.normalize_string), at most 200 characters.
     Column("value_norm", OrderedText, nullable=False),
     Column("value_exact", Text, nullable=False),
-    indexes=(("resource_type", "param", "value_norm"),),
+    indexes={"value": ("resource_type", "param", "value_norm", "res_pk")},
 )
 
 date_index = _index_table(
@@ -116,7 +120,8 @@ date_index = _index_table(
     #: First and last microsecond (since 1970, UTC) the value covers.
     Column("low", BigInteger, nullable=False),
     Column("high", BigInteger, nullable=False),
-    indexes=(("resource_type", "param", "low"), ("resource_type", "param", "high")),
+    indexes={"low": ("resource_type", "param", "low", "high", "res_pk"),
+             "high": ("resource_type", "param", "high", "low", "res_pk")},
 )
 
 number_index = _index_table(
@@ -125,13 +130,13 @@ number_index = _index_table(
     Column("high", Float, nullable=False),
     Column("system", Text, nullable=False),
     Column("code", Text, nullable=False),
-    indexes=(("resource_type", "param", "low"),),
+    indexes={"low": ("resource_type", "param", "low", "high", "res_pk")},
 )
 
 uri_index = _index_table(
     "hub_idx_uri",
     Column("value", OrderedText, nullable=False),
-    indexes=(("resource_type", "param", "value"),),
+    indexes={"value": ("resource_type", "param", "value", "res_pk")},
 )
 
 reference_index = _index_table(
@@ -140,7 +145,8 @@ reference_index = _index_table(
     Column("target_id", String(64), nullable=False),
     #: Absolute or canonical references (empty for local ones).
     Column("url", Text, nullable=False),
-    indexes=(("target_id", "target_type", "param"), ("url", "param")),
+    indexes={"target": ("target_id", "target_type", "param", "resource_type", "res_pk"),
+             "url": ("url", "param", "resource_type", "res_pk")},
 )
 
 #: Progress of ``hub reindex`` runs, so an interrupted run resumes where it stopped.

@@ -4,7 +4,7 @@ Existing resources get their new index rows with ``hub reindex`` after upgrading
 
 Revision ID: 0002_search_indexes
 Revises: 0001_fhir_store
-Create Date: 2026-11-25 09:47:52.190091
+Create Date: 2026-11-25 10:32:21.992198
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['res_pk'], ['hub_resource.res_pk'], name=op.f('fk_hub_idx_date_res_pk_hub_resource'), ondelete='CASCADE')
     )
     with op.batch_alter_table('hub_idx_date', schema=None) as batch_op:
+        batch_op.create_index('ix_hub_idx_date_high', ['resource_type', 'param', 'high', 'low', 'res_pk'], unique=False)
+        batch_op.create_index('ix_hub_idx_date_low', ['resource_type', 'param', 'low', 'high', 'res_pk'], unique=False)
         batch_op.create_index('ix_hub_idx_date_res', ['res_pk', 'param'], unique=False)
-        batch_op.create_index('ix_hub_idx_date_resource_type_param_high', ['resource_type', 'param', 'high'], unique=False)
-        batch_op.create_index('ix_hub_idx_date_resource_type_param_low', ['resource_type', 'param', 'low'], unique=False)
 
     op.create_table('hub_idx_number',
     sa.Column('res_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -51,8 +51,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['res_pk'], ['hub_resource.res_pk'], name=op.f('fk_hub_idx_number_res_pk_hub_resource'), ondelete='CASCADE')
     )
     with op.batch_alter_table('hub_idx_number', schema=None) as batch_op:
+        batch_op.create_index('ix_hub_idx_number_low', ['resource_type', 'param', 'low', 'high', 'res_pk'], unique=False)
         batch_op.create_index('ix_hub_idx_number_res', ['res_pk', 'param'], unique=False)
-        batch_op.create_index('ix_hub_idx_number_resource_type_param_low', ['resource_type', 'param', 'low'], unique=False)
 
     op.create_table('hub_idx_reference',
     sa.Column('res_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -65,8 +65,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('hub_idx_reference', schema=None) as batch_op:
         batch_op.create_index('ix_hub_idx_reference_res', ['res_pk', 'param'], unique=False)
-        batch_op.create_index('ix_hub_idx_reference_target_id_target_type_param', ['target_id', 'target_type', 'param'], unique=False)
-        batch_op.create_index('ix_hub_idx_reference_url_param', ['url', 'param'], unique=False)
+        batch_op.create_index('ix_hub_idx_reference_target', ['target_id', 'target_type', 'param', 'resource_type', 'res_pk'], unique=False)
+        batch_op.create_index('ix_hub_idx_reference_url', ['url', 'param', 'resource_type', 'res_pk'], unique=False)
 
     op.create_table('hub_idx_string',
     sa.Column('res_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -78,7 +78,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('hub_idx_string', schema=None) as batch_op:
         batch_op.create_index('ix_hub_idx_string_res', ['res_pk', 'param'], unique=False)
-        batch_op.create_index('ix_hub_idx_string_resource_type_param_value_norm', ['resource_type', 'param', 'value_norm'], unique=False)
+        batch_op.create_index('ix_hub_idx_string_value', ['resource_type', 'param', 'value_norm', 'res_pk'], unique=False)
 
     op.create_table('hub_idx_uri',
     sa.Column('res_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -89,36 +89,36 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('hub_idx_uri', schema=None) as batch_op:
         batch_op.create_index('ix_hub_idx_uri_res', ['res_pk', 'param'], unique=False)
-        batch_op.create_index('ix_hub_idx_uri_resource_type_param_value', ['resource_type', 'param', 'value'], unique=False)
+        batch_op.create_index('ix_hub_idx_uri_value', ['resource_type', 'param', 'value', 'res_pk'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('hub_idx_uri', schema=None) as batch_op:
-        batch_op.drop_index('ix_hub_idx_uri_resource_type_param_value')
+        batch_op.drop_index('ix_hub_idx_uri_value')
         batch_op.drop_index('ix_hub_idx_uri_res')
 
     op.drop_table('hub_idx_uri')
     with op.batch_alter_table('hub_idx_string', schema=None) as batch_op:
-        batch_op.drop_index('ix_hub_idx_string_resource_type_param_value_norm')
+        batch_op.drop_index('ix_hub_idx_string_value')
         batch_op.drop_index('ix_hub_idx_string_res')
 
     op.drop_table('hub_idx_string')
     with op.batch_alter_table('hub_idx_reference', schema=None) as batch_op:
-        batch_op.drop_index('ix_hub_idx_reference_url_param')
-        batch_op.drop_index('ix_hub_idx_reference_target_id_target_type_param')
+        batch_op.drop_index('ix_hub_idx_reference_url')
+        batch_op.drop_index('ix_hub_idx_reference_target')
         batch_op.drop_index('ix_hub_idx_reference_res')
 
     op.drop_table('hub_idx_reference')
     with op.batch_alter_table('hub_idx_number', schema=None) as batch_op:
-        batch_op.drop_index('ix_hub_idx_number_resource_type_param_low')
         batch_op.drop_index('ix_hub_idx_number_res')
+        batch_op.drop_index('ix_hub_idx_number_low')
 
     op.drop_table('hub_idx_number')
     with op.batch_alter_table('hub_idx_date', schema=None) as batch_op:
-        batch_op.drop_index('ix_hub_idx_date_resource_type_param_low')
-        batch_op.drop_index('ix_hub_idx_date_resource_type_param_high')
         batch_op.drop_index('ix_hub_idx_date_res')
+        batch_op.drop_index('ix_hub_idx_date_low')
+        batch_op.drop_index('ix_hub_idx_date_high')
 
     op.drop_table('hub_idx_date')
     op.drop_table('hub_reindex_job')
