@@ -26,7 +26,7 @@ from hub.store.tables import (
 #: Above this many rows, index rows go to PostgreSQL with COPY.
 _COPY_THRESHOLD = 50
 #: Sorted searches with more matches than this read the sort index in order.
-_SORT_IN_INDEX_ABOVE = 5000
+_SORT_IN_INDEX_ABOVE = 2000
 #: Advisory-lock buckets for conditional writes, and the first lock id they use.
 LOCK_BUCKETS = 1024
 LOCK_BASE = 0x48554200000  # "HUB" in the high bits, away from other applications' ids
@@ -153,6 +153,10 @@ class SqlRepository:
             found, matches = self._search_by_keys(spec, keys, counted=True)
             if matches is not None:
                 return found, matches
+        if not index_sortable(spec.sort, spec.resource_type, spec.before):
+            found = self.search(spec)
+            first_page = spec.after is None and spec.before is None and spec.offset == 0
+            return found, len(found) if first_page and len(found) < spec.count else self.count(spec)
         matches = self.count(spec)
         # Few matches: sorting them is cheaper than reading the sort index until a page is found.
         return self._search(spec, index_order=matches > _SORT_IN_INDEX_ABOVE), matches
