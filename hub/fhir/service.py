@@ -26,8 +26,8 @@ from hub.errors import (
 )
 from hub.fhir import jsonio
 from hub.fhir.bundles import history_bundle
-from hub.fhir.compartments import patient_compartment
-from hub.fhir.criteria import CompartmentCriterion, Criterion, LastUpdatedCriterion, RangeValue
+from hub.fhir.compartments import everything_criteria, patient_compartment
+from hub.fhir.criteria import CompartmentCriterion, Criterion
 from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc, parse_instant
 from hub.fhir.preconditions import IfMatch, parse_if_match
@@ -35,7 +35,6 @@ from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredR
 from hub.fhir.resource_types import require_id, require_type
 from hub.fhir.search import parse_conditional, parse_paging, parse_search
 from hub.fhir.search_params import SearchParameters, SearchRegistry
-from hub.fhir.search_values import date_range
 from hub.fhir.searching import SearchPage, included_resources, searchset_bundle
 from hub.fhir.validation import validate_resource
 from hub.privacy import clip
@@ -157,31 +156,9 @@ class FhirService:
     def everything(self, patient_id: str, params: list[tuple[str, str]], base_url: str) -> Outcome:
         """``Patient/[id]/$everything``: the patient and its compartment, paged (``_since``, ``_type``, ``_count``)."""
         self._require_patient(patient_id)
-        compartment = patient_compartment()
-        types = set(compartment) | {"Patient"}
-        extra: list[Criterion] = []
-        rest: list[tuple[str, str]] = []
-        for name, value in params:
-            if name == "_type":
-                types &= {t.strip() for t in value.split(",")}
-                if not types:
-                    raise InvalidRequest(f"Parameter _type: none of '{clip(value, 80)}' is in the Patient compartment")
-            elif name == "_since":
-                moment = date_range(value)
-                if moment is None or "T" not in value:
-                    raise InvalidRequest("Parameter _since must be an instant (YYYY-MM-DDThh:mm:ss+zz:zz)")
-                extra.append(LastUpdatedCriterion((RangeValue("ge", moment[0], moment[1]),)))
-                continue
-            elif name not in ("_count", "_after", "_before"):
-                raise InvalidRequest(f"Parameter '{clip(name, 64)}' is not supported by $everything "
-                                     "(use _type, _since, _count)")
-            rest.append((name, value))
-        pairs = tuple((t, compartment[t]) for t in sorted(types) if t in compartment)
-        member = CompartmentCriterion("Patient", patient_id, pairs, include_self="Patient" in types)
-        extra.insert(0, member)
-        rest.insert(0, ("_type", ",".join(sorted(types))))
-        return self._search(None, rest, base_url, f"Patient/{patient_id}/$everything", False, tuple(extra),
-                            link_params=[p for p in params])
+        extra, rest = everything_criteria(patient_id, params)
+        return self._search(None, rest, base_url, f"Patient/{patient_id}/$everything", False, extra,
+                            link_params=list(params))
 
     def _require_patient(self, patient_id: str) -> None:
         current = self._current("Patient", patient_id)
