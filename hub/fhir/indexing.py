@@ -15,6 +15,7 @@ first (token) component: :func:`composite_param`.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +43,7 @@ TABLE_OF_TYPE = {
 }
 
 
+@lru_cache(maxsize=8192)
 def composite_param(code: str, system: str | None, value: str) -> str:
     """The index name of a composite parameter for one first-component token.
 
@@ -215,14 +217,17 @@ def _index_value(param: SearchParam, name: str, value: Any, kind: str | None, ro
 def _composite(param: SearchParam, resource: dict[str, Any], rows: _Rows) -> None:
     first, second = param.components
     for root, _kind in param.expression.evaluate(resource) if param.expression else ():
-        keys = [
+        values = second.expression.evaluate(root)
+        if not values:
+            continue
+        keys = dict.fromkeys(
             composite_param(param.code, system, code)
             for value, kind in first.expression.evaluate(root)
             for sys_, code, _texts in token_values(value, kind) if code
             for system in (sys_, None)
-        ]
-        for value, kind in second.expression.evaluate(root):
-            for key in dict.fromkeys(keys):
+        )
+        for value, kind in values:
+            for key in keys:
                 _index_value(second.param, key, value, kind, rows)
 
 
