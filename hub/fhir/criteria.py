@@ -154,9 +154,16 @@ class AnyOf:
     alternatives: tuple[Criterion, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """All of several criteria (``:missing=true`` on a parameter searched through two others)."""
+
+    criteria: tuple[Criterion, ...]
+
+
 Criterion = Union[
     TokenCriterion, StringCriterion, DateCriterion, NumberCriterion, UriCriterion, ReferenceCriterion,
-    ChainCriterion, HasCriterion, MissingCriterion, LastUpdatedCriterion, IdCriterion, CompartmentCriterion, AnyOf,
+    ChainCriterion, HasCriterion, MissingCriterion, LastUpdatedCriterion, IdCriterion, CompartmentCriterion, AnyOf, AllOf,
 ]
 
 

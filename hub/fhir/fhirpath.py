@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 #: A value found by an expression, with its FHIR type when the JSON key told it (choice types).
@@ -203,6 +203,8 @@ class Path:
     first: str | None = None
     #: Whether the path only looks up ``first`` (and filters it by type): one value per element.
     direct: bool = False
+    #: The path as written (whitespace trimmed): equal texts find equal values.
+    text: str = ""
 
     def evaluate(self, node: Any) -> list[Node]:
         """The values this path finds under ``node`` (made with :func:`prepare`)."""
@@ -258,6 +260,11 @@ class Expression:
         return out
 
     @property
+    def texts(self) -> frozenset[str]:
+        """The texts of the paths (what the expression reads, whatever the order)."""
+        return frozenset(p.text for p in self.paths)
+
+    @property
     def first_names(self) -> frozenset[str] | None:
         """The elements one of which must be present for anything to be found (None: unknown)."""
         names = {p.first for p in self.paths}
@@ -271,7 +278,9 @@ class Expression:
 
 def compile_expression(text: str) -> Expression:
     """Compile a search-parameter expression; raises :class:`UnsupportedExpression`."""
-    paths = tuple(_compile_path(part) for part in split_top_level(text, "|") if part.strip())
+    paths = tuple(
+        replace(_compile_path(part), text=" ".join(part.split())) for part in split_top_level(text, "|") if part.strip()
+    )
     if not paths:
         raise UnsupportedExpression("empty expression")
     return Expression(text, paths)

@@ -15,8 +15,8 @@ first (token) component: :func:`composite_param`.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from hub.fhir.fhirpath import prepare

@@ -123,6 +123,8 @@ def _sort_keys(registry: SearchRegistry, types: list[str], raw: str) -> tuple[So
             keys.append(SortKey(code, code, descending))
             continue
         param = registry.get(types[0], code) if types else None
+        if param is not None and param.union_of:
+            param = param.union_of[0]
         if param is None or not param.searchable or param.type not in TABLE_OF_TYPE:
             raise InvalidRequest(f"Parameter _sort: '{clip(code, 64)}' is not a sortable parameter of "
                                  f"{'/'.join(types) or 'every type'}")

@@ -13,6 +13,7 @@ import time
 
 from hub.errors import InvalidRequest, NotSupported
 from hub.fhir.criteria import (
+    AllOf,
     AnyOf,
     ChainCriterion,
     Criterion,
@@ -120,6 +121,12 @@ class CriteriaParser:
             _no_modifier(name, modifier, ("",))
             return LastUpdatedCriterion(tuple(self._date_value(name, v) for v in _values(name, raw)))
         param = self.param(resource_type, code)
+        if param.union_of:  # searched through the parameters it is made of
+            parts = tuple(self._one(p, name, modifier, raw) for p in param.union_of)
+            return AllOf(parts) if modifier == "missing" and raw == "true" else AnyOf(parts)
+        return self._one(param, name, modifier, raw)
+
+    def _one(self, param: SearchParam, name: str, modifier: str, raw: str) -> Criterion:
         if modifier == "missing":
             return _missing(name, param, raw)
         return self._typed(param, name, param.code, modifier, raw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from hub.errors import NotSupported
 from hub.fhir.criteria import (
+    AllOf,
     AnyOf,
     Criterion,
     DateCriterion,
@@ -103,6 +104,8 @@ def _matches(criterion: Criterion, resource_id: str, index: IndexValues) -> bool
         return (not any(r.param == criterion.param for r in rows)) == criterion.missing
     if isinstance(criterion, AnyOf):
         return any(_matches(c, resource_id, index) for c in criterion.alternatives)
+    if isinstance(criterion, AllOf):
+        return all(_matches(c, resource_id, index) for c in criterion.criteria)
     raise NotSupported(
         "This conditional search cannot be matched against resources written in the same transaction "
         "(chains, _has and _lastUpdated need stored resources)"

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -59,6 +59,9 @@ class SearchParam:
     first_names: frozenset[str] | None = None
     #: At most one value per resource (one non-repeating element): ANDed values may share one index row.
     single_valued: bool = False
+    #: Parameters whose values together are exactly this one's (``combo-code`` = ``code`` +
+    #: ``component-code``): it is searched through their index rows and writes none itself.
+    union_of: tuple[SearchParam, ...] = ()
 
     @property
     def searchable(self) -> bool:
@@ -77,6 +80,38 @@ def _bases(definition: Mapping[str, Any]) -> list[str]:
         elif base in resource_types():
             out.append(base)
     return out
+
+
+def _shape(param: SearchParam) -> tuple[object, ...]:
+    """What must be equal for one parameter to be part of another: type and components."""
+    return (param.type, tuple((c.param.type, c.expression.texts) for c in param.components))
+
+
+def _find_unions(params: dict[str, SearchParam]) -> None:
+    """Mark parameters whose paths are exactly the paths of two others of the same shape.
+
+    R4 defines such pairs on Observation (``combo-code`` = ``code`` | ``component-code``,
+    and the combo composites): indexing them again would double the rows of every
+    Observation for nothing.
+    """
+    candidates = [p for p in params.values()
+                  if p.expression is not None and p.searchable and p.type not in ("reference", "composite")
+                  or p.type == "composite" and p.searchable]
+    for param in candidates:
+        texts = param.expression.texts if param.expression else frozenset()
+        if len(texts) < 2:
+            continue
+        parts = [p for p in candidates if p is not param and _shape(p) == _shape(param) and p.expression
+                 and p.expression.texts < texts]
+        for index, first in enumerate(parts):
+            for second in parts[index + 1:]:
+                assert first.expression is not None and second.expression is not None
+                if first.expression.texts | second.expression.texts == texts and \
+                        not first.expression.texts & second.expression.texts:
+                    params[param.code] = replace(param, union_of=(first, second), single_valued=False)
+                    break
+            if params[param.code].union_of:
+                break
 
 
 def _single_valued(resource_type: str, expression: Expression) -> bool:
@@ -115,6 +150,8 @@ class SearchRegistry:
                 param = self._build(definition, resource_type)
                 if param is not None:
                     self._params.setdefault(resource_type, {})[param.code] = param
+        for params in self._params.values():
+            _find_unions(params)
 
     def _compile(self, text: str) -> Expression | str:
         if text not in self._compiled:
@@ -181,7 +218,8 @@ class SearchRegistry:
         """The parameters of ``resource_type`` whose values are extracted on write."""
         found = self._indexed.get(resource_type)
         if found is None:
-            found = [p for p in self.for_type(resource_type).values() if p.expression is not None and p.searchable]
+            found = [p for p in self.for_type(resource_type).values()
+                     if p.expression is not None and p.searchable and not p.union_of]
             self._indexed[resource_type] = found
         return found
 

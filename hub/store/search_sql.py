@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, sele
 from sqlalchemy.sql.expression import FromClause
 
 from hub.fhir.criteria import (
+    AllOf,
     AnyOf,
     ChainCriterion,
     CompartmentCriterion,
@@ -148,6 +149,8 @@ class SearchSql:
             return pk.not_in(rows) if criterion.negate else pk.in_(rows)
         if isinstance(criterion, AnyOf):
             return or_(*(self.condition(c, alias, resource_type, key) for c in criterion.alternatives))
+        if isinstance(criterion, AllOf):
+            return and_(*(self.condition(c, alias, resource_type, key) for c in criterion.criteria))
         if isinstance(criterion, MissingCriterion):
             table = INDEX_TABLES[criterion.table]
             present = exists().where(table.c.res_pk == pk, table.c.param == criterion.param)
