@@ -15,7 +15,7 @@ from sqlalchemy.sql import ColumnElement
 from hub.errors import VersionConflict
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
 from hub.store.search_sql import SearchSql, token_hash, token_scope
-from hub.store.sorted_search import index_sortable, search_index_sorted
+from hub.store.sorted_search import index_sortable, search_few_sorted, search_index_sorted
 from hub.store.tables import (
     INDEX_TABLES,
     reference_index,
@@ -26,7 +26,7 @@ from hub.store.tables import (
 #: Above this many rows, index rows go to PostgreSQL with COPY.
 _COPY_THRESHOLD = 50
 #: Sorted searches with more matches than this read the sort index in order.
-_SORT_IN_INDEX_ABOVE = 2000
+_SORT_IN_INDEX_ABOVE = 8000
 #: Advisory-lock buckets for conditional writes, and the first lock id they use.
 LOCK_BUCKETS = 1024
 LOCK_BASE = 0x48554200000  # "HUB" in the high bits, away from other applications' ids
@@ -159,6 +159,11 @@ class SqlRepository:
             return found, len(found) if first_page and len(found) < spec.count else self.count(spec)
         matches = self.count(spec)
         # Few matches: sorting them is cheaper than reading the sort index until a page is found.
+        keys = self._single_index_keys(spec)
+        if matches <= _SORT_IN_INDEX_ABOVE and keys is not None and spec.bound is not None:
+            keys = keys.where(keys.selected_columns[0] <= spec.bound)
+            rows = search_few_sorted(self.connection, _CURRENT_COLUMNS, keys, spec.sort[0], spec.offset, spec.count)
+            return [_current(r) for r in rows], matches
         return self._search(spec, index_order=matches > _SORT_IN_INDEX_ABOVE), matches
 
     def count(self, spec: SearchSpec) -> int:

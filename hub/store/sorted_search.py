@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, exists, not_, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, not_, select
 
 from hub.fhir.criteria import SortKey
 from hub.store.tables import INDEX_TABLES, resource
@@ -73,3 +73,34 @@ def search_index_sorted(
         )
         page.extend(connection.execute(missing))
     return page
+
+
+def search_few_sorted(
+    connection: Connection, columns: tuple[Any, ...], keys: Any, key: SortKey, offset: int, count: int
+) -> list[Any]:
+    """A sorted page of a one-criterion search with few matches: their sort values joined and ordered.
+
+    ``keys`` selects the matching keys from the index alone; resources without a sort
+    value come last (in storage order), as in every sorted search.
+    """
+    table = INDEX_TABLES[key.table]
+    ascending_column, descending_column = SORTABLE[key.table]
+    matched = keys.distinct().subquery()
+    aggregate = func.max(table.c[descending_column]) if key.descending else func.min(table.c[ascending_column])
+    value = aggregate.label("sort_value")
+    page = (
+        select(matched.c.res_pk, value)
+        .select_from(matched.outerjoin(table, and_(table.c.res_pk == matched.c.res_pk, table.c.param == key.param)))
+        .group_by(matched.c.res_pk)
+        .order_by(value.desc().nulls_last() if key.descending else value.asc().nulls_last(), matched.c.res_pk)
+        .offset(offset)
+        .limit(count)
+        .subquery()
+    )
+    query = (
+        select(*columns)
+        .join(page, page.c.res_pk == resource.c.res_pk)
+        .order_by(page.c.sort_value.desc().nulls_last() if key.descending else page.c.sort_value.asc().nulls_last(),
+                  resource.c.res_pk)
+    )
+    return list(connection.execute(query))
