@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from hub.fhir.search_values import set_local_zone
 from hub.store.repository import SqlRepository
 
 log = logging.getLogger("hub.store")
+#: How often SQLite statistics are refreshed after writes.
+ANALYZE_EVERY_SECONDS = 300
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -36,6 +39,8 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # ANALYZE samples at most this many rows per index: milliseconds even on a large file.
+        cursor.execute("PRAGMA analysis_limit=1000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -66,6 +71,7 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or create_hub_engine(settings)
+        self._analyzed = float("-inf")
         #: The search parameters in force, shared by this database's units of work.
         self.search_parameters = SearchParameters()
         set_local_zone(settings.timezone)
@@ -89,11 +95,31 @@ class Database:
                 connection.info["hub_write"] = write
                 with connection.begin():
                     yield SqlRepository(connection)
+            if write:
+                self.refresh_statistics()
         except OperationalError as exc:
             # Lost connections (the pool then drops every stale one) and lock timeouts:
             # nothing was committed, and the client may simply retry.
             log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
             raise StorageError("The database is unavailable or busy; nothing was changed, try again") from None
+
+    def refresh_statistics(self, *, force: bool = False) -> None:
+        """Keep the SQLite planner's statistics current (sampled ANALYZE, at most every few minutes).
+
+        Without them SQLite cannot tell a patient's references from a lab code shared by
+        forty thousand results, and picks slow plans. PostgreSQL's autovacuum does this itself.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return
+        now = time.monotonic()
+        if not force and now - self._analyzed < ANALYZE_EVERY_SECONDS:
+            return
+        self._analyzed = now
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("ANALYZE")
+        except OperationalError as exc:  # busy: the next write tries again
+            log.info("statistics not refreshed: %s", type(exc.orig).__name__ if exc.orig else exc)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -85,4 +85,5 @@ def reindex(
         if progress is not None:
             progress(done)
         if len(batch) < batch_size:
+            database.refresh_statistics(force=True)
             return ReindexResult(indexed, done, resumed)

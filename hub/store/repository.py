@@ -62,7 +62,7 @@ class SqlRepository:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self._sql = SearchSql()
+        self._sql = SearchSql(probe_after_first=connection.dialect.name == "sqlite")
 
     # -- reads ---------------------------------------------------------------
 

@@ -99,8 +99,26 @@ def _uri_parents(value: str) -> list[str]:
     return [f"{head}://{'/'.join(segments[: i + 1])}" for i in range(len(segments))]
 
 
+def _selectivity_rank(criterion: Criterion) -> int:
+    """A guess at how few rows a criterion matches (lowest first): references and tokens are exact."""
+    if isinstance(criterion, ReferenceCriterion):
+        return 0
+    if isinstance(criterion, TokenCriterion) and not criterion.negate:
+        return 1
+    if isinstance(criterion, (ChainCriterion, StringCriterion, UriCriterion)):
+        return 2
+    if isinstance(criterion, (DateCriterion, NumberCriterion)):
+        return 3
+    return 4
+
+
 class SearchSql:
     """Builds the conditions of one search (one database dialect)."""
+
+    def __init__(self, *, probe_after_first: bool = False) -> None:
+        #: SQLite reads every ``IN (subquery)`` into a list: only the most selective criterion
+        #: is written that way, the others as probes of the candidates (correlated EXISTS).
+        self.probe_after_first = probe_after_first
 
     def conditions(
         self, criteria: tuple[Criterion, ...], alias: FromClause, resource_type: str | None, key: Any = None
@@ -111,7 +129,19 @@ class SearchSql:
         ``alias.res_pk``; an index table's ``res_pk`` lets the planner test them before
         reading the resource).
         """
-        return [self.condition(c, alias, resource_type, key) for c in criteria]
+        if not self.probe_after_first or len(criteria) < 2 or resource_type is None:
+            return [self.condition(c, alias, resource_type, key) for c in criteria]
+        ordered = sorted(criteria, key=_selectivity_rank)
+        pk = alias.c.res_pk if key is None else key
+        out = [self.condition(ordered[0], alias, resource_type, key)]
+        for criterion in ordered[1:]:
+            keys = self.key_query(criterion, resource_type)
+            if keys is None:
+                out.append(self.condition(criterion, alias, resource_type, key))
+            else:
+                table_key = keys.selected_columns[0]
+                out.append(keys.where(table_key == pk).exists())
+        return out
 
     def key_query(self, criterion: Criterion, resource_type: str) -> Any | None:
         """The keys of the resources of ``resource_type`` matching ``criterion``, read from one index table alone.
