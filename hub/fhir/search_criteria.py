@@ -123,7 +123,8 @@ class CriteriaParser:
         param = self.param(resource_type, code)
         if param.union_of:  # searched through the parameters it is made of
             parts = tuple(self._one(p, name, modifier, raw) for p in param.union_of)
-            return AllOf(parts) if modifier == "missing" and raw == "true" else AnyOf(parts)
+            negative = modifier == "not" or (modifier == "missing" and raw == "true")
+            return AllOf(parts) if negative else AnyOf(parts)
         return self._one(param, name, modifier, raw)
 
     def _one(self, param: SearchParam, name: str, modifier: str, raw: str) -> Criterion:

@@ -187,6 +187,8 @@ TOKEN_CASES = [
     case("Observation", "code:text=systolic", {"o1", "o6"}, "token-text-display"),
     case("Observation", "code:text=收缩", {"o1"}, "token-text-concept-text"),
     case("Observation", "combo-code=8462-4", {"o7", "o8"}, "token-combo-code-component"),
+    case("Observation", "combo-code:not=8462-4", ALL_OBS - {"o7", "o8"}, "token-combo-code-not"),
+    case("Observation", "combo-code:missing=true", set(), "token-combo-code-missing"),
 ]
 
 DATE_CASES = [
