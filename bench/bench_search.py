@@ -7,7 +7,7 @@ searches over HTTP (uvicorn, one worker, keep-alive) and, on PostgreSQL, prints 
 Run by hand::
 
     .venv/bin/python bench/bench_search.py                      # 100,000 Patients, 900,000 Observations
-    .venv/bin/python bench/bench_search.py --reuse              # search the hub_bench loaded before
+    .venv/bin/python bench/bench_search.py --reuse              # search the hub_bench_search database loaded before
     .venv/bin/python bench/bench_search.py --database sqlite --patients 2000 --runs 50
 
 The data are deterministic (``--reuse`` recomputes the parameter values from the ids).
@@ -41,6 +41,9 @@ from typing import Any
 import httpx
 import psycopg
 from common import existing_database_url, fresh_database_url
+
+#: The PostgreSQL database of this benchmark (kept for --reuse; the other benchmarks recreate hub_bench).
+SEARCH_DATABASE = "hub_bench_search"
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
@@ -577,7 +580,7 @@ def main() -> None:
 
     SQLITE_DIR.mkdir(parents=True, exist_ok=True)
     if args.reuse:
-        url = existing_database_url(args.database, SQLITE_DIR)
+        url = existing_database_url(args.database, SQLITE_DIR, SEARCH_DATABASE)
         engine = Database(Settings(database_url=url)).engine
         revision, head = current_revision(engine), head_revision()
         engine.dispose()
@@ -587,7 +590,7 @@ def main() -> None:
     else:
         for suffix in ("", "-wal", "-shm"):
             (SQLITE_DIR / f"bench.db{suffix}").unlink(missing_ok=True)
-        url = fresh_database_url(args.database, SQLITE_DIR)
+        url = fresh_database_url(args.database, SQLITE_DIR, SEARCH_DATABASE)
     subprocess.run([HUB, "db", "upgrade"], env={**os.environ, "HUB_DATABASE_URL": url}, check=True,
                    capture_output=True)
 

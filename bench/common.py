@@ -11,18 +11,18 @@ import psycopg
 PG_ADMIN = os.environ.get("HUB_BENCH_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
 
-def fresh_database_url(kind: str, workdir: Path) -> str:
-    """A SQLAlchemy URL of an empty database: a SQLite file in ``workdir``, or ``hub_bench`` recreated."""
+def fresh_database_url(kind: str, workdir: Path, name: str = "hub_bench") -> str:
+    """A SQLAlchemy URL of an empty database: a SQLite file in ``workdir``, or PostgreSQL ``name`` recreated."""
     if kind == "sqlite":
         return f"sqlite:///{workdir / 'bench.db'}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS hub_bench")
-        conn.execute("CREATE DATABASE hub_bench")
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
         user, host, port = conn.info.user, conn.info.host, conn.info.port
-    return f"postgresql+psycopg://{user}@{host}:{port}/hub_bench"
+    return f"postgresql+psycopg://{user}@{host}:{port}/{name}"
 
 
-def existing_database_url(kind: str, workdir: Path) -> str:
+def existing_database_url(kind: str, workdir: Path, name: str = "hub_bench") -> str:
     """The SQLAlchemy URL of the database :func:`fresh_database_url` made earlier, left as it is."""
     if kind == "sqlite":
         path = workdir / "bench.db"
@@ -30,7 +30,7 @@ def existing_database_url(kind: str, workdir: Path) -> str:
             raise FileNotFoundError(f"no benchmark database at {path}: run once without --reuse")
         return f"sqlite:///{path}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'hub_bench'").fetchone() is None:
-            raise LookupError("no hub_bench database: run once without --reuse")
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            raise LookupError(f"no {name} database: run once without --reuse")
         user, host, port = conn.info.user, conn.info.host, conn.info.port
-    return f"postgresql+psycopg://{user}@{host}:{port}/hub_bench"
+    return f"postgresql+psycopg://{user}@{host}:{port}/{name}"

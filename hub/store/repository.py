@@ -26,7 +26,7 @@ from hub.store.tables import (
 #: Above this many rows, index rows go to PostgreSQL with COPY.
 _COPY_THRESHOLD = 50
 #: Sorted searches with more matches than this read the sort index in order.
-_SORT_IN_INDEX_ABOVE = 8000
+_SORT_IN_INDEX_ABOVE = 2000
 #: Advisory-lock buckets for conditional writes, and the first lock id they use.
 LOCK_BUCKETS = 1024
 LOCK_BASE = 0x48554200000  # "HUB" in the high bits, away from other applications' ids
@@ -123,7 +123,7 @@ class SqlRepository:
             assert spec.resource_type is not None
 
             def conditions(key: Any) -> list[ColumnElement[bool]]:
-                found = self._search_conditions(spec, key)
+                found = self._search_conditions(spec, key, driven=key is not None)
                 return found + ([resource.c.res_pk <= spec.bound] if spec.bound is not None else [])
 
             rows = search_index_sorted(self.connection, _CURRENT_COLUMNS, conditions, spec.sort[0],
@@ -414,13 +414,13 @@ class SqlRepository:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
 
-    def _search_conditions(self, spec: SearchSpec, key: Any = None) -> list[ColumnElement[bool]]:
+    def _search_conditions(self, spec: SearchSpec, key: Any = None, driven: bool = False) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [resource.c.deleted.is_(False)]
         if spec.resource_type is not None:
             conditions.append(resource.c.resource_type == spec.resource_type)
         elif spec.types:
             conditions.append(resource.c.resource_type.in_(spec.types))
-        conditions.extend(self._sql.conditions(spec.criteria, resource, spec.resource_type, key))
+        conditions.extend(self._sql.conditions(spec.criteria, resource, spec.resource_type, key, driven=driven))
         return conditions
 
     def _single_index_keys(self, spec: SearchSpec) -> Any | None:

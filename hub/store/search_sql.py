@@ -121,20 +121,27 @@ class SearchSql:
         self.probe_after_first = probe_after_first
 
     def conditions(
-        self, criteria: tuple[Criterion, ...], alias: FromClause, resource_type: str | None, key: Any = None
+        self,
+        criteria: tuple[Criterion, ...],
+        alias: FromClause,
+        resource_type: str | None,
+        key: Any = None,
+        *,
+        driven: bool = False,
     ) -> list[ColumnElement[bool]]:
         """The SQL conditions on ``alias`` (a ``hub_resource``) for ``criteria``, all to hold.
 
         ``key`` is the column holding the resource key that index criteria test (default
         ``alias.res_pk``; an index table's ``res_pk`` lets the planner test them before
-        reading the resource).
+        reading the resource). ``driven``: the rows come from elsewhere (a sort index read
+        in order), so on SQLite every criterion probes them.
         """
-        if not self.probe_after_first or len(criteria) < 2 or resource_type is None:
+        if not self.probe_after_first or resource_type is None or (len(criteria) < 2 and not driven):
             return [self.condition(c, alias, resource_type, key) for c in criteria]
         ordered = sorted(criteria, key=_selectivity_rank)
         pk = alias.c.res_pk if key is None else key
-        out = [self.condition(ordered[0], alias, resource_type, key)]
-        for criterion in ordered[1:]:
+        out = [] if driven else [self.condition(ordered[0], alias, resource_type, key)]
+        for criterion in ordered if driven else ordered[1:]:
             keys = self.key_query(criterion, resource_type)
             if keys is None:
                 out.append(self.condition(criterion, alias, resource_type, key))
