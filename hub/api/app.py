@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        database.refresh_statistics(force=True)
         yield
         database.dispose()
 

@@ -116,7 +116,7 @@ class Database:
             return
         self._analyzed = now
         try:
-            with self.engine.connect() as connection:
+            with self.engine.begin() as connection:  # committed: ANALYZE writes sqlite_stat1
                 connection.exec_driver_sql("ANALYZE")
         except OperationalError as exc:  # busy: the next write tries again
             log.info("statistics not refreshed: %s", type(exc.orig).__name__ if exc.orig else exc)
