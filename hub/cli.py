@@ -136,6 +136,8 @@ def demo(
     console.print(f"CapabilityStatement: {base}/fhir/metadata")
     console.print(f"Example read:        {base}/fhir/Patient/pat-1")
     console.print(f"Example search:      {base}/fhir/Patient?identifier=urn:hub:mrn:org-ks-1|MRN0001")
+    console.print(f"Chained + include:   {base}/fhir/Observation?subject:Patient.name=张&_include=Observation:subject")
+    console.print(f"Patient everything:  {base}/fhir/Patient/pat-1/$everything")
     console.print(f"OpenAPI spec:        {base}/openapi.json")
     if not no_serve:
         serve(host=host, port=port, workers=1)
