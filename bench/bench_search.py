@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import re
 import socket
 import statistics
 import subprocess
@@ -29,22 +28,27 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from itertools import accumulate
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 from common import existing_database_url, fresh_database_url
-
-#: The PostgreSQL database of this benchmark (kept for --reuse; the other benchmarks recreate hub_bench).
-SEARCH_DATABASE = "hub_bench_search"
-from sqlalchemy import event
+from search_data import (
+    BUNDLE_SIZE,
+    LOINC,
+    MRN_SYSTEM,
+    SEED,
+    make_observation,
+    make_patient,
+    mrn,
+    observation_bundles,
+    patient_bundles,
+    patient_id,
+)
+from search_plans import explain_plans
 from sqlalchemy.engine import make_url
 
 from hub.config import Settings
@@ -52,151 +56,15 @@ from hub.store.database import Database
 from hub.store.migrate import current_revision, head_revision
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The PostgreSQL database of this benchmark (kept for --reuse; the other benchmarks recreate hub_bench).
+SEARCH_DATABASE = "hub_bench_search"
 HUB = str(Path(sys.executable).with_name("hub"))
 #: Where the SQLite benchmark database lives (kept for ``--reuse``; ``var/`` is git-ignored).
 SQLITE_DIR = ROOT / "var" / "bench-search"
-SEED = 20261123
-BUNDLE_SIZE = 500
 PROGRESS_EVERY = 50_000
 WARMUP = 20
 HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json", "Prefer": "return=minimal"}
 
-MRN_SYSTEM = "urn:hub:mrn:org-ks-1"
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-
-#: The 20 commonest Chinese surnames, weighted by their share of the population (‰).
-SURNAMES = [("王", 71), ("李", 70), ("张", 67), ("刘", 54), ("陈", 45), ("杨", 31), ("黄", 22), ("赵", 20),
-            ("吴", 20), ("周", 19), ("徐", 13), ("孙", 12), ("马", 12), ("朱", 11), ("胡", 10), ("郭", 10),
-            ("何", 9), ("高", 9), ("林", 9), ("罗", 9)]
-SURNAME_CUM = list(accumulate(w for _, w in SURNAMES))
-GIVEN = {
-    "male": "伟强磊军勇杰涛明超刚平辉鹏华飞斌宇浩凯健俊帆建国志文博",
-    "female": "芳娜敏静丽艳娟霞燕玲英秀婷雪琳慧颖欣怡佳梅兰红洁晶倩",
-}
-TOWNS = ["玉山镇", "周市镇", "陆家镇", "花桥镇", "千灯镇", "张浦镇", "巴城镇", "周庄镇", "淀山湖镇", "锦溪镇"]
-
-#: Lab tests: LOINC code, text, UCUM unit, value range, decimals, relative frequency.
-LABS = [
-    ("718-7", "血红蛋白", "g/dL", 10.5, 17.5, 1, 90),
-    ("6690-2", "白细胞", "10*3/uL", 3.2, 11.0, 2, 90),
-    ("789-8", "红细胞", "10*6/uL", 3.6, 5.9, 2, 85),
-    ("777-3", "血小板", "10*3/uL", 100, 400, 0, 85),
-    ("4544-3", "红细胞压积", "%", 34, 52, 1, 70),
-    ("1558-6", "空腹血糖", "mg/dL", 68, 220, 0, 60),
-    ("2345-7", "随机血糖", "mg/dL", 70, 260, 0, 25),
-    ("4548-4", "糖化血红蛋白", "%", 4.3, 11.0, 1, 30),
-    ("2093-3", "总胆固醇", "mg/dL", 110, 290, 0, 45),
-    ("2571-8", "甘油三酯", "mg/dL", 40, 420, 0, 45),
-    ("2085-9", "高密度脂蛋白胆固醇", "mg/dL", 28, 95, 0, 40),
-    ("13457-7", "低密度脂蛋白胆固醇", "mg/dL", 50, 200, 0, 40),
-    ("1742-6", "丙氨酸氨基转移酶", "U/L", 5, 90, 0, 55),
-    ("1920-8", "天门冬氨酸氨基转移酶", "U/L", 8, 80, 0, 55),
-    ("2324-2", "γ-谷氨酰转移酶", "U/L", 8, 150, 0, 25),
-    ("6768-6", "碱性磷酸酶", "U/L", 35, 160, 0, 20),
-    ("1975-2", "总胆红素", "mg/dL", 0.2, 2.2, 1, 30),
-    ("1751-7", "白蛋白", "g/dL", 3.0, 5.3, 1, 30),
-    ("2160-0", "肌酐", "mg/dL", 0.4, 2.0, 2, 55),
-    ("3094-0", "尿素氮", "mg/dL", 6, 32, 0, 45),
-    ("3084-1", "尿酸", "mg/dL", 2.4, 10.0, 1, 35),
-    ("33914-3", "估算肾小球滤过率", "mL/min/{1.73_m2}", 25, 130, 0, 15),
-    ("2823-3", "钾", "mmol/L", 3.2, 5.5, 1, 40),
-    ("2951-2", "钠", "mmol/L", 132, 148, 0, 40),
-    ("2075-0", "氯", "mmol/L", 95, 111, 0, 30),
-    ("17861-6", "钙", "mg/dL", 8.2, 10.8, 1, 15),
-    ("1988-5", "C反应蛋白", "mg/L", 0.3, 60, 1, 25),
-    ("3016-3", "促甲状腺激素", "m[IU]/L", 0.2, 7.0, 2, 12),
-    ("3024-7", "游离甲状腺素", "ng/dL", 0.7, 2.0, 2, 8),
-    ("2276-4", "铁蛋白", "ng/mL", 10, 450, 0, 6),
-    ("5902-2", "凝血酶原时间", "s", 9.5, 16.0, 1, 10),
-    ("6301-6", "国际标准化比值", "{INR}", 0.8, 3.2, 2, 10),
-]
-LAB_CUM = list(accumulate(lab[-1] for lab in LABS))
-FIRST_DAY = date(2020, 1, 1)
-DAYS = (date(2026, 10, 31) - FIRST_DAY).days + 1
-BIRTH_FIRST = date(1935, 1, 1)
-BIRTH_DAYS = (date(2020, 12, 31) - BIRTH_FIRST).days + 1
-
-
-# -- data ------------------------------------------------------------------------------------------
-
-
-def patient_id(n: int) -> str:
-    return f"pt-{n:06d}"
-
-
-def mrn(n: int) -> str:
-    return f"MRN{n:08d}"
-
-
-def make_patient(n: int) -> dict:
-    """Patient number ``n`` (1-based); the same every time, so ``--reuse`` can draw from it."""
-    rng = random.Random(f"patient:{n}")
-    gender = rng.choice(["male", "female"])
-    family = rng.choices(SURNAMES, cum_weights=SURNAME_CUM)[0][0]
-    given = "".join(rng.sample(GIVEN[gender], rng.choice([1, 2, 2])))
-    town = rng.choice(TOWNS)
-    return {
-        "resourceType": "Patient",
-        "id": patient_id(n),
-        "identifier": [{"use": "usual", "system": MRN_SYSTEM, "value": mrn(n)}],
-        "active": True,
-        "name": [{"use": "official", "text": family + given, "family": family, "given": [given]}],
-        "telecom": [{"system": "phone", "value": f"1{rng.choice('3589')}{rng.randint(0, 999_999_999):09d}",
-                     "use": "mobile"}],
-        "gender": gender,
-        "birthDate": (BIRTH_FIRST + timedelta(days=rng.randrange(BIRTH_DAYS))).isoformat(),
-        "address": [{"use": "home", "text": f"江苏省苏州市昆山市{town}", "state": "江苏省", "city": "昆山市",
-                     "district": town}],
-    }
-
-
-def make_observation(n: int, r: int) -> dict:
-    """Observation ``r`` (0-based) of patient ``n``; deterministic like :func:`make_patient`."""
-    rng = random.Random(f"observation:{n}:{r}")
-    code, text, unit, low, high, decimals, _ = rng.choices(LABS, cum_weights=LAB_CUM)[0]
-    day = FIRST_DAY + timedelta(days=rng.randrange(DAYS))
-    seconds = 7 * 3600 + rng.randrange(10 * 3600)  # drawn between 07:00 and 17:00
-    value = round(rng.uniform(low, high), decimals)
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [{"coding": [{"system": CATEGORY, "code": "laboratory", "display": "Laboratory"}]}],
-        "code": {"coding": [{"system": LOINC, "code": code}], "text": text},
-        "subject": {"reference": f"Patient/{patient_id(n)}"},
-        "effectiveDateTime": f"{day.isoformat()}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-                             "+08:00",
-        "valueQuantity": {"value": int(value) if decimals == 0 else value, "unit": unit, "system": UCUM,
-                          "code": unit},
-    }
-
-
-def _bundle(entries: list[dict]) -> bytes:
-    return json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries},
-                      ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def patient_bundles(patients: int) -> Iterator[tuple[bytes, int]]:
-    for first in range(1, patients + 1, BUNDLE_SIZE):
-        numbers = range(first, min(first + BUNDLE_SIZE, patients + 1))
-        yield _bundle([{"resource": make_patient(n), "request": {"method": "PUT", "url": f"Patient/{patient_id(n)}"}}
-                       for n in numbers]), len(numbers)
-
-
-def observation_bundles(patients: int, per_patient: int) -> Iterator[tuple[bytes, int]]:
-    """Round ``r`` holds each patient's ``r``-th Observation, patients shuffled: arrival order is mixed."""
-    order = list(range(1, patients + 1))
-    random.Random(SEED).shuffle(order)
-    pending: list[dict] = []
-    for r in range(per_patient):
-        for n in order:
-            pending.append({"resource": make_observation(n, r), "request": {"method": "POST", "url": "Observation"}})
-            if len(pending) == BUNDLE_SIZE:
-                yield _bundle(pending), len(pending)
-                pending = []
-    if pending:
-        yield _bundle(pending), len(pending)
 
 
 # -- server and load -------------------------------------------------------------------------------
@@ -471,61 +339,6 @@ def run_query(client: httpx.Client, query: Query, rng: random.Random, runs: int)
     return result
 
 
-# -- plans -----------------------------------------------------------------------------------------
-
-SEQ_SCAN = re.compile(r"Seq Scan on (hub_resource_version|hub_resource|hub_idx_\w+)\b")
-
-
-def explain_plans(url: str, results: list[Result]) -> list[str]:
-    """Print the plan of each SELECT one search runs (in-process); returns the flagged seq scans."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # starlette's TestClient on httpx: deprecated, works
-        from fastapi.testclient import TestClient
-
-    from hub.api.app import create_app
-
-    settings = Settings(database_url=url)
-    database = Database(settings)
-    captured: list[tuple[str, Any]] = []
-    capturing = threading.Event()
-
-    @event.listens_for(database.engine, "before_cursor_execute")
-    def _capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
-        if capturing.is_set() and not many and statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            captured.append((statement, parameters))
-
-    flagged: list[str] = []
-    client = TestClient(create_app(settings, database))
-    try:
-        for result in results:
-            query = result.query
-            print(f"\n### {query.label}\n")
-            if result.unsupported or not result.sample:
-                print("(skipped: the search did not run)")
-                continue
-            captured.clear()
-            capturing.set()
-            try:
-                response = client.get(f"/fhir/{query.resource_type}", params=result.sample)
-            finally:
-                capturing.clear()
-            print(f"GET /fhir/{query.resource_type}?{_shown(result.sample)} -> {response.status_code}, "
-                  f"{len(captured)} SELECT(s)")
-            for number, (statement, parameters) in enumerate(captured, 1):
-                print(f"\n-- SELECT {number}: {' '.join(statement.split())}\n-- parameters: {parameters}")
-                with database.engine.connect() as conn:
-                    plan = [row[0] for row in conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement,
-                                                                   parameters)]
-                print("\n".join(plan))
-                for table in sorted({m.group(1) for line in plan for m in SEQ_SCAN.finditer(line)}):
-                    print(f"SEQ SCAN on large table: {table}")
-                    flagged.append(f"{table} ({query.label}, SELECT {number})")
-    finally:
-        client.close()
-        database.dispose()
-    return flagged
-
-
 # -- report ----------------------------------------------------------------------------------------
 
 
@@ -634,7 +447,8 @@ def main() -> None:
     flagged: list[str] = []
     if args.database == "postgresql" and not args.no_explain:
         print("\n## Plans (in-process, EXPLAIN (ANALYZE, BUFFERS) of every SELECT of one search)")
-        flagged = explain_plans(url, results)
+        flagged = explain_plans(url, [(r.query.label, r.query.resource_type, None if r.unsupported else r.sample)
+                                      for r in results])
     report(args.database, found_patients or patients, found_observations or patients * per_patient, load,
            args.connections, results, flagged, args.runs)
     unsupported = [r for r in results if r.unsupported is not None]
