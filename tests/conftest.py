@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -73,9 +74,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(settings: Settings, database: Database) -> Iterator[str]:
-    """The hub on a real uvicorn server; yields its root URL."""
+@contextmanager
+def running_server(settings: Settings, database: Database) -> Iterator[str]:
+    """A hub for ``settings`` on a real uvicorn server in a thread; yields its root URL."""
     port = _free_port()
     config = uvicorn.Config(create_app(settings, database), host="127.0.0.1", port=port, log_level="warning",
                             lifespan="off")
@@ -87,9 +88,18 @@ def server(settings: Settings, database: Database) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, database: Database) -> Iterator[str]:
+    """The hub on a real uvicorn server; yields its root URL."""
+    with running_server(settings, database) as url:
+        yield url
 
 
 def fhir_client(server: str) -> httpx.Client:

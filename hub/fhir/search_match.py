@@ -24,33 +24,12 @@ from hub.fhir.criteria import (
     UriCriterion,
 )
 from hub.fhir.repository import IndexValues, SearchSpec
-from hub.fhir.search_values import prefix_upper_bound
+from hub.fhir.search_values import prefix_upper_bound, range_rule
 
 
 def range_matches(prefix: str, low: float, high: float, value: RangeValue, *, exact: float | None = None) -> bool:
-    """Whether a stored range [low, high] matches a searched value (search.html#prefix).
-
-    For numbers ``gt``/``lt``/``ge``/``le`` compare with the value as written
-    (``exact``); dates compare with the searched range.
-    """
-    below, above = (exact, exact) if exact is not None else (value.low, value.high)
-    if prefix == "eq":
-        return low >= value.low and high <= value.high
-    if prefix == "ne":
-        return not (low >= value.low and high <= value.high)
-    if prefix == "gt":
-        return high > above
-    if prefix == "lt":
-        return low < below
-    if prefix == "ge":
-        return high >= below
-    if prefix == "le":
-        return low <= above
-    if prefix == "sa":
-        return low > above
-    if prefix == "eb":
-        return high < below
-    return high >= value.low and low <= value.high  # ap: the parser widened the range by 10%
+    """Whether a stored range [low, high] matches a searched value (:func:`range_rule`)."""
+    return bool(range_rule(prefix, low, high, value.low, value.high, exact))
 
 
 def _matches(criterion: Criterion, resource_id: str, index: IndexValues) -> bool:

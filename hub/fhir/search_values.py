@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.errors import InvalidRequest
@@ -121,6 +123,43 @@ def split_prefix(value: str) -> tuple[str, str]:
     if len(value) > 2 and value[:2] in PREFIXES and not value[:2].isdigit():
         return value[:2], value[2:]
     return "eq", value
+
+
+def range_rule(
+    prefix: str,
+    low: Any,
+    high: Any,
+    start: Any,
+    end: Any,
+    exact: Any = None,
+    *,
+    both: Callable[[Any, Any], Any] = lambda a, b: a and b,
+    either: Callable[[Any, Any], Any] = lambda a, b: a or b,
+) -> Any:
+    """Whether a stored range [low, high] matches the searched [start, end] by ``prefix`` (search.html#prefix).
+
+    For numbers ``gt``/``lt``/``ge``/``le`` compare with the value as written (``exact``);
+    dates compare with the searched range; ``ap`` ranges were widened by the parser. The
+    operands may be numbers (in-memory matching) or SQL columns (with SQL ``both``/``either``).
+    """
+    below, above = (exact, exact) if exact is not None else (start, end)
+    if prefix == "eq":
+        return both(low >= start, high <= end)
+    if prefix == "ne":
+        return either(low < start, high > end)
+    if prefix == "gt":
+        return high > above
+    if prefix == "lt":
+        return low < below
+    if prefix == "ge":
+        return high >= below
+    if prefix == "le":
+        return low <= above
+    if prefix == "sa":
+        return low > above
+    if prefix == "eb":
+        return high < below
+    return both(high >= start, low <= end)
 
 
 def parse_date_value(name: str, raw: str) -> tuple[str, int, int]:

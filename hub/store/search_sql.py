@@ -5,7 +5,7 @@ index table of its type (uncorrelated, so both planners start from the index and
 from every resource of the type), ``NOT IN`` for ``:not``, a correlated ``EXISTS``
 for ``:missing``. Chains nest the same conditions on another alias of
 ``hub_resource``; ``_has`` turns them around. The prefix rules are those of
-:func:`hub.fhir.search_match.range_matches`, written as SQL.
+:func:`hub.fhir.search_values.range_rule`, written as SQL.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from hub.fhir.criteria import (
     TokenCriterion,
     UriCriterion,
 )
-from hub.fhir.search_values import micros_to_datetime, normalize_string, prefix_upper_bound
+from hub.fhir.search_values import micros_to_datetime, normalize_string, prefix_upper_bound, range_rule
 from hub.store.tables import (
     INDEX_TABLES,
     date_index,
@@ -60,30 +60,14 @@ def token_scope(resource_type: str, param: str) -> str:
 
 
 def _range(low: Any, high: Any, value: RangeValue, exact: float | None = None) -> ColumnElement[bool]:
-    """SQL of :func:`hub.fhir.search_match.range_matches` on columns ``low``/``high``."""
+    """SQL of :func:`hub.fhir.search_values.range_rule` on columns ``low``/``high``."""
     return _compare(low, high, value.prefix, value.low, value.high, exact)
 
 
 def _compare(low: Any, high: Any, prefix: str, start: Any, end: Any, exact: Any = None) -> ColumnElement[bool]:
-    """Stored [low, high] against searched [start, end] by ``prefix`` (``exact``: a number as written)."""
-    below, above = (exact, exact) if exact is not None else (start, end)
-    if prefix == "eq":
-        return and_(low >= start, high <= end)
-    if prefix == "ne":
-        return or_(low < start, high > end)
-    if prefix == "gt":
-        return high > above
-    if prefix == "lt":
-        return low < below
-    if prefix == "ge":
-        return high >= below
-    if prefix == "le":
-        return low <= above
-    if prefix == "sa":
-        return low > above
-    if prefix == "eb":
-        return high < below
-    return and_(high >= start, low <= end)
+    """Stored [low, high] against searched [start, end] by ``prefix``, as SQL (:func:`range_rule`)."""
+    result: ColumnElement[bool] = range_rule(prefix, low, high, start, end, exact, both=and_, either=or_)
+    return result
 
 
 def _like_escape(text: str) -> str:

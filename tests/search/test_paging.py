@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 
-from hub.api.app import create_app
 from hub.config import Settings
 from hub.store.database import Database
-from tests.conftest import _free_port, assert_outcome, fhir_client
+from tests.conftest import assert_outcome, fhir_client, running_server
 from tests.search.support import all_pages, base_url, ids, latest, link, load, refs, search, searchset
 
 
@@ -36,19 +33,8 @@ def _page_ids(pages: list[dict]) -> list[str]:
 def small_server(settings: Settings, database: Database) -> Iterator[str]:
     """A second hub on the same database with a default page size of 4 and a cap of 6."""
     small = dataclasses.replace(settings, default_page_size=4, max_page_size=6)
-    config = uvicorn.Config(create_app(small, database), host="127.0.0.1", port=_free_port(), log_level="warning",
-                            lifespan="off")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{config.port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with running_server(small, database) as url:
+        yield url
 
 
 @pytest.fixture
