@@ -252,13 +252,17 @@ class SearchSql:
         start, end = micros_to_datetime(int(value.low)), micros_to_datetime(int(value.high))
         return _compare(column, column, value.prefix, start, end)
 
-    def _chain(self, criterion: ChainCriterion, resource_type: str | None) -> Any:
-        target = resource.alias()
-        targets = select(target.c.res_id).where(
-            target.c.resource_type == criterion.target_type,
-            target.c.deleted.is_(False),
-            *self.conditions(criterion.criteria, target, criterion.target_type),
+    def _matching(self, resource_type: str, criteria: tuple[Criterion, ...], column: str) -> Any:
+        """``column`` (``res_id`` or ``res_pk``) of the current ``resource_type`` resources matching ``criteria``."""
+        other = resource.alias()
+        return select(other.c[column]).where(
+            other.c.resource_type == resource_type,
+            other.c.deleted.is_(False),
+            *self.conditions(criteria, other, resource_type),
         )
+
+    def _chain(self, criterion: ChainCriterion, resource_type: str | None) -> Any:
+        targets = self._matching(criterion.target_type, criterion.criteria, "res_id")
         ref = reference_index.c
         query = select(ref.res_pk).where(
             ref.param == criterion.param, ref.target_type == criterion.target_type, ref.target_id.in_(targets)
@@ -266,12 +270,7 @@ class SearchSql:
         return query.where(ref.resource_type == resource_type) if resource_type else query
 
     def _has(self, criterion: HasCriterion, resource_type: str | None) -> Any:
-        source = resource.alias()
-        sources = select(source.c.res_pk).where(
-            source.c.resource_type == criterion.source_type,
-            source.c.deleted.is_(False),
-            *self.conditions(criterion.criteria, source, criterion.source_type),
-        )
+        sources = self._matching(criterion.source_type, criterion.criteria, "res_pk")
         ref = reference_index.c
         query = select(ref.target_id).where(
             ref.resource_type == criterion.source_type, ref.param == criterion.param, ref.res_pk.in_(sources)
