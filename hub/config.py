@@ -39,6 +39,26 @@ class Settings:
     pool_size: int = 10
     #: IANA zone of dates and times written without an offset (search ranges), e.g. Asia/Shanghai.
     timezone: str = "Asia/Shanghai"
+    #: ``production`` refuses to start without configured signing and data keys;
+    #: ``development`` generates them under ``key_dir`` on first use.
+    environment: str = "development"
+    #: Where development keys are generated (never used in production).
+    key_dir: str = "./var/keys"
+    #: PEM file of the EC P-256 key that signs access tokens (ES256).
+    signing_key_file: str = ""
+    #: Data keys (AES-GCM keys with ids and the blind-index key) as JSON, or a file holding it.
+    data_keys: str = ""
+    data_keys_file: str = ""
+    #: Access tokens: lifetime, issuer and audience (the FHIR API).
+    token_lifetime_seconds: int = 300
+    token_issuer: str = "urn:hub"
+    token_audience: str = "urn:hub:fhir"
+    #: AuditEvents are kept this long (network-log rules ask for at least 180 days).
+    audit_retention_days: int = 180
+    #: Limits: entries in one Bundle, seconds per database statement, requests per client per minute.
+    max_bundle_entries: int = 10_000
+    query_timeout_seconds: int = 30
+    rate_limit_per_minute: int = 1200
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -51,7 +71,32 @@ class Settings:
             max_page_size=_int_env("HUB_MAX_PAGE_SIZE", 1000),
             pool_size=_int_env("HUB_DB_POOL_SIZE", 10),
             timezone=os.environ.get("HUB_TIMEZONE") or "Asia/Shanghai",
+            environment=(os.environ.get("HUB_ENV") or "development").strip().lower(),
+            key_dir=os.environ.get("HUB_KEY_DIR") or "./var/keys",
+            signing_key_file=os.environ.get("HUB_SIGNING_KEY_FILE", ""),
+            data_keys=os.environ.get("HUB_DATA_KEYS", ""),
+            data_keys_file=os.environ.get("HUB_DATA_KEYS_FILE", ""),
+            token_lifetime_seconds=_int_env("HUB_TOKEN_LIFETIME_SECONDS", 300),
+            token_issuer=os.environ.get("HUB_TOKEN_ISSUER") or "urn:hub",
+            token_audience=os.environ.get("HUB_TOKEN_AUDIENCE") or "urn:hub:fhir",
+            audit_retention_days=_int_env("HUB_AUDIT_RETENTION_DAYS", 180),
+            max_bundle_entries=_int_env("HUB_MAX_BUNDLE_ENTRIES", 10_000),
+            query_timeout_seconds=_int_env("HUB_QUERY_TIMEOUT_SECONDS", 30),
+            rate_limit_per_minute=_int_env("HUB_RATE_LIMIT_PER_MINUTE", 1200),
         )
+
+    def __post_init__(self) -> None:
+        if self.environment not in ("development", "production"):
+            raise ValueError(f"HUB_ENV must be 'development' or 'production', got {self.environment!r}")
+        if self.audit_retention_days < 180:
+            raise ValueError("HUB_AUDIT_RETENTION_DAYS must be at least 180 (network-log retention rules)")
+        if not 30 <= self.token_lifetime_seconds <= 3600:
+            raise ValueError("HUB_TOKEN_LIFETIME_SECONDS must be between 30 and 3600")
+
+    @property
+    def production(self) -> bool:
+        """True when the hub must refuse to run on generated development keys."""
+        return self.environment == "production"
 
     def sqlite_path(self) -> Path | None:
         """The database file when the URL names a SQLite file, else ``None``."""

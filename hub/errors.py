@@ -52,10 +52,13 @@ class HubError(Exception):
         expression: str | None = None,
         issues: list[Issue] | None = None,
         status: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         message = mask_text(message)
         super().__init__(message)
         self.message = message
+        #: HTTP headers the response must carry (``WWW-Authenticate``, ``Retry-After``).
+        self.headers: dict[str, str] = dict(headers or {})
         if status is not None:
             self.status = status
         if issues:
@@ -83,6 +86,7 @@ class HubError(Exception):
                 for i in self.issues
             ],
             status=self.status,
+            headers=self.headers,
         )
         return err
 
@@ -186,3 +190,37 @@ class StorageError(HubError):
 
     status = 503
     code = "transient"
+
+
+class Unauthorized(HubError):
+    """No valid access token (or client credentials): 401 with a ``WWW-Authenticate`` challenge."""
+
+    status = 401
+    code = "login"
+
+    def __init__(self, message: str, *, error: str = "invalid_token") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": f'Bearer realm="hub", error="{error}"'})
+
+
+class Forbidden(HubError):
+    """The principal is known but its role, scopes or institutions do not allow this."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(HubError):
+    """The client is over its request-rate limit: 429 with ``Retry-After``."""
+
+    status = 429
+    code = "throttled"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class QueryTimeout(HubError):
+    """A database query ran past the per-query time limit and was cancelled."""
+
+    status = 503
+    code = "timeout"

@@ -17,6 +17,9 @@ import uvicorn
 from sqlalchemy import text
 
 from hub.api.app import create_app
+from hub.auth.principal import Principal
+from hub.auth.roles import Role
+from hub.auth.tokens import TokenService, load_signing_key
 from hub.config import Settings
 from hub.store.database import Database
 from hub.store.migrate import upgrade
@@ -38,9 +41,30 @@ def reset_schema(database: Database) -> None:
         connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
+#: The token service of the test session (the same development key as the apps under test).
+_TOKENS: list[TokenService] = []
+#: Full access, as the hub's tests mostly need.
+ADMIN = Principal("test-admin", Role.ADMIN, {"*": frozenset("cruds")})
+
+
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(database_url=_test_url(tmp_path_factory.mktemp("db")), max_body_bytes=2 * 1024 * 1024)
+    root = tmp_path_factory.mktemp("db")
+    settings = Settings(database_url=_test_url(root), max_body_bytes=2 * 1024 * 1024, key_dir=str(root / "keys"),
+                        token_lifetime_seconds=3600, rate_limit_per_minute=1_000_000)
+    _TOKENS[:] = [TokenService(load_signing_key(settings), settings)]
+    return settings
+
+
+def token_for(principal: Principal = ADMIN) -> str:
+    """A valid access token of ``principal`` for the apps of this test session."""
+    assert _TOKENS, "the settings fixture makes the token service"
+    return _TOKENS[0].issue(principal)[0]
+
+
+def bearer(principal: Principal = ADMIN) -> dict[str, str]:
+    """The Authorization header of ``principal``."""
+    return {"Authorization": f"Bearer {token_for(principal)}"}
 
 
 @pytest.fixture(scope="session")
@@ -102,9 +126,10 @@ def server(settings: Settings, database: Database) -> Iterator[str]:
         yield url
 
 
-def fhir_client(server: str) -> httpx.Client:
-    """A new HTTP client on the FHIR base of ``server``, sending FHIR JSON (one per thread)."""
-    return httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": FHIR_JSON}, timeout=60)
+def fhir_client(server: str, principal: Principal = ADMIN) -> httpx.Client:
+    """A new HTTP client on the FHIR base of ``server`` as ``principal`` (admin), sending FHIR JSON."""
+    return httpx.Client(base_url=f"{server}/fhir", headers={"Content-Type": FHIR_JSON, **bearer(principal)},
+                        timeout=60)
 
 
 @pytest.fixture

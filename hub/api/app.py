@@ -12,13 +12,15 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub import __version__
-from hub.api import fhir_routes
+from hub.api import audit, auth_routes, fhir_routes
+from hub.api.audit import AuditMiddleware
 from hub.api.http import (
     CatchAllMiddleware,
     http_error_handler,
     hub_error_handler,
     validation_error_handler,
 )
+from hub.api.security import Security
 from hub.config import Settings
 from hub.errors import HubError
 from hub.store.database import Database
@@ -27,11 +29,13 @@ from hub.store.database import Database
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """Build the hub's ASGI app (the database is opened here, closed on shutdown)."""
     settings = settings or Settings.from_env()
+    security = Security.create(settings)  # refuses production without a signing key
     database = database or Database(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         database.refresh_statistics(force=True)
+        database.audit.start()
         yield
         database.dispose()
 
@@ -46,10 +50,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.security = security
     app.add_exception_handler(HubError, hub_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(AuditMiddleware, audit=database.audit)
     app.add_middleware(CatchAllMiddleware)
+    app.include_router(auth_routes.router)
+    app.include_router(audit.router)
     app.include_router(fhir_routes.router)
 
     @app.get("/health", tags=["service"], summary="Liveness and database check")

@@ -13,11 +13,15 @@ from hub import __version__
 from hub.api.http import (
     JSON_TYPES,
     FhirContext,
+    base_url_of,
     fhir_context,
     media_type_of,
     parse_body,
     read_body,
+    response_media_type,
+    token_endpoint,
 )
+from hub.config import Settings
 from hub.errors import MethodNotAllowed, UnsupportedMediaType
 from hub.fhir import jsonio
 from hub.fhir.bundle_entries import PATCH_CONTENT_TYPES
@@ -59,11 +63,15 @@ def _query(request: Request) -> str:
 
 
 @router.get("/metadata", summary="CapabilityStatement")
-def metadata(ctx: Context) -> Response:
-    """What this server supports (FHIR 4.0.1)."""
-    with ctx.service(write=False) as service:
-        body = capability_statement(ctx.base_url, __version__, service.registry)
-    return ctx.send(Rendered(200, jsonio.dumps(body)))
+def metadata(request: Request) -> Response:
+    """What this server supports (FHIR 4.0.1); needs no access token."""
+    settings: Settings = request.app.state.settings
+    database = request.app.state.database
+    base_url = base_url_of(request, settings)
+    with database.unit_of_work(write=False) as repository:
+        registry = database.search_parameters.current(repository)
+    body = capability_statement(base_url, __version__, registry, token_endpoint(request, settings))
+    return Response(jsonio.dumps(body), media_type=response_media_type(request))
 
 
 @router.post("", summary="Transaction or batch Bundle")
@@ -72,7 +80,7 @@ def transaction(request: Request, ctx: Context, body: Body) -> Response:
     """Process a ``transaction`` (all or nothing) or ``batch`` Bundle."""
     bundle = parse_body(body, request.headers.get("content-type"), JSON_TYPES)
     with ctx.service(write=True) as service:
-        result = process_bundle(service, bundle, ctx.base_url, ctx.prefer)
+        result = process_bundle(service, bundle, ctx.base_url, ctx.prefer, max_entries=ctx.settings.max_bundle_entries)
     return ctx.send(Rendered(200, jsonio.dumps(result)))
 
 

@@ -15,6 +15,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hub.api.security import Authenticated, fhir_access
+from hub.auth.principal import Principal
 from hub.config import Settings
 from hub.errors import (
     HubError,
@@ -97,19 +99,17 @@ class FhirContext:
     base_url: str
     prefer: str
     media_type: str
+    #: Who is calling.
+    principal: Principal
     #: ``Prefer: handling=lenient``: unknown search parameters are ignored, not refused.
     lenient: bool = False
 
     @contextmanager
     def service(self, *, write: bool) -> Iterator[FhirService]:
-        """A FhirService inside one unit of work (committed when the block ends without error)."""
-        with self.database.unit_of_work(write=write) as repository:
-            yield FhirService(
-                repository,
-                default_page_size=self.settings.default_page_size,
-                max_page_size=self.settings.max_page_size,
-                search_parameters=self.database.search_parameters,
-            )
+        """A FhirService of the principal inside one unit of work (committed when the block ends without error)."""
+        access = fhir_access(self.principal, self.database)
+        with self.database.fhir_service(write=write, access=access, settings=self.settings) as service:
+            yield service
 
     def respond(self, outcome: Outcome) -> Response:
         """The HTTP response for ``outcome``."""
@@ -132,10 +132,18 @@ def base_url_of(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
-async def fhir_context(request: Request) -> FhirContext:
-    """FastAPI dependency: the FhirContext of this request."""
+def token_endpoint(request: Request, settings: Settings) -> str:
+    """The URL of the token endpoint (``/auth/token`` beside the FHIR base)."""
+    base = base_url_of(request, settings)
+    root = base[: -len("/fhir")] if base.endswith("/fhir") else base
+    return f"{root}/auth/token"
+
+
+async def fhir_context(request: Request, principal: Authenticated) -> FhirContext:
+    """FastAPI dependency: the FhirContext of this request (its principal authenticated)."""
     settings: Settings = request.app.state.settings
     return FhirContext(
+        principal=principal,
         database=request.app.state.database,
         settings=settings,
         base_url=base_url_of(request, settings),
@@ -153,7 +161,7 @@ def outcome_response(status: int, outcome: dict[str, Any], headers: dict[str, st
 async def hub_error_handler(_request: Request, error: Exception) -> Response:
     """HubError → its status and OperationOutcome."""
     assert isinstance(error, HubError)
-    return outcome_response(error.status, from_error(error))
+    return outcome_response(error.status, from_error(error), error.headers or None)
 
 
 async def http_error_handler(request: Request, error: Exception) -> Response:

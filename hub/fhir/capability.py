@@ -25,7 +25,9 @@ def _search_params(registry: SearchRegistry, resource_type: str) -> list[dict[st
     return params
 
 
-def capability_statement(base_url: str, software_version: str, registry: SearchRegistry) -> dict[str, Any]:
+def capability_statement(
+    base_url: str, software_version: str, registry: SearchRegistry, token_url: str = ""
+) -> dict[str, Any]:
     """A CapabilityStatement (R4, kind ``instance``) for the server at ``base_url``."""
     resources = []
     for resource_type in sorted(resource_types()):
@@ -59,6 +61,17 @@ def capability_statement(base_url: str, software_version: str, registry: SearchR
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            "security": {
+                "cors": False,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                         "code": "SMART-on-FHIR"}]}],
+                "description": "OAuth2 client credentials (SMART Backend Services): client_secret_basic or "
+                               "private_key_jwt; scopes system/<Type>.read|write or system/<Type>.cruds",
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token", "valueUri": token_url}],
+                }] if token_url else [],
+            },
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"},
                             {"code": "search-system"}],

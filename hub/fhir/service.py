@@ -18,6 +18,7 @@ import jsonpointer
 from hub.errors import (
     BusinessRuleViolation,
     Conflict,
+    Forbidden,
     Gone,
     InvalidRequest,
     MultipleMatches,
@@ -25,19 +26,28 @@ from hub.errors import (
     VersionConflict,
 )
 from hub.fhir import jsonio
+from hub.fhir.access import Access, patient_data_types
 from hub.fhir.bundles import history_bundle
 from hub.fhir.compartments import everything_criteria, patient_compartment
 from hub.fhir.criteria import CompartmentCriterion, Criterion
 from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc, parse_instant
 from hub.fhir.preconditions import IfMatch, parse_if_match
-from hub.fhir.repository import FhirRepository, HistorySpec, SearchSpec, StoredResource, VersionWrite
-from hub.fhir.resource_types import require_id, require_type
+from hub.fhir.protected import PersonalDataProtector, blind_criteria
+from hub.fhir.repository import (
+    FhirRepository,
+    HistorySpec,
+    IndexValues,
+    SearchSpec,
+    StoredResource,
+    VersionWrite,
+)
+from hub.fhir.resource_types import require_id, require_type, resource_types
 from hub.fhir.search import parse_conditional, parse_paging, parse_search
 from hub.fhir.search_params import SearchParameters, SearchRegistry
 from hub.fhir.searching import SearchPage, included_resources, searchset_bundle
 from hub.fhir.validation import validate_resource
-from hub.privacy import clip
+from hub.privacy import TOKEN_PREFIX, clip
 
 _RETRIES = 5
 T = TypeVar("T")
@@ -89,8 +99,14 @@ class FhirService:
         default_page_size: int = 20,
         max_page_size: int = 1000,
         search_parameters: SearchParameters | None = None,
+        access: Access | None = None,
+        protector: PersonalDataProtector | None = None,
     ) -> None:
         self.repository = repository
+        #: What the principal may do (every interaction checks it; the repository filters by it).
+        self.access = access or Access.unrestricted()
+        #: Blinds ID and phone numbers for the search index and in searched values.
+        self.protector = protector
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
         self.search_parameters = search_parameters or SearchParameters()
@@ -111,6 +127,7 @@ class FhirService:
     def read(self, resource_type: str, resource_id: str) -> Outcome:
         """``GET [type]/[id]``: 404 if never existed, 410 if deleted."""
         require_type(resource_type)
+        self.access.require(resource_type, "r")
         current = self._current(resource_type, resource_id)
         if current is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
@@ -121,6 +138,7 @@ class FhirService:
     def vread(self, resource_type: str, resource_id: str, version: str) -> Outcome:
         """``GET [type]/[id]/_history/[vid]``."""
         require_type(resource_type)
+        self.access.require(resource_type, "r")
         require_id(resource_id)
         if not (version.isascii() and version.isdigit()) or not 1 <= int(version) < 2**31:
             raise NotFound(f"Version '{clip(version, 20)}' of {resource_type}/{resource_id} is not known")
@@ -137,6 +155,7 @@ class FhirService:
         """``GET [type]?…`` (or, with ``resource_type`` None, ``GET [base]?_type=…``): a searchset Bundle."""
         if resource_type is not None:
             require_type(resource_type)
+            self.access.require(resource_type, "s")
         return self._search(resource_type, params, base_url, resource_type or "", lenient)
 
     def compartment_search(
@@ -145,6 +164,7 @@ class FhirService:
     ) -> Outcome:
         """``GET Patient/[id]/[type]?…``: a search within the patient's compartment."""
         require_type(resource_type)
+        self.access.require(resource_type, "s")
         self._require_patient(patient_id)
         compartment = patient_compartment().get(resource_type)
         if compartment is None:
@@ -156,11 +176,15 @@ class FhirService:
     def everything(self, patient_id: str, params: list[tuple[str, str]], base_url: str) -> Outcome:
         """``Patient/[id]/$everything``: the patient and its compartment, paged (``_since``, ``_type``, ``_count``)."""
         self._require_patient(patient_id)
+        if not self.access.every_type:
+            readable = self.access.types_allowed(sorted(patient_data_types()), "s")
+            params = [*params, ("_type", ",".join(readable) or "Patient")]
         extra, rest = everything_criteria(patient_id, params)
         return self._search(None, rest, base_url, f"Patient/{patient_id}/$everything", False, extra,
                             link_params=list(params))
 
     def _require_patient(self, patient_id: str) -> None:
+        self.access.require("Patient", "r")
         current = self._current("Patient", patient_id)
         if current is None or current.deleted:
             raise NotFound(f"Patient/{patient_id} is not known")
@@ -181,10 +205,31 @@ class FhirService:
         )
         if link_params is not None:
             request = replace(request, params=tuple(p for p in link_params if p[0] not in ("_after", "_before")))
+        request = replace(request, spec=self._permitted(self._blinded(request.spec)))
         page = SearchPage(self.repository, request)
         matches, total = page.run()
         included = included_resources(self.repository, matches, request.includes) if request.includes else []
+        included = [r for r in included if self.access.allows(r.resource_type, "r")]
         return Outcome(200, body=searchset_bundle(page, matches, included, total, base_url, path))
+
+    def _permitted(self, spec: SearchSpec) -> SearchSpec:
+        """A system-level search limited to the types the principal may search."""
+        if spec.resource_type is not None or self.access.every_type:
+            return spec
+        asked = spec.types or tuple(sorted(resource_types()))
+        allowed = self.access.types_allowed(asked, "s")
+        if spec.types and len(allowed) != len(spec.types):
+            refused = next(t for t in spec.types if t not in allowed)
+            self.access.require(refused, "s")
+        if not allowed:
+            raise Forbidden("The access token allows searching no resource type")
+        return replace(spec, types=tuple(allowed))
+
+    def _blinded(self, spec: SearchSpec) -> SearchSpec:
+        """Searched ID and phone numbers replaced by their blind index (how they are indexed)."""
+        if self.protector is None:
+            return spec
+        return replace(spec, criteria=blind_criteria(spec.criteria, self.protector))
 
     def history(
         self,
@@ -194,8 +239,12 @@ class FhirService:
         base_url: str,
     ) -> Outcome:
         """System, type or instance ``_history`` (``_count``, ``_since``, ``_offset``)."""
-        if resource_type is not None:
+        if resource_type is None:
+            if not self.access.every_type:
+                raise Forbidden("System history needs read access to every type (system/*.read)")
+        else:
             require_type(resource_type)
+            self.access.require(resource_type, "r")
         if resource_id is not None:
             require_id(resource_id)
             if self.repository.read_current(resource_type or "", resource_id) is None:
@@ -235,7 +284,7 @@ class FhirService:
     def conditional_spec(self, resource_type: str, criteria: str) -> SearchSpec:
         """The search behind conditional ``criteria`` (``identifier=…``) on ``resource_type``."""
         require_type(resource_type)
-        return parse_conditional(resource_type, criteria, self.registry, max_count=self.max_page_size)
+        return self._blinded(parse_conditional(resource_type, criteria, self.registry, max_count=self.max_page_size))
 
     def find_matches(self, spec: SearchSpec, *, for_write: bool = False, limit: int = 2) -> list[StoredResource]:
         """Up to ``limit`` current resources matching a conditional ``spec``.
@@ -379,6 +428,7 @@ class FhirService:
         """``DELETE [type]/[id]``: a deletion version is kept in the history."""
         require_type(resource_type)
         require_id(resource_id)
+        self.access.require(resource_type, "d")
         label = f"{resource_type}/{resource_id}"
 
         def plan(current: StoredResource | None) -> Outcome | tuple[VersionWrite, Outcome]:
@@ -419,14 +469,21 @@ class FhirService:
         *,
         may_conflict: bool = True,
     ) -> VersionWrite:
+        self.access.require(resource_type, "c" if method == "POST" else "u")
         last_updated = self.now()
-        document = with_meta(resource, resource_id, version_id, last_updated)
-        stored = StoredResource(
-            resource_type, resource_id, version_id, last_updated, False, jsonio.dumps(document), method
-        )
+        document = with_meta(self.access.stamp(resource), resource_id, version_id, last_updated)
+        content = jsonio.dumps(document)
+        if TOKEN_PREFIX.encode() in content:
+            raise InvalidRequest(f"Values starting with '{TOKEN_PREFIX}' are reserved for the hub's encrypted data")
+        stored = StoredResource(resource_type, resource_id, version_id, last_updated, False, content, method)
         if resource_type == "SearchParameter":
             self.search_parameters.invalidate()
-        return VersionWrite(stored, previous, extract_index(document, self.registry), may_conflict)
+        return VersionWrite(stored, previous, self.index_values(document), may_conflict)
+
+    def index_values(self, document: dict[str, Any]) -> IndexValues:
+        """The search values of a resource (ID and phone numbers blinded)."""
+        indexed = self.protector.blinded(document) if self.protector is not None else document
+        return extract_index(indexed, self.registry)
 
     def _update_validated(
         self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None

@@ -21,10 +21,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from hub.errors import HubError, InvalidRequest, Issue, NotFound, VersionConflict
+from hub.errors import HubError, InvalidRequest, Issue, NotFound, PayloadTooLarge, VersionConflict
 from hub.fhir.bundle_entries import BundleEntry, parse_entry
 from hub.fhir.criteria import IdCriterion, TokenCriterion
-from hub.fhir.indexing import extract_index
 from hub.fhir.instants import now_utc
 from hub.fhir.outcome import from_error, operation_outcome
 from hub.fhir.references import iter_references
@@ -38,8 +37,10 @@ from hub.privacy import clip
 log = logging.getLogger("hub.fhir.transaction")
 
 
-def process_bundle(service: FhirService, body: Any, base_url: str, prefer: str) -> dict[str, Any]:
-    """Run a transaction or batch Bundle and return its response Bundle."""
+def process_bundle(
+    service: FhirService, body: Any, base_url: str, prefer: str, *, max_entries: int | None = None
+) -> dict[str, Any]:
+    """Run a transaction or batch Bundle and return its response Bundle (413 past ``max_entries``)."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise InvalidRequest("POST to the server base needs a Bundle of type transaction or batch")
     kind = body.get("type")
@@ -50,6 +51,9 @@ def process_bundle(service: FhirService, body: Any, base_url: str, prefer: str) 
     raw_entries = body.get("entry") or []
     if not isinstance(raw_entries, list):
         raise InvalidRequest("Bundle.entry must be an array", expression="Bundle.entry")
+    if max_entries is not None and len(raw_entries) > max_entries:
+        raise PayloadTooLarge(f"The Bundle has {len(raw_entries)} entries; at most {max_entries} are accepted "
+                              "in one request (split it)", expression="Bundle.entry")
     if kind == "batch":
         entries = _batch(service, raw_entries, base_url, prefer)
     else:
@@ -164,7 +168,7 @@ class _Transaction:
         self.identities: dict[str, str] = {}
         #: (type, canonical criteria) → the entry that resolved them first.
         self.criteria_owner: dict[tuple[str, str], BundleEntry] = {}
-        self.pending = _PendingWrites(lambda resource: extract_index(resource, service.registry))
+        self.pending = _PendingWrites(service.index_values)
 
     def run(self) -> list[dict[str, Any]]:
         self._check_full_urls()

@@ -9,29 +9,40 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from hub.config import Settings
-from hub.errors import StorageError
+from hub.errors import QueryTimeout, StorageError
+from hub.fhir.access import Access
+from hub.fhir.protected import PersonalDataProtector
+from hub.fhir.repository import FhirRepository
 from hub.fhir.search_params import SearchParameters
 from hub.fhir.search_values import set_local_zone
+from hub.fhir.service import FhirService
+from hub.privacy import DataKeyring, resolve_keyring
+from hub.store.audit_log import AuditLog
+from hub.store.clients import SqlClientStore
+from hub.store.organizations import institutions_under
 from hub.store.repository import SqlRepository
+from hub.store.scoped import ScopedRepository
 
 log = logging.getLogger("hub.store")
 #: How often SQLite statistics are refreshed after writes.
 ANALYZE_EVERY_SECONDS = 300
+#: How long a consortium's resolved institutions are reused.
+REACH_CACHE_SECONDS = 60
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, timeout_seconds: int) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy's begin event emit BEGIN (pysqlite's own handling is off).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -42,6 +53,17 @@ def _sqlite_engine(url: str) -> Engine:
         # ANALYZE samples at most this many rows per index: milliseconds even on a large file.
         cursor.execute("PRAGMA analysis_limit=1000")
         cursor.close()
+        # The per-statement time limit: SQLite interrupts a statement past its deadline.
+        deadline = [float("inf")]
+        record.info["hub_deadline"] = deadline
+        if timeout_seconds > 0:
+            dbapi_connection.set_progress_handler(lambda: time.monotonic() > deadline[0], 20_000)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start_clock(connection: Any, *_args: Any) -> None:
+        deadline = connection.info.get("hub_deadline")
+        if deadline is not None:
+            deadline[0] = time.monotonic() + timeout_seconds
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -55,33 +77,99 @@ def create_hub_engine(settings: Settings) -> Engine:
     """The SQLAlchemy engine for ``settings.database_url``."""
     url = settings.database_url
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, settings.query_timeout_seconds)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     # No pre-ping (a round trip per request): a lost connection fails one unit of work
     # with StorageError (503) and SQLAlchemy then recycles every older connection.
     # hide_parameters: SQL errors are logged without the resource content they carried.
+    # statement_timeout: a runaway query is cancelled by the server (QueryTimeout, 503).
+    timeout_ms = max(0, settings.query_timeout_seconds) * 1000
     return create_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_recycle=3600,
-                         hide_parameters=True)
+                         hide_parameters=True, connect_args={"options": f"-c statement_timeout={timeout_ms}"})
+
+
+def _timed_out(exc: OperationalError) -> bool:
+    """Was the statement cancelled by the time limit (PostgreSQL QueryCanceled, SQLite interrupt)?"""
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    return name == "QueryCanceled" or "interrupted" in str(exc.orig)
 
 
 class Database:
     """The hub's database: hands out units of work (one transaction each)."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine | None = None, keyring: DataKeyring | None = None) -> None:
         self.settings = settings
         self.engine = engine or create_hub_engine(settings)
         self._analyzed = float("-inf")
         #: The search parameters in force, shared by this database's units of work.
         self.search_parameters = SearchParameters()
+        #: Encrypts ID and phone numbers at rest and blinds them for search.
+        self.protector = PersonalDataProtector(keyring or resolve_keyring(
+            settings.data_keys or None, settings.data_keys_file or None,
+            Path(settings.key_dir) / "data-keys.json", settings.production,
+        ))
+        #: The audit trail (written in the background).
+        self.audit = AuditLog(self.engine, retention_days=settings.audit_retention_days)
+        self._reach: dict[frozenset[str], tuple[float, frozenset[str]]] = {}
         set_local_zone(settings.timezone)
         self._autocommit_reads = (
             None if self.engine.dialect.name == "sqlite" else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
 
     @contextmanager
-    def unit_of_work(self, *, write: bool) -> Iterator[SqlRepository]:
+    def unit_of_work(self, *, write: bool, access: Access | None = None) -> Iterator[FhirRepository]:
         """A transaction: committed when the block ends, rolled back if it raises.
+
+        With an institution-bound ``access``, the repository shows only what it may see.
+        """
+        with self.connection(write=write) as connection:
+            repository = SqlRepository(connection, self.protector)
+            if access is not None and access.institutions is not None:
+                yield ScopedRepository(repository, access)
+            else:
+                yield repository
+
+    @contextmanager
+    def fhir_service(
+        self, *, write: bool, access: Access | None = None, settings: Settings | None = None
+    ) -> Iterator[FhirService]:
+        """A :class:`FhirService` for ``access`` (default: unrestricted) inside one unit of work.
+
+        ``settings`` (default: the database's) gives the page sizes.
+        """
+        settings = settings or self.settings
+        with self.unit_of_work(write=write, access=access) as repository:
+            yield FhirService(
+                repository,
+                default_page_size=settings.default_page_size,
+                max_page_size=settings.max_page_size,
+                search_parameters=self.search_parameters,
+                access=access,
+                protector=self.protector,
+            )
+
+    @contextmanager
+    def clients(self, *, write: bool) -> Iterator[SqlClientStore]:
+        """The registered API clients, inside one transaction."""
+        with self.connection(write=write) as connection:
+            yield SqlClientStore(connection)
+
+    def reach(self, institutions: frozenset[str], consortia: frozenset[str]) -> frozenset[str]:
+        """The institutions a principal reaches: its own, and every one under its consortia (cached)."""
+        roots = institutions | consortia
+        cached = self._reach.get(roots)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < REACH_CACHE_SECONDS:
+            return cached[1]
+        with self.unit_of_work(write=False) as repository:
+            found = institutions_under(repository, roots)
+        self._reach[roots] = (now, found)
+        return found
+
+    @contextmanager
+    def connection(self, *, write: bool) -> Iterator[Connection]:
+        """A connection in one transaction: committed when the block ends, rolled back if it raises.
 
         On PostgreSQL a read-only unit runs in autocommit: under READ COMMITTED every
         statement takes its own snapshot anyway, and it saves two round trips.
@@ -89,15 +177,21 @@ class Database:
         try:
             if not write and self._autocommit_reads is not None:
                 with self._autocommit_reads.connect() as connection:
-                    yield SqlRepository(connection)
+                    yield connection
                 return
             with self.engine.connect() as connection:
                 connection.info["hub_write"] = write
                 with connection.begin():
-                    yield SqlRepository(connection)
+                    yield connection
             if write:
                 self.refresh_statistics()
         except OperationalError as exc:
+            if _timed_out(exc):
+                log.warning("query cancelled after %s s", self.settings.query_timeout_seconds)
+                raise QueryTimeout(
+                    f"The query ran longer than the {self.settings.query_timeout_seconds} s limit and was cancelled; "
+                    "narrow the search (more criteria, smaller _count)"
+                ) from None
             # Lost connections (the pool then drops every stale one) and lock timeouts:
             # nothing was committed, and the client may simply retry.
             log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
@@ -122,5 +216,6 @@ class Database:
             log.info("statistics not refreshed: %s", type(exc.orig).__name__ if exc.orig else exc)
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Write the queued audit events and close every pooled connection."""
+        self.audit.stop()
         self.engine.dispose()

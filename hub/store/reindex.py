@@ -75,7 +75,8 @@ def reindex(
             registry = database.search_parameters.current(repository)
             batch = repository.current_batch(resource_type, after, batch_size)
             if batch:
-                items = [(s, extract_index(jsonio.loads_stored(s.content or b"{}"), registry)) for s in batch]
+                blinded = database.protector.blinded
+                items = [(s, extract_index(blinded(jsonio.loads_stored(s.content or b"{}")), registry)) for s in batch]
                 repository.replace_index(items)
                 after, done, indexed = batch[-1].pk, done + len(batch), indexed + len(batch)
             values = {"last_pk": after, "done": done}

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from hub.errors import VersionConflict
+from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
 from hub.store.search_sql import SearchSql, token_hash, token_scope
 from hub.store.sorted_search import index_sortable, search_few_sorted, search_index_sorted
@@ -60,9 +61,28 @@ _CURRENT_COLUMNS = (
 class SqlRepository:
     """FHIR storage on one SQLAlchemy connection, inside its caller's transaction."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, protector: PersonalDataProtector | None = None) -> None:
         self.connection = connection
         self._sql = SearchSql(probe_after_first=connection.dialect.name == "sqlite")
+        #: ID and phone numbers are sealed (encrypted) on the way in and revealed on the way out.
+        self._protector = protector
+
+    def _content(self, content: str | bytes | None) -> bytes | None:
+        """Stored content as served: protected values decrypted."""
+        data = _bytes(content)
+        return self._protector.reveal_bytes(data) if data is not None and self._protector is not None else data
+
+    def _sealed(self, content: bytes | None) -> str | None:
+        """Content as stored: protected values encrypted."""
+        if content is not None and self._protector is not None:
+            content = self._protector.protect_bytes(content)
+        return _text(content)
+
+    def _current(self, row: Any) -> StoredResource:
+        return StoredResource(
+            row.resource_type, row.res_id, row.version_id, _aware(row.last_updated), False, self._content(row.content),
+            pk=row.res_pk,
+        )
 
     # -- reads ---------------------------------------------------------------
 
@@ -76,7 +96,7 @@ class SqlRepository:
             return None
         # ``method`` is history-only information; current reads leave the default.
         return StoredResource(
-            resource_type, resource_id, row.version_id, _aware(row.last_updated), row.deleted, _bytes(row.content)
+            resource_type, resource_id, row.version_id, _aware(row.last_updated), row.deleted, self._content(row.content)
         )
 
     def read_current_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
@@ -90,7 +110,7 @@ class SqlRepository:
                     resource.c.resource_type == resource_type, resource.c.res_id.in_(ids[start:start + 500])
                 )
                 for row in self.connection.execute(query.add_columns(resource.c.deleted.label("is_deleted"))):
-                    stored = _current(row)
+                    stored = self._current(row)
                     found[(resource_type, row.res_id)] = replace(stored, deleted=row.is_deleted,
                                                                  content=stored.content if not row.is_deleted else None)
         return found
@@ -110,7 +130,7 @@ class SqlRepository:
         if row is None:
             return None
         return StoredResource(
-            resource_type, resource_id, version_id, _aware(row.last_updated), row.deleted, _bytes(row.content),
+            resource_type, resource_id, version_id, _aware(row.last_updated), row.deleted, self._content(row.content),
             row.method,
         )
 
@@ -128,7 +148,7 @@ class SqlRepository:
 
             rows = search_index_sorted(self.connection, _CURRENT_COLUMNS, conditions, spec.sort[0],
                                        spec.resource_type, spec.offset, spec.count)
-            return [_current(r) for r in rows]
+            return [self._current(r) for r in rows]
         keys = self._single_index_keys(spec)
         if keys is not None and not spec.sort and spec.bound is None:
             return self._search_by_keys(spec, keys)
@@ -145,7 +165,7 @@ class SqlRepository:
         rows = list(self.connection.execute(query.offset(spec.offset).limit(spec.count)))
         if spec.before is not None:
             rows.reverse()
-        return [_current(r) for r in rows]
+        return [self._current(r) for r in rows]
 
     def search_counted(self, spec: SearchSpec) -> tuple[list[StoredResource], int]:
         keys = self._single_index_keys(spec)
@@ -163,7 +183,7 @@ class SqlRepository:
         if matches <= _SORT_IN_INDEX_ABOVE and keys is not None and spec.bound is not None:
             keys = keys.where(keys.selected_columns[0] <= spec.bound)
             rows = search_few_sorted(self.connection, _CURRENT_COLUMNS, keys, spec.sort[0], spec.offset, spec.count)
-            return [_current(r) for r in rows], matches
+            return [self._current(r) for r in rows], matches
         return self._search(spec, index_order=matches > _SORT_IN_INDEX_ABOVE), matches
 
     def count(self, spec: SearchSpec) -> int:
@@ -206,7 +226,7 @@ class SqlRepository:
             .order_by(resource.c.res_pk)
             .limit(limit)
         )
-        return [_current(r) for r in self.connection.execute(query)]
+        return [self._current(r) for r in self.connection.execute(query)]
 
     def referring(
         self, targets: Sequence[tuple[str, str]], source_type: str, param: str | None, limit: int
@@ -228,13 +248,13 @@ class SqlRepository:
             .order_by(resource.c.res_pk)
             .limit(limit)
         )
-        return [_current(r) for r in self.connection.execute(query)]
+        return [self._current(r) for r in self.connection.execute(query)]
 
     def current_batch(self, resource_type: str | None, after: int, limit: int) -> list[StoredResource]:
         query = select(*_CURRENT_COLUMNS).where(resource.c.res_pk > after, resource.c.deleted.is_(False))
         if resource_type is not None:
             query = query.where(resource.c.resource_type == resource_type)
-        return [_current(r) for r in self.connection.execute(query.order_by(resource.c.res_pk).limit(limit))]
+        return [self._current(r) for r in self.connection.execute(query.order_by(resource.c.res_pk).limit(limit))]
 
     def replace_index(self, items: Sequence[tuple[StoredResource, IndexValues]]) -> None:
         pks = [stored.pk for stored, _values in items]
@@ -264,7 +284,7 @@ class SqlRepository:
         )
         return [
             StoredResource(
-                r.resource_type, r.res_id, r.version_id, _aware(r.last_updated), r.deleted, _bytes(r.content), r.method
+                r.resource_type, r.res_id, r.version_id, _aware(r.last_updated), r.deleted, self._content(r.content), r.method
             )
             for r in self.connection.execute(query)
         ]
@@ -330,6 +350,7 @@ class SqlRepository:
         )
 
     def _insert_new(self, writes: Sequence[VersionWrite]) -> None:
+        contents = [self._sealed(w.new.content) for w in writes]
         rows = [
             {
                 "resource_type": w.new.resource_type,
@@ -337,19 +358,20 @@ class SqlRepository:
                 "version_id": w.new.version_id,
                 "last_updated": w.new.last_updated,
                 "deleted": w.new.deleted,
-                "content": _text(w.new.content),
+                "content": content,
             }
-            for w in writes
+            for w, content in zip(writes, contents, strict=True)
         ]
         result = self.connection.execute(
             insert(resource).returning(resource.c.res_pk, sort_by_parameter_order=True), rows
         )
         pks = [row.res_pk for row in result]
-        self._insert_versions(writes, pks)
+        self._insert_versions(writes, pks, contents)
         self._insert_index(writes, pks)
 
     def _update_existing(self, write: VersionWrite) -> None:
         new = write.new
+        content = self._sealed(new.content)
         result = self.connection.execute(
             update(resource)
             .where(
@@ -358,7 +380,7 @@ class SqlRepository:
                 resource.c.version_id == write.previous_version,
             )
             .values(version_id=new.version_id, last_updated=new.last_updated, deleted=new.deleted,
-                    content=_text(new.content))
+                    content=content)
             .returning(resource.c.res_pk)
         )
         row = result.first()
@@ -366,11 +388,11 @@ class SqlRepository:
             raise VersionConflict(f"{new.resource_type}/{new.id} is no longer at version {write.previous_version}")
         for table in INDEX_TABLES.values():
             self.connection.execute(delete(table).where(table.c.res_pk == row.res_pk))
-        self._insert_versions([write], [row.res_pk])
+        self._insert_versions([write], [row.res_pk], [content])
         if not new.deleted:
             self._insert_index([write], [row.res_pk])
 
-    def _insert_versions(self, writes: Sequence[VersionWrite], pks: Sequence[int]) -> None:
+    def _insert_versions(self, writes: Sequence[VersionWrite], pks: Sequence[int], contents: Sequence[str | None]) -> None:
         self.connection.execute(
             insert(resource_version),
             [
@@ -382,9 +404,9 @@ class SqlRepository:
                     "method": w.new.method,
                     "last_updated": w.new.last_updated,
                     "deleted": w.new.deleted,
-                    "content": _text(w.new.content),
+                    "content": content,
                 }
-                for w, pk in zip(writes, pks, strict=True)
+                for w, pk, content in zip(writes, pks, contents, strict=True)
             ],
         )
 
@@ -454,7 +476,7 @@ class SqlRepository:
             .order_by(resource.c.res_pk)
         )
         rows = list(self.connection.execute(query))
-        found = [_current(r) for r in rows]
+        found = [self._current(r) for r in rows]
         if not counted:
             return found
         return found, (int(rows[0].matches) if rows else None)
@@ -471,11 +493,6 @@ class SqlRepository:
             conditions.append(resource_version.c.last_updated >= spec.since)
         return conditions
 
-def _current(row: Any) -> StoredResource:
-    return StoredResource(
-        row.resource_type, row.res_id, row.version_id, _aware(row.last_updated), False, _bytes(row.content),
-        pk=row.res_pk,
-    )
 
 
 def _index_rows(resource_type: str, pk: int, index: IndexValues, rows: dict[str, list[dict[str, Any]]]) -> None:

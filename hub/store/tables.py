@@ -164,3 +164,62 @@ INDEX_TABLES = {
     "token": token_index, "string": string_index, "date": date_index, "number": number_index,
     "uri": uri_index, "reference": reference_index,
 }
+
+#: Registered API clients (``hub clients create``): secrets only as hashes.
+client = Table(
+    "hub_client",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    #: Space-separated granted scopes.
+    Column("scopes", Text, nullable=False),
+    #: JSON lists of Organization ids.
+    Column("institutions", Text, nullable=False),
+    Column("consortia", Text, nullable=False),
+    Column("secret_hash", Text, nullable=True),
+    #: JSON Web Key Set of the client's public keys (``private_key_jwt``).
+    Column("jwks", Text, nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+#: ``jti`` of client assertions already used (replay protection), until they expire.
+client_assertion = Table(
+    "hub_client_assertion",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("jti", String(255), primary_key=True),
+    Column("expires", BigInteger, nullable=False),
+    Index("ix_hub_client_assertion_expires", "expires"),
+)
+
+#: The audit trail: one AuditEvent (JSON) per interaction with clinical data.
+audit_event = Table(
+    "hub_audit_event",
+    metadata,
+    Column("audit_pk", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    #: Microseconds since 1970 (UTC).
+    Column("recorded", BigInteger, nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("action", String(1), nullable=False),
+    Column("subtype", String(32), nullable=False),
+    Column("outcome", String(2), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("entity", String(200), nullable=False),
+    Column("source_ip", String(64), nullable=False),
+    Column("content", Text, nullable=False),
+    Index("ix_hub_audit_event_recorded", "recorded"),
+    Index("ix_hub_audit_event_client", "client_id", "recorded"),
+    Index("ix_hub_audit_event_entity", "entity", "recorded"),
+)
+
+#: The patients each audit event concerns.
+audit_patient = Table(
+    "hub_audit_patient",
+    metadata,
+    Column("audit_pk", BigId, ForeignKey("hub_audit_event.audit_pk", ondelete="CASCADE"), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Index("ix_hub_audit_patient_patient", "patient_id", "audit_pk"),
+)

@@ -134,7 +134,7 @@ def test_search_paging_and_unsupported_parameters(fhir: httpx.Client) -> None:
     assert page["total"] == 5 and len(page["entry"]) == 2
     seen = {e["resource"]["id"] for e in page["entry"]}
     while any(link["relation"] == "next" for link in page["link"]):
-        page = httpx.get(next(link["url"] for link in page["link"] if link["relation"] == "next")).json()
+        page = fhir.get(next(link["url"] for link in page["link"] if link["relation"] == "next")).json()
         seen |= {e["resource"]["id"] for e in page.get("entry", [])}
     assert len(seen) == 5
     count_only = fhir.get("/Patient", params={"_summary": "count"}).json()

@@ -197,7 +197,7 @@ def test_history_count_paging_and_since(fhir: httpx.Client) -> None:
     assert page1["total"] == 5 and len(page1["entry"]) == 2
     assert [e["resource"]["meta"]["versionId"] for e in page1["entry"]] == ["5", "4"]
     next_url = next(link["url"] for link in page1["link"] if link["relation"] == "next")
-    page2 = httpx.get(next_url).json()
+    page2 = fhir.get(next_url).json()
     assert [e["resource"]["meta"]["versionId"] for e in page2["entry"]] == ["3", "2"]
     v3_time = fhir.get(f"/Patient/{pid}/_history/3").json()["meta"]["lastUpdated"]
     since = fhir.get(f"/Patient/{pid}/_history", params={"_since": v3_time}).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -10,12 +11,13 @@ from starlette.testclient import TestClient
 from hub.api.app import create_app
 from hub.config import Settings
 from hub.fhir.service import FhirService
+from tests.conftest import bearer
 
 
-def test_unreachable_database_is_503_outcome() -> None:
-    settings = Settings(database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
-    with TestClient(create_app(settings)) as client:
-        response = client.get("/fhir/Patient/x")
+def test_unreachable_database_is_503_outcome(settings: Settings) -> None:
+    unreachable = dataclasses.replace(settings, database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
+    with TestClient(create_app(unreachable)) as client:
+        response = client.get("/fhir/Patient/x", headers=bearer())
     assert response.status_code == 503
     body = response.json()
     assert body["resourceType"] == "OperationOutcome"
@@ -30,7 +32,7 @@ def test_unexpected_error_is_500_outcome_without_internals(
 
     monkeypatch.setattr(FhirService, "read", explode)
     with caplog.at_level(logging.ERROR), TestClient(create_app(settings, database), raise_server_exceptions=False) as client:
-        response = client.get("/fhir/Patient/x")
+        response = client.get("/fhir/Patient/x", headers=bearer())
     assert response.status_code == 500
     body = response.json()
     assert body["resourceType"] == "OperationOutcome"
@@ -41,10 +43,10 @@ def test_unexpected_error_is_500_outcome_without_internals(
 
 
 def test_public_base_url_is_used_in_locations(settings: Settings, database: object) -> None:
-    public = Settings(database_url=settings.database_url, public_base_url="https://hub.ks.example.cn/fhir")
+    public = dataclasses.replace(settings, public_base_url="https://hub.ks.example.cn/fhir")
     with TestClient(create_app(public, database)) as client:
         response = client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "female"},
-                               headers={"Content-Type": "application/fhir+json"})
+                               headers={"Content-Type": "application/fhir+json", **bearer()})
     assert response.status_code == 201
     assert response.headers["location"].startswith("https://hub.ks.example.cn/fhir/Patient/")
 

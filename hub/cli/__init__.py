@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
+from hub.auth.roles import Role
+from hub.cli.security import audit_app, clients_app, keys_app, register_client
 from hub.config import Settings
 from hub.errors import HubError
 from hub.fhir import jsonio
 from hub.fhir.resource_types import resource_types
-from hub.fhir.service import FhirService
 from hub.fhir.transaction import process_bundle
 from hub.privacy import logging_config
 from hub.store.database import Database
@@ -28,6 +29,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 openapi_app = typer.Typer(help="OpenAPI specification.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(openapi_app, name="openapi")
+app.add_typer(clients_app, name="clients")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 console = Console(soft_wrap=True)
 
 
@@ -60,8 +64,8 @@ def db_current() -> None:
 
 def load_bundle(database: Database, bundle: object) -> dict:
     """Run a transaction/batch Bundle in-process and return the response Bundle."""
-    with database.unit_of_work(write=True) as repository:
-        return process_bundle(FhirService(repository, search_parameters=database.search_parameters), bundle, "", "minimal")
+    with database.fhir_service(write=True) as service:
+        return process_bundle(service, bundle, "", "minimal")
 
 
 @app.command("load")
@@ -130,14 +134,33 @@ def demo(
     console.print(f"[green]Database ready[/] ({_describe(database.settings)})")
     sample = (importlib_resources.files("hub") / "samples" / "demo-bundle.json").read_bytes()
     _summarize(load_bundle(database, jsonio.loads(sample)))
-    database.dispose()
     base = f"http://{host}:{port}"
+    demo_clients = (
+        ("demo admin", Role.ADMIN, {}),
+        ("demo app (昆山医共体, read only)", Role.APP, {"consortia": ["org-ks-1"]}),
+        ("demo hospital IT of 昆山市中医医院", Role.SOURCE_ADMIN, {"institutions": ["org-ks-tcm"]}),
+    )
+    table = Table("client", "role", "client_id", "client_secret (shown once)")
+    credentials = []
+    for name, role, reach in demo_clients:
+        client, secret = register_client(database, name, role, **reach)
+        table.add_row(name, role.value, client.client_id, secret or "")
+        credentials.append((client.client_id, secret))
+    database.dispose()
+    console.print(table)
+    admin_id, admin_secret = credentials[0]
+    console.print(f"Get a token:         curl -s -u {admin_id}:{admin_secret} -d grant_type=client_credentials "
+                  f"{base}/auth/token")
+    console.print("Then call with:      curl -H 'Authorization: Bearer <access_token>' …")
     console.print(f"FHIR endpoint:      {base}/fhir")
-    console.print(f"CapabilityStatement: {base}/fhir/metadata")
+    console.print(f"CapabilityStatement: {base}/fhir/metadata  (no token needed)")
+    console.print(f"SMART configuration: {base}/.well-known/smart-configuration")
     console.print(f"Example read:        {base}/fhir/Patient/pat-1")
     console.print(f"Example search:      {base}/fhir/Patient?identifier=urn:hub:mrn:org-ks-1|MRN0001")
+    console.print(f"Encrypted ID search: {base}/fhir/Patient?identifier=320583196803120015")
     console.print(f"Chained + include:   {base}/fhir/Observation?subject:Patient.name=张&_include=Observation:subject")
     console.print(f"Patient everything:  {base}/fhir/Patient/pat-1/$everything")
+    console.print(f"Audit trail (admin): {base}/fhir/AuditEvent?patient=pat-1")
     console.print(f"OpenAPI spec:        {base}/openapi.json")
     if not no_serve:
         serve(host=host, port=port, workers=1)

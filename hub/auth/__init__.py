@@ -1,0 +1,1 @@
+"""Principals, clients, access tokens, scopes, roles, rate limits and the audit trail."""

@@ -1,0 +1,139 @@
+"""What one principal may read and change, in FHIR terms.
+
+``hub.auth`` builds an :class:`Access` from a token (scopes, role, institutions); the FHIR
+service checks every interaction against it, and the store filters every query by it.
+
+Two rules:
+
+- **Interactions per type** (SMART scopes): ``r`` read/vread/history, ``s`` search,
+  ``c`` create, ``u`` update/patch, ``d`` delete.
+- **Institutions**: patient data (``Patient`` and every type of the Patient compartment)
+  carries its owning institution as a ``meta.tag`` (:data:`INSTITUTION_TAG`). A principal
+  bound to institutions sees and writes only patient data tagged with one of them; shared
+  reference data (Organization, CodeSystem, ValueSet…) is not institution-bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from hub.errors import Forbidden, InvalidRequest
+from hub.fhir.compartments import patient_compartment
+from hub.fhir.criteria import TokenCriterion
+from hub.fhir.repository import StoredResource
+
+#: ``meta.tag`` system of the institution (an Organization id) that owns a piece of patient data.
+INSTITUTION_TAG = "urn:hub:institution"
+#: The interaction letters of SMART v2 scopes.
+INTERACTIONS = "cruds"
+ALL_TYPES = "*"
+_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+
+
+@lru_cache(maxsize=1)
+def patient_data_types() -> frozenset[str]:
+    """The types that hold personal health data: Patient and the Patient compartment."""
+    return frozenset(patient_compartment()) | {"Patient"}
+
+
+def institution_tags(content: bytes | None) -> set[str] | None:
+    """The institution codes tagged on stored JSON (``None`` if it carries no tag at all)."""
+    if content is None or INSTITUTION_TAG.encode() not in content:
+        return None
+    meta = orjson.loads(content).get("meta") or {}
+    return {t.get("code") for t in meta.get("tag") or () if isinstance(t, dict) and t.get("system") == INSTITUTION_TAG}
+
+
+@dataclass(frozen=True)
+class Access:
+    """The FHIR access of one principal.
+
+    ``grants`` maps a resource type (or ``*``) to its interaction letters; ``institutions``
+    is None for a principal that may see every institution's data.
+    """
+
+    principal: str
+    grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    institutions: frozenset[str] | None = None
+
+    @classmethod
+    def unrestricted(cls, principal: str = "hub") -> "Access":
+        """Everything (the hub's own jobs and command line)."""
+        return cls(principal, {ALL_TYPES: frozenset(INTERACTIONS)})
+
+    def allows(self, resource_type: str, interaction: str) -> bool:
+        """May the principal do ``interaction`` (one of ``cruds``) on ``resource_type``?"""
+        if resource_type == "AuditEvent" and interaction in "cud":
+            return False  # the audit trail is written by the hub alone
+        return interaction in self.grants.get(resource_type, ()) or interaction in self.grants.get(ALL_TYPES, ())
+
+    def require(self, resource_type: str, interaction: str) -> None:
+        """Raise :class:`Forbidden` unless :meth:`allows`."""
+        if not self.allows(resource_type, interaction):
+            raise Forbidden(
+                f"The access token does not allow {_NAMES[interaction]} of {resource_type} "
+                f"(needs scope system/{resource_type}.{interaction} or system/{resource_type}."
+                f"{'read' if interaction in 'rs' else 'write'})"
+            )
+
+    def types_allowed(self, candidates: Iterable[str], interaction: str) -> tuple[str, ...]:
+        """Those of ``candidates`` the principal may ``interaction``."""
+        return tuple(t for t in candidates if self.allows(t, interaction))
+
+    @property
+    def every_type(self) -> bool:
+        """True when a wildcard grant covers reading and searching every type."""
+        return {"r", "s"} <= self.grants.get(ALL_TYPES, frozenset())
+
+    # -- institutions --------------------------------------------------------
+
+    def bound(self, resource_type: str | None) -> bool:
+        """True when results of ``resource_type`` (None: several types) are limited to institutions."""
+        if self.institutions is None:
+            return False
+        return resource_type is None or resource_type in patient_data_types()
+
+    def institution_criterion(self) -> TokenCriterion:
+        """The search criterion: tagged with one of the principal's institutions."""
+        assert self.institutions is not None
+        return TokenCriterion("_tag", tuple((INSTITUTION_TAG, code) for code in sorted(self.institutions)))
+
+    def sees(self, stored: StoredResource) -> bool:
+        """May the principal see this stored resource (its institution tag)?"""
+        if not self.bound(stored.resource_type) or stored.content is None:
+            return True
+        tags = institution_tags(stored.content)
+        return bool(tags and tags & self.institutions)  # type: ignore[operator]
+
+    def stamp(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """``resource`` tagged with its owning institution, when the principal is institution-bound.
+
+        An untagged resource gets the principal's institution (it must have exactly one);
+        a tag naming another institution is refused.
+        """
+        resource_type = resource.get("resourceType", "")
+        if not self.bound(resource_type):
+            return resource
+        assert self.institutions is not None
+        meta = resource.get("meta") or {}
+        tags = [t for t in meta.get("tag") or () if isinstance(t, dict) and t.get("system") == INSTITUTION_TAG]
+        codes = {t.get("code") for t in tags}
+        if codes:
+            foreign = codes - self.institutions
+            if foreign:
+                raise Forbidden(f"This client may not write data of institution {sorted(foreign)[0]}")
+            return resource
+        if len(self.institutions) != 1:
+            raise InvalidRequest(
+                f"Tag the {resource_type} with its institution (meta.tag system {INSTITUTION_TAG}): "
+                "this client writes for several institutions",
+                expression=f"{resource_type}.meta.tag",
+            )
+        (code,) = self.institutions
+        tag = {"system": INSTITUTION_TAG, "code": code}
+        return {**resource, "meta": {**meta, "tag": [*(meta.get("tag") or ()), tag]}}
