@@ -21,7 +21,6 @@ from common import fresh_database_url
 
 from hub.config import Settings
 from hub.fhir import jsonio
-from hub.fhir.service import FhirService
 from hub.fhir.transaction import process_bundle
 from hub.store.database import Database
 from hub.store.migrate import upgrade
@@ -59,8 +58,8 @@ def main() -> None:
         raw = _bundle(args.patients)
         for label in ("first run (creates)", "second run (matches)"):
             start = time.perf_counter()
-            with database.unit_of_work(write=True) as repository:
-                result = process_bundle(FhirService(repository), jsonio.loads(raw), "", "minimal")
+            with database.fhir_service(write=True) as service:
+                result = process_bundle(service, jsonio.loads(raw), "", "minimal")
             seconds = time.perf_counter() - start
             statuses = {e["response"]["status"] for e in result["entry"][::2]}
             print(json.dumps({"database": args.database, "run": label, "entries": 2 * args.patients,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import socket
 import statistics
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import fresh_database_url
+from common import admin_headers, fresh_database_url, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -85,7 +84,7 @@ def run(kind: str, bundles: int, reads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         url = fresh_database_url(kind, workdir)
-        env = dict(os.environ, HUB_DATABASE_URL=url)
+        env = server_env(url)
         subprocess.run([HUB, "db", "upgrade"], env=env, check=True, capture_output=True)
         port = _free_port()
         server = subprocess.Popen([HUB, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
@@ -102,7 +101,8 @@ def run(kind: str, bundles: int, reads: int) -> dict:
                 if time.time() > deadline:
                     raise RuntimeError("server did not start")
                 time.sleep(0.1)
-            headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+            headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal",
+                       **admin_headers(HUB, base, env)}
             with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
                 # warm-up (not measured): one small bundle
                 client.post("/fhir", content=json.dumps(_transaction([_patient(rng, 0)])).encode()).raise_for_status()

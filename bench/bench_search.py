@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from common import existing_database_url, fresh_database_url
+from common import admin_headers, existing_database_url, fresh_database_url, server_env
 from search_data import (
     BUNDLE_SIZE,
     LOINC,
@@ -78,7 +78,7 @@ def _free_port() -> int:
 
 def start_server(url: str, log: Path) -> tuple[subprocess.Popen, str]:
     """``hub serve`` (uvicorn, one worker) on a free port; returns the process and its base URL."""
-    env = {**os.environ, "HUB_DATABASE_URL": url}
+    env = server_env(url)
     port = _free_port()
     with log.open("wb") as sink:
         server = subprocess.Popen([HUB, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
@@ -88,6 +88,7 @@ def start_server(url: str, log: Path) -> tuple[subprocess.Popen, str]:
     while True:
         try:
             if httpx.get(f"{base}/health").status_code == 200:
+                HEADERS.update(admin_headers(HUB, base, env))  # every request of the run carries the token
                 return server, base
         except httpx.TransportError:
             pass

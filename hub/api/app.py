@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,8 +23,10 @@ from hub.api.http import (
 )
 from hub.api.security import Security
 from hub.config import Settings
-from hub.errors import HubError
+from hub.errors import HubError, StorageError
 from hub.store.database import Database
+
+log = logging.getLogger("hub.api")
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -35,6 +38,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         database.refresh_statistics(force=True)
+        try:  # build the search registry before serving (a database still starting is not fatal)
+            with database.unit_of_work(write=False) as repository:
+                database.search_parameters.current(repository)
+        except StorageError:
+            log.warning("database unreachable at start-up; requests will get 503 until it answers")
         database.audit.start()
         yield
         database.dispose()

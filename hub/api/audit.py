@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -17,14 +18,23 @@ from hub.auth.principal import Principal
 from hub.auth.roles import Permission
 from hub.errors import InvalidRequest, NotFound
 from hub.fhir import jsonio
+from hub.fhir.search import refuse_control_characters
 from hub.fhir.search_values import parse_date_value
-from hub.privacy import clip
+from hub.privacy import clip, mask_text
 from hub.store.audit_log import AuditLog, AuditQuery, AuditRow
 
 #: Paths whose interactions are audited (metadata and discovery documents are not).
 _AUDITED = re.compile(r"^/(fhir(/|$)|auth/token$|admin/)")
 _NOT_AUDITED = ("/fhir/metadata", "/fhir/.well-known/smart-configuration")
 _LOCATION = re.compile(r"/fhir/([A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/|$)")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (a NUL cannot be stored as text) shown as ``?``."""
+    return _CONTROL.sub("?", text)
 
 
 def audit_row(record: AuditRecord) -> AuditRow:
@@ -55,9 +65,18 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        record = AuditRecord(scope.get("method", ""), path, scope.get("query_string", b"").decode("latin-1"),
+        query = scope.get("query_string", b"").decode("latin-1")
+        record = AuditRecord(scope.get("method", "")[:10], _printable(path), _printable(query),
                              client[0] if client else "")
         state = scope.setdefault("state", {})
+        # The trail's own search results name patients; reading them is not an access to those patients.
+        scan_response = not path.startswith("/fhir/AuditEvent")
+
+        async def audited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                record.add_patients_from(message.get("body", b""))
+            return message
 
         async def audited_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -66,16 +85,18 @@ class AuditMiddleware:
                     if name.lower() == b"location":
                         found = _LOCATION.search(value.decode("latin-1"))
                         record.written = found.group(1) if found else ""
-            elif message["type"] == "http.response.body":
+            elif message["type"] == "http.response.body" and scan_response:
                 record.add_patients_from(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, receive, audited_send)
+            await self.app(scope, audited_receive, audited_send)
         finally:
             principal = state.get("principal")
             if principal is not None:
                 record.client_id = principal.client_id
+            elif state.get("claimed_client"):  # a failed login: who tried
+                record.client_id = _printable(mask_text(str(state["claimed_client"])))[:64]
             record.status = record.status or 500
             self.audit.record(audit_row(record))
 
@@ -88,6 +109,7 @@ _LIST_PARAMS = {"agent": "clients", "entity": "entities", "action": "actions", "
 
 def audit_query(params: list[tuple[str, str]], max_count: int) -> AuditQuery:
     """The audit search of FHIR-style parameters (``date``, ``agent``, ``patient``, ``entity``…)."""
+    refuse_control_characters(params)
     fields: dict[str, list[str]] = {name: [] for name in _LIST_PARAMS.values()}
     dates = []
     count, offset = 20, 0
@@ -121,7 +143,7 @@ def search_audit(request: Request, _auditor: Auditor) -> Response:
     link = [{"relation": "self", "url": f"{base}/AuditEvent?{request.url.query}"}]
     if query.offset + query.count < total:
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != "_offset"]
-        following = "&".join(f"{k}={v}" for k, v in [*rest, ("_offset", str(query.offset + query.count))])
+        following = urlencode([*rest, ("_offset", str(query.offset + query.count))], safe=",:|/")
         link.append({"relation": "next", "url": f"{base}/AuditEvent?{following}"})
     head = jsonio.dumps({"resourceType": "Bundle", "type": "searchset", "total": total, "link": link})
     entries = b",".join(

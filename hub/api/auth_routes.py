@@ -18,6 +18,7 @@ from hub.auth.clients import (
     ClientAuthenticator,
     ClientError,
     OAuthError,
+    claimed_client,
     new_client,
     requested_grants,
 )
@@ -58,6 +59,7 @@ async def token(request: Request) -> Response:
         if form.get("grant_type") != "client_credentials":
             raise OAuthError("unsupported_grant_type", "Only grant_type=client_credentials is supported")
         authorization = request.headers.get("authorization", "")
+        request.state.claimed_client = claimed_client(authorization, form.get("client_assertion"))
 
         def authenticate() -> Client:
             with database.clients(write=True) as store:

@@ -189,7 +189,7 @@ async def validation_error_handler(_request: Request, error: Exception) -> Respo
 def internal_error_response(method: str, path: str) -> Response:
     """Log the current exception with a reference; a 500 OperationOutcome without internals."""
     reference = uuid.uuid4().hex[:12]
-    log.exception("unhandled error %s on %s %s", reference, method, path)
+    log.exception("unhandled error %s on %s %s", reference, method, clip(path, 200))
     issue = Issue("exception", f"Internal server error (reference {reference})")
     return outcome_response(500, operation_outcome([issue]))
 

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from hub.fhir.instants import format_instant
 from hub.privacy import mask_name, mask_text
@@ -25,8 +25,9 @@ _OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 _NAME_PARAMS = ("name", "family", "given", "phonetic", "address", "email", "telecom", "phone")
 #: Patients named in a response body: Patient resources and references to patients.
 _PATIENT_IN_BODY = re.compile(rb'"resourceType":"Patient","id":"([A-Za-z0-9\-.]{1,64})"'
-                              rb'|"reference":"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"')
+                              rb'|"(?:reference|location)":"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"')
 _PATIENT_IN_PATH = re.compile(r"^/fhir/Patient/([A-Za-z0-9\-.]{1,64})(?:/|$)")
+_PATIENT_IN_QUERY = re.compile(r"(?:^|[=,|&])Patient/([A-Za-z0-9\-.]{1,64})")
 #: At most this many patients are listed per event.
 MAX_PATIENTS = 1000
 
@@ -70,20 +71,20 @@ class AuditRecord:
     def resource_type(self) -> str:
         """The resource type the path names (empty at the system level)."""
         parts = self.path.split("/")
-        return parts[2] if len(parts) > 2 and parts[2][:1].isupper() else ""
+        return mask_text(parts[2]) if len(parts) > 2 and parts[2][:1].isupper() else ""
 
     @property
     def entity(self) -> str:
         """The object of the interaction: ``Type/id`` for instance interactions, else the type or path."""
         if self.written:
-            return self.written
+            return mask_text(self.written)
         parts = [p for p in self.path.split("/") if p]
         if len(parts) >= 3 and parts[1][:1].isupper() and not parts[2].startswith(("_", "$")):
-            return f"{parts[1]}/{parts[2]}"[:200]
-        return (parts[1] if len(parts) > 1 else self.path)[:200]
+            return mask_text(f"{parts[1]}/{parts[2]}")[:200]
+        return mask_text(parts[1] if len(parts) > 1 else self.path)[:200]
 
     def add_patients_from(self, body: bytes) -> None:
-        """Note the patients a response body names."""
+        """Note the patients a request or response body (or the query) names."""
         if len(self.patients) >= MAX_PATIENTS or (b'Patient' not in body):
             return
         for match in _PATIENT_IN_BODY.finditer(body):
@@ -92,9 +93,11 @@ class AuditRecord:
                 return
 
     def all_patients(self) -> set[str]:
-        """Patients of the path and the response."""
+        """Patients of the path, the query and the bodies (masked: an id is never a personal number)."""
         match = _PATIENT_IN_PATH.match(self.path)
-        return self.patients | ({match.group(1)} if match else set())
+        found = self.patients | ({match.group(1)} if match else set())
+        found |= {m.group(1) for m in _PATIENT_IN_QUERY.finditer(unquote(self.query))}
+        return {mask_text(p) for p in found}
 
 
 def interaction_of(method: str, path: str) -> str:
@@ -130,7 +133,7 @@ def masked_query(query: str) -> str:
     pairs = []
     for name, value in parse_qsl(query, keep_blank_values=True):
         base = name.split(":", 1)[0].split(".", 1)[-1]
-        pairs.append((name, mask_name(value) if base in _NAME_PARAMS else mask_text(value)))
+        pairs.append((mask_text(name), mask_name(value) if base in _NAME_PARAMS else mask_text(value)))
     return urlencode(pairs, safe=",:|/*")
 
 
@@ -150,7 +153,7 @@ def audit_event(record: AuditRecord, server: str = "regional-health-hub") -> dic
         entity: dict[str, Any] = {
             "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
             "role": {"system": _OBJECT_ROLE, "code": "24", "display": "Query"},
-            "description": f"{record.method} {record.path}"[:500],
+            "description": mask_text(f"{record.method} {record.path}")[:500],
         }
         if query:
             entity["query"] = base64.b64encode(query.encode()).decode()

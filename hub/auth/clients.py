@@ -166,6 +166,20 @@ def requested_grants(client: Client, scope: str | None) -> Grants:
     return granted
 
 
+def claimed_client(authorization: str, assertion: str | None) -> str | None:
+    """The client id a token request claims (before it is authenticated), for the audit trail."""
+    try:
+        if assertion:
+            claimed = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+            return claimed if isinstance(claimed, str) else None
+        if authorization.lower().startswith("basic "):
+            decoded = base64.b64decode(authorization.split(" ", 1)[1], validate=True).decode("utf-8")
+            return unquote(decoded.split(":", 1)[0])
+    except (jwt.InvalidTokenError, ValueError, binascii.Error, UnicodeDecodeError, IndexError):
+        return None
+    return None
+
+
 class ClientAuthenticator:
     """Authenticates clients at the token endpoint."""
 

@@ -38,4 +38,4 @@ class Principal:
 
     def access(self, reach: frozenset[str] | None) -> Access:
         """Its FHIR access, given the institutions it reaches (its own and those under its consortia)."""
-        return Access(self.client_id, self.grants, reach if self.bound else None)
+        return Access(self.client_id, self.grants, reach if self.bound else None, self.institutions)

@@ -81,10 +81,19 @@ def load_signing_key(settings: Settings) -> SigningKey:
     path = Path(settings.key_dir) / "signing-key.pem"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        pem = SigningKey.generate_pem()
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(SigningKey.generate_pem())
-        log.warning("generated a development token-signing key at %s (set HUB_SIGNING_KEY_FILE in production)", path)
+            handle.write(pem)
+        try:  # atomic and first-wins: workers starting together end up with the same key
+            os.link(temporary, path)
+            log.warning("generated a development token-signing key at %s (set HUB_SIGNING_KEY_FILE in production)",
+                        path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
     return SigningKey.from_pem(path.read_bytes())
 
 

@@ -140,14 +140,13 @@ def demo(
         ("demo app (昆山医共体, read only)", Role.APP, {"consortia": ["org-ks-1"]}),
         ("demo hospital IT of 昆山市中医医院", Role.SOURCE_ADMIN, {"institutions": ["org-ks-tcm"]}),
     )
-    table = Table("client", "role", "client_id", "client_secret (shown once)")
     credentials = []
+    console.print("[bold]Demo API clients[/] (secrets are shown only now; the hub stores their hashes):")
     for name, role, reach in demo_clients:
         client, secret = register_client(database, name, role, **reach)
-        table.add_row(name, role.value, client.client_id, secret or "")
+        console.print(f"  {name} [{role.value}]\n    client_id={client.client_id}\n    client_secret={secret}")
         credentials.append((client.client_id, secret))
     database.dispose()
-    console.print(table)
     admin_id, admin_secret = credentials[0]
     console.print(f"Get a token:         curl -s -u {admin_id}:{admin_secret} -d grant_type=client_credentials "
                   f"{base}/auth/token")

@@ -60,6 +60,8 @@ class Access:
     principal: str
     grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
     institutions: frozenset[str] | None = None
+    #: The institutions the principal itself is bound to (untagged writes are stamped with its only one).
+    home: frozenset[str] = frozenset()
 
     @classmethod
     def unrestricted(cls, principal: str = "hub") -> "Access":
@@ -113,8 +115,8 @@ class Access:
     def stamp(self, resource: dict[str, Any]) -> dict[str, Any]:
         """``resource`` tagged with its owning institution, when the principal is institution-bound.
 
-        An untagged resource gets the principal's institution (it must have exactly one);
-        a tag naming another institution is refused.
+        An untagged resource gets the principal's own institution (it must have exactly one);
+        a tag naming an institution out of its reach is refused.
         """
         resource_type = resource.get("resourceType", "")
         if not self.bound(resource_type):
@@ -128,12 +130,12 @@ class Access:
             if foreign:
                 raise Forbidden(f"This client may not write data of institution {sorted(foreign)[0]}")
             return resource
-        if len(self.institutions) != 1:
+        if len(self.home) != 1:
             raise InvalidRequest(
                 f"Tag the {resource_type} with its institution (meta.tag system {INSTITUTION_TAG}): "
                 "this client writes for several institutions",
                 expression=f"{resource_type}.meta.tag",
             )
-        (code,) = self.institutions
+        (code,) = self.home
         tag = {"system": INSTITUTION_TAG, "code": code}
         return {**resource, "meta": {**meta, "tag": [*(meta.get("tag") or ()), tag]}}

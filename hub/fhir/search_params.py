@@ -270,7 +270,8 @@ class SearchParameters:
 
     def __init__(self, refresh_seconds: float = 5.0) -> None:
         self.refresh_seconds = refresh_seconds
-        self._registry = base_registry()
+        #: Built at first use (the official registry takes seconds to build; commands that never search skip it).
+        self._registry: SearchRegistry | None = None
         self._stamp: object = None
         self._checked = float("-inf")
         self._watch_until = float("-inf")
@@ -286,15 +287,16 @@ class SearchParameters:
     def current(self, repository: FhirRepository) -> SearchRegistry:
         """The registry, refreshed from ``repository`` when stored parameters changed."""
         now = time.monotonic()
-        if now - self._checked < self.refresh_seconds and now > self._watch_until:
-            return self._registry
+        registry = self._registry
+        if registry is not None and now - self._checked < self.refresh_seconds and now > self._watch_until:
+            return registry
         with self._lock:
             stamp = repository.type_stamp("SearchParameter")
-            if stamp != self._stamp:
+            if stamp != self._stamp or self._registry is None:
                 self._registry = base_registry().with_custom(self._stored(repository))
                 self._stamp = stamp
             self._checked = now
-            return self._registry
+            return self._registry  # type: ignore[return-value]  # set just above
 
     def _stored(self, repository: FhirRepository) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []

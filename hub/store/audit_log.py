@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, and_, delete, func, insert, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from hub.fhir.search_values import range_rule
 from hub.store.tables import audit_event, audit_patient
@@ -125,11 +125,24 @@ class AuditLog:
                 try:
                     self._write(batch)
                     written += len(batch)
-                except SQLAlchemyError as exc:  # keep them queued for the next attempt
+                except OperationalError as exc:  # the database is away: keep them for the next attempt
                     log.error("audit events not written yet (%s); retrying", type(exc).__name__)
                     for row in batch:
                         self._queue.put(row)
                     return written
+                except SQLAlchemyError:  # one bad event must not block the trail: write them one by one
+                    written += self._write_each(batch)
+
+    def _write_each(self, batch: Sequence[AuditRow]) -> int:
+        written = 0
+        for row in batch:
+            try:
+                self._write([row])
+                written += 1
+            except SQLAlchemyError as exc:
+                log.error("audit event %s of %s could not be stored (%s)", row.event_id, row.client_id,
+                          type(exc).__name__)
+        return written
 
     def _write(self, batch: Sequence[AuditRow]) -> None:
         with self.engine.begin() as connection:

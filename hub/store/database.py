@@ -31,8 +31,6 @@ from hub.store.scoped import ScopedRepository
 log = logging.getLogger("hub.store")
 #: How often SQLite statistics are refreshed after writes.
 ANALYZE_EVERY_SECONDS = 300
-#: How long a consortium's resolved institutions are reused.
-REACH_CACHE_SECONDS = 60
 
 
 def _sqlite_engine(url: str, timeout_seconds: int) -> Engine:
@@ -111,7 +109,7 @@ class Database:
         ))
         #: The audit trail (written in the background).
         self.audit = AuditLog(self.engine, retention_days=settings.audit_retention_days)
-        self._reach: dict[frozenset[str], tuple[float, frozenset[str]]] = {}
+        self._reach: dict[frozenset[str], tuple[object, frozenset[str]]] = {}
         set_local_zone(settings.timezone)
         self._autocommit_reads = (
             None if self.engine.dialect.name == "sqlite" else self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -156,15 +154,20 @@ class Database:
             yield SqlClientStore(connection)
 
     def reach(self, institutions: frozenset[str], consortia: frozenset[str]) -> frozenset[str]:
-        """The institutions a principal reaches: its own, and every one under its consortia (cached)."""
+        """The institutions a principal reaches: its own, and every one under its consortia.
+
+        Cached until an Organization changes (one indexed query per call checks that).
+        """
         roots = institutions | consortia
-        cached = self._reach.get(roots)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < REACH_CACHE_SECONDS:
-            return cached[1]
         with self.unit_of_work(write=False) as repository:
+            stamp = repository.type_stamp("Organization")
+            cached = self._reach.get(roots)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
             found = institutions_under(repository, roots)
-        self._reach[roots] = (now, found)
+        if len(self._reach) > 10_000:
+            self._reach.clear()
+        self._reach[roots] = (stamp, found)
         return found
 
     @contextmanager

@@ -91,8 +91,8 @@ class ScopedRepository:
         return self.inner.latest_key()
 
     def current_batch(self, resource_type: str | None, after: int, limit: int) -> list[StoredResource]:
-        """Reindexing is the hub's own job, never an institution-bound client's."""
-        raise Forbidden("Reindexing needs unrestricted access")
+        """The visible resources of a batch (e.g. the stored SearchParameters)."""
+        return [r for r in self.inner.current_batch(resource_type, after, limit) if self.access.sees(r)]
 
     # -- writes --------------------------------------------------------------
 

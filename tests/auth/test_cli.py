@@ -1,0 +1,76 @@
+"""`hub clients`, `hub keys`, `hub audit` and the demo's credentials, as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from hub.config import Settings
+from hub.store.database import Database
+from tests.conftest import running_server
+from tests.test_cli import _run
+
+
+def test_clients_create_list_disable(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert _run(["db", "upgrade"], db_url, tmp_path).returncode == 0
+    created = _run(["clients", "create", "--name", "LIS 昆山市中医医院", "--role", "source-admin",
+                    "--institution", "org-ks-tcm", "--json"], db_url, tmp_path)
+    assert created.returncode == 0, created.stderr
+    client = json.loads(created.stdout)
+    assert client["role"] == "source-admin" and client["institutions"] == ["org-ks-tcm"]
+    assert len(client["client_secret"]) >= 40 and client["auth_method"] == "client_secret_basic"
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        stored = " ".join(str(v) for v in connection.execute(text("SELECT * FROM hub_client")).one())
+    engine.dispose()
+    assert client["client_secret"] not in stored
+    listed = _run(["clients", "list"], db_url, tmp_path)
+    assert client["client_id"] in listed.stdout and client["client_secret"] not in listed.stdout
+    refused = _run(["clients", "create", "--name", "x", "--role", "source-admin"], db_url, tmp_path)
+    assert refused.returncode == 2 and "institution" in refused.stdout
+    assert _run(["clients", "disable", client["client_id"]], db_url, tmp_path).returncode == 0
+    assert "no" in _run(["clients", "list"], db_url, tmp_path).stdout
+
+
+def test_key_commands(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'k.db'}"
+    assert _run(["keys", "signing-key", "--output", str(tmp_path / "sign.pem")], db_url, tmp_path).returncode == 0
+    assert (tmp_path / "sign.pem").stat().st_mode & 0o077 == 0
+    assert _run(["keys", "signing-key", "--output", str(tmp_path / "sign.pem")], db_url, tmp_path).returncode == 1
+    keys = tmp_path / "data-keys.json"
+    assert _run(["keys", "data-keys", "--output", str(keys)], db_url, tmp_path).returncode == 0
+    first = json.loads(keys.read_text())["active"]
+    assert _run(["db", "upgrade"], db_url, tmp_path).returncode == 0
+    rotated = _run(["keys", "rotate", "--keys-file", str(keys)], db_url, tmp_path)
+    assert rotated.returncode == 0, rotated.stderr
+    ring = json.loads(keys.read_text())
+    assert ring["active"] != first and set(ring["keys"]) == {first, ring["active"]}
+    assert _run(["audit", "purge"], db_url, tmp_path).returncode == 0
+
+
+def test_demo_prints_working_credentials(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'demo.db'}"
+    demo = _run(["demo", "--no-serve"], db_url, tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    pairs = re.findall(r"client_id=(\w+)\s+client_secret=(\S+)", demo.stdout)
+    assert len(pairs) == 3
+    settings = Settings(database_url=db_url, key_dir=str(tmp_path / "var" / "keys"))
+    database = Database(settings)
+    try:
+        with running_server(settings, database) as url:
+            for client_id, secret in pairs:
+                response = httpx.post(f"{url}/auth/token", auth=(client_id, secret),
+                                      data={"grant_type": "client_credentials"}, timeout=60)
+                assert response.status_code == 200, response.text
+            app_token = httpx.post(f"{url}/auth/token", auth=pairs[1],
+                                   data={"grant_type": "client_credentials"}).json()["access_token"]
+            found = httpx.get(f"{url}/fhir/Patient", params={"identifier": "320583196803120015"},
+                              headers={"Authorization": f"Bearer {app_token}"}, timeout=60).json()
+            assert [e["resource"]["id"] for e in found.get("entry", [])] == ["pat-1"], found
+    finally:
+        database.dispose()
