@@ -74,7 +74,8 @@ def _post_bundles(client: httpx.Client, bundles: list[bytes]) -> tuple[float, li
     start = time.perf_counter()
     for body in bundles:
         response = client.post("/fhir", content=body)
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise RuntimeError(f"transaction failed: HTTP {response.status_code} {response.text[:1000]}")
         locations.extend("/".join(e["response"]["location"].split("/")[:2]) for e in response.json()["entry"])
     return time.perf_counter() - start, locations
 

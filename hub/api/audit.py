@@ -18,7 +18,7 @@ from hub.auth.principal import Principal
 from hub.auth.roles import Permission
 from hub.errors import InvalidRequest, NotFound
 from hub.fhir import jsonio
-from hub.fhir.search import refuse_control_characters
+from hub.fhir.search import check_parameters
 from hub.fhir.search_values import parse_date_value
 from hub.privacy import clip, mask_text
 from hub.store.audit_log import AuditLog, AuditQuery, AuditRow
@@ -72,10 +72,16 @@ class AuditMiddleware:
         # The trail's own search results name patients; reading them is not an access to those patients.
         scan_response = not path.startswith("/fhir/AuditEvent")
 
+        form_search = record.method == "POST" and path.endswith("/_search")
+
         async def audited_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                record.add_patients_from(message.get("body", b""))
+                body = message.get("body", b"")
+                record.add_patients_from(body)
+                if form_search and len(record.query) < 8192:  # the parameters of a POST search
+                    text = _printable(body[:8192].decode("utf-8", "replace"))
+                    record.query = f"{record.query}&{text}" if record.query else text
             return message
 
         async def audited_send(message: Message) -> None:
@@ -98,7 +104,7 @@ class AuditMiddleware:
             elif state.get("claimed_client"):  # a failed login: who tried
                 record.client_id = _printable(mask_text(str(state["claimed_client"])))[:64]
             record.status = record.status or 500
-            self.audit.record(audit_row(record))
+            self.audit.record(lambda: audit_row(record))
 
 
 router = APIRouter(prefix="/fhir", tags=["audit"])
@@ -109,7 +115,7 @@ _LIST_PARAMS = {"agent": "clients", "entity": "entities", "action": "actions", "
 
 def audit_query(params: list[tuple[str, str]], max_count: int) -> AuditQuery:
     """The audit search of FHIR-style parameters (``date``, ``agent``, ``patient``, ``entity``…)."""
-    refuse_control_characters(params)
+    check_parameters(params)
     fields: dict[str, list[str]] = {name: [] for name in _LIST_PARAMS.values()}
     dates = []
     count, offset = 20, 0

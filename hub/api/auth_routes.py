@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.http import media_type_of, read_body, token_endpoint
-from hub.api.security import Security, requires
+from hub.api.security import Security, client_address, requires
 from hub.auth.clients import (
     ASSERTION_TYPE,
     Client,
@@ -50,7 +50,7 @@ async def token(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     security: Security = request.app.state.security
     database: Database = request.app.state.database
-    security.token_limit.check(request.client.host if request.client else "unknown")
+    security.token_limit.check(client_address(request))
     try:
         if media_type_of(request.headers.get("content-type")) != "application/x-www-form-urlencoded":
             raise OAuthError("invalid_request", "Send the token request as application/x-www-form-urlencoded")
@@ -65,8 +65,9 @@ async def token(request: Request) -> Response:
             with database.clients(write=True) as store:
                 authenticator = ClientAuthenticator(store)
                 if form.get("client_assertion_type") == ASSERTION_TYPE and form.get("client_assertion"):
-                    audiences = [token_endpoint(request, settings), str(request.url).split("?")[0]]
-                    return authenticator.assertion(form["client_assertion"], audiences)
+                    # Only the hub's own token URL (set HUB_PUBLIC_BASE_URL in production: then the
+                    # Host header cannot choose it).
+                    return authenticator.assertion(form["client_assertion"], [token_endpoint(request, settings)])
                 if authorization.lower().startswith("basic "):
                     return authenticator.basic(authorization)
             raise OAuthError("invalid_client", "Authenticate with HTTP Basic or a private_key_jwt assertion", 401)

@@ -54,6 +54,15 @@ async def _resource_type(resource_type: str) -> str:
 TypeName = Annotated[str, Depends(_resource_type)]
 
 
+def _reads_only(bundle: object) -> bool:
+    """A Bundle whose entries all read (GET/HEAD) runs without taking the write lock."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    return isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get("request"), dict) and e["request"].get("method") in ("GET", "HEAD")
+        for e in entries
+    )
+
+
 def _params(request: Request) -> list[tuple[str, str]]:
     return list(request.query_params.multi_items())
 
@@ -79,7 +88,7 @@ def metadata(request: Request) -> Response:
 def transaction(request: Request, ctx: Context, body: Body) -> Response:
     """Process a ``transaction`` (all or nothing) or ``batch`` Bundle."""
     bundle = parse_body(body, request.headers.get("content-type"), JSON_TYPES)
-    with ctx.service(write=True) as service:
+    with ctx.service(write=not _reads_only(bundle)) as service:
         result = process_bundle(service, bundle, ctx.base_url, ctx.prefer, max_entries=ctx.settings.max_bundle_entries)
     return ctx.send(Rendered(200, jsonio.dumps(result)))
 

@@ -53,11 +53,16 @@ async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 ) -> Principal:
     """FastAPI dependency: the verified, rate-limited principal of the request (401 without a valid token)."""
+    security: Security = request.app.state.security
     if credentials is None or not credentials.credentials.strip():
+        security.token_limit.check(client_address(request))  # unauthenticated callers are limited per address
         raise Unauthorized("This endpoint needs an access token (Authorization: Bearer …); "
                            "get one from /auth/token", error="invalid_request")
-    security: Security = request.app.state.security
-    principal = security.tokens.verify(credentials.credentials.strip())
+    try:
+        principal = security.tokens.verify(credentials.credentials.strip())
+    except Unauthorized:
+        security.token_limit.check(client_address(request))
+        raise
     request.state.principal = principal
     security.clients_limit.check(principal.client_id)
     return principal
@@ -66,10 +71,18 @@ async def current_principal(
 Authenticated = Annotated[Principal, Depends(current_principal)]
 
 
+def client_address(request: Request) -> str:
+    """The network address of the caller (for limits of unauthenticated requests)."""
+    return request.client.host if request.client else "unknown"
+
+
 def fhir_access(principal: Principal, database: Database) -> Access:
     """The FHIR access of ``principal`` (its consortia resolved to institutions)."""
-    reach = database.reach(principal.institutions, principal.consortia) if principal.bound else None
-    return principal.access(reach)
+    if not principal.bound:
+        return principal.access(None)
+    reach = database.reach(principal.institutions, principal.consortia)
+    writable = database.reach(principal.institutions, frozenset()) if principal.institutions else frozenset()
+    return principal.access(reach, writable)
 
 
 def requires(permission: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:

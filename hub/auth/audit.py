@@ -28,6 +28,11 @@ _PATIENT_IN_BODY = re.compile(rb'"resourceType":"Patient","id":"([A-Za-z0-9\-.]{
                               rb'|"(?:reference|location)":"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"')
 _PATIENT_IN_PATH = re.compile(r"^/fhir/Patient/([A-Za-z0-9\-.]{1,64})(?:/|$)")
 _PATIENT_IN_QUERY = re.compile(r"(?:^|[=,|&])Patient/([A-Za-z0-9\-.]{1,64})")
+_BARE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+#: Separators people type inside ID and phone numbers.
+_SPACING = re.compile(r"[\s\-+()]")
+#: Longest query kept in an AuditEvent.
+MAX_QUERY = 2000
 #: At most this many patients are listed per event.
 MAX_PATIENTS = 1000
 
@@ -96,7 +101,7 @@ class AuditRecord:
         """Patients of the path, the query and the bodies (masked: an id is never a personal number)."""
         match = _PATIENT_IN_PATH.match(self.path)
         found = self.patients | ({match.group(1)} if match else set())
-        found |= {m.group(1) for m in _PATIENT_IN_QUERY.finditer(unquote(self.query))}
+        found |= _patients_in_query(self.query)
         return {mask_text(p) for p in found}
 
 
@@ -127,14 +132,32 @@ def interaction_of(method: str, path: str) -> str:
 
 
 def masked_query(query: str) -> str:
-    """The query string with ID/phone numbers and personal-name parameter values masked."""
+    """The query string with ID/phone numbers (however spaced) and personal-name values masked.
+
+    A parameter is a name parameter when any segment of it is (``name``, ``subject:Patient.name``,
+    ``_has:Observation:subject:…phone``). At most :data:`MAX_QUERY` characters are kept.
+    """
     if not query:
         return ""
     pairs = []
     for name, value in parse_qsl(query, keep_blank_values=True):
-        base = name.split(":", 1)[0].split(".", 1)[-1]
-        pairs.append((mask_text(name), mask_name(value) if base in _NAME_PARAMS else mask_text(value)))
-    return urlencode(pairs, safe=",:|/*")
+        segments = set(re.split(r"[.:]", name))
+        if segments.intersection(_NAME_PARAMS):
+            shown = mask_name(value)
+        else:
+            squeezed = _SPACING.sub("", value)
+            shown = mask_text(squeezed) if mask_text(squeezed) != squeezed else mask_text(value)
+        pairs.append((mask_text(name), shown))
+    return urlencode(pairs, safe=",:|/*")[:MAX_QUERY]
+
+
+def _patients_in_query(query: str) -> set[str]:
+    """``Patient/x`` anywhere, and bare ids of ``patient``/``subject`` parameters."""
+    found = {m.group(1) for m in _PATIENT_IN_QUERY.finditer(unquote(query))}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if re.split(r"[.:]", name)[-1] in ("patient", "subject"):
+            found |= {v for v in value.split(",") if _BARE_ID.fullmatch(v)}
+    return found
 
 
 def audit_event(record: AuditRecord, server: str = "regional-health-hub") -> dict[str, Any]:

@@ -123,6 +123,8 @@ def new_client(
     institutions, consortia = frozenset(institutions), frozenset(consortia)
     if needs_institution(role) and not institutions:
         raise ClientError(f"A {role} client must be bound to at least one institution (--institution)")
+    if role is Role.SOURCE_ADMIN and consortia:
+        raise ClientError("A source-admin (hospital IT) client is bound to institutions, not consortia")
     if role is Role.ADMIN and (institutions or consortia):
         raise ClientError("An admin client cannot be limited to institutions or consortia")
     ceiling = scope_ceiling(role)
@@ -225,6 +227,9 @@ class ClientAuthenticator:
             raise OAuthError("invalid_client", "The client assertion's aud is not this token endpoint", 401) from None
         except jwt.InvalidTokenError as exc:
             raise OAuthError("invalid_client", f"The client assertion is invalid: {str(exc)[:120]}", 401) from None
+        except (TypeError, ValueError, jwt.PyJWKError):  # e.g. an RS256 header for an EC key
+            raise OAuthError("invalid_client", "The client assertion's algorithm does not fit the registered key",
+                             401) from None
         if verified["sub"] != client.client_id:
             raise OAuthError("invalid_client", "The client assertion's sub must equal its iss", 401)
         expires = int(verified["exp"])

@@ -36,6 +36,7 @@ class Principal:
         if not self.can(permission):
             raise Forbidden(f"The role '{self.role}' may not {permission.value.replace('-', ' ')}")
 
-    def access(self, reach: frozenset[str] | None) -> Access:
-        """Its FHIR access, given the institutions it reaches (its own and those under its consortia)."""
-        return Access(self.client_id, self.grants, reach if self.bound else None, self.institutions)
+    def access(self, reach: frozenset[str] | None, writable: frozenset[str] = frozenset()) -> Access:
+        """Its FHIR access: ``reach`` the institutions it reads (its own and those under its
+        consortia), ``writable`` those whose patient data it changes (its own and their branches)."""
+        return Access(self.client_id, self.grants, reach if self.bound else None, self.institutions, writable)

@@ -24,7 +24,7 @@ import orjson
 
 from hub.errors import Forbidden, InvalidRequest
 from hub.fhir.compartments import patient_compartment
-from hub.fhir.criteria import TokenCriterion
+from hub.fhir.criteria import AllOf, AnyOf, ChainCriterion, Criterion, HasCriterion, TokenCriterion
 from hub.fhir.repository import StoredResource
 
 #: ``meta.tag`` system of the institution (an Organization id) that owns a piece of patient data.
@@ -62,6 +62,9 @@ class Access:
     institutions: frozenset[str] | None = None
     #: The institutions the principal itself is bound to (untagged writes are stamped with its only one).
     home: frozenset[str] = frozenset()
+    #: Whose patient data it may change: its own institutions and their branches (a consortium
+    #: limit widens what it reads, never what it writes). Only used when ``institutions`` is set.
+    writable: frozenset[str] = frozenset()
 
     @classmethod
     def unrestricted(cls, principal: str = "hub") -> "Access":
@@ -94,11 +97,15 @@ class Access:
 
     # -- institutions --------------------------------------------------------
 
-    def bound(self, resource_type: str | None) -> bool:
-        """True when results of ``resource_type`` (None: several types) are limited to institutions."""
+    def bound(self, resource_type: str | None, types: tuple[str, ...] = ()) -> bool:
+        """True when results of ``resource_type`` (None: the ``types`` of a system search, or every
+        type) are limited to institutions. A search mixing patient data and shared types is bound
+        as a whole."""
         if self.institutions is None:
             return False
-        return resource_type is None or resource_type in patient_data_types()
+        if resource_type is None:
+            return not types or any(t in patient_data_types() for t in types)
+        return resource_type in patient_data_types()
 
     def institution_criterion(self) -> TokenCriterion:
         """The search criterion: tagged with one of the principal's institutions."""
@@ -106,11 +113,23 @@ class Access:
         return TokenCriterion("_tag", tuple((INSTITUTION_TAG, code) for code in sorted(self.institutions)))
 
     def sees(self, stored: StoredResource) -> bool:
-        """May the principal see this stored resource (its institution tag)?"""
-        if not self.bound(stored.resource_type) or stored.content is None:
+        """May the principal see this stored resource (its institution tag)?
+
+        A deletion carries no tag: institution-bound principals do not see it (404, not 410).
+        """
+        if not self.bound(stored.resource_type):
             return True
+        if stored.content is None:
+            return False
         tags = institution_tags(stored.content)
         return bool(tags and tags & self.institutions)  # type: ignore[operator]
+
+    def may_change(self, stored: StoredResource) -> bool:
+        """May the principal write a new version of (or delete) this stored resource?"""
+        if not self.bound(stored.resource_type):
+            return True
+        tags = institution_tags(stored.content)
+        return bool(tags and tags & self.writable)
 
     def stamp(self, resource: dict[str, Any]) -> dict[str, Any]:
         """``resource`` tagged with its owning institution, when the principal is institution-bound.
@@ -126,7 +145,7 @@ class Access:
         tags = [t for t in meta.get("tag") or () if isinstance(t, dict) and t.get("system") == INSTITUTION_TAG]
         codes = {t.get("code") for t in tags}
         if codes:
-            foreign = codes - self.institutions
+            foreign = codes - self.writable
             if foreign:
                 raise Forbidden(f"This client may not write data of institution {sorted(foreign)[0]}")
             return resource
@@ -139,3 +158,42 @@ class Access:
         (code,) = self.home
         tag = {"system": INSTITUTION_TAG, "code": code}
         return {**resource, "meta": {**meta, "tag": [*(meta.get("tag") or ()), tag]}}
+
+
+def nested_types(criteria: tuple[Criterion, ...]) -> set[str]:
+    """The resource types that chains (``subject:Patient.name``) and ``_has`` search inside."""
+    found: set[str] = set()
+    for criterion in criteria:
+        if isinstance(criterion, ChainCriterion):
+            found |= {criterion.target_type} | nested_types(criterion.criteria)
+        elif isinstance(criterion, HasCriterion):
+            found |= {criterion.source_type} | nested_types(criterion.criteria)
+        elif isinstance(criterion, AnyOf):
+            found |= nested_types(criterion.alternatives)
+        elif isinstance(criterion, AllOf):
+            found |= nested_types(criterion.criteria)
+    return found
+
+
+def scoped_criteria(criteria: tuple[Criterion, ...], access: Access) -> tuple[Criterion, ...]:
+    """``criteria`` with the institution criterion inside every chain and ``_has`` over bound types,
+    so that they cannot test other institutions' data."""
+    out: list[Criterion] = []
+    for criterion in criteria:
+        if isinstance(criterion, ChainCriterion):
+            inner = scoped_criteria(criterion.criteria, access)
+            if access.bound(criterion.target_type):
+                inner = (*inner, access.institution_criterion())
+            out.append(ChainCriterion(criterion.param, criterion.target_type, inner))
+        elif isinstance(criterion, HasCriterion):
+            inner = scoped_criteria(criterion.criteria, access)
+            if access.bound(criterion.source_type):
+                inner = (*inner, access.institution_criterion())
+            out.append(HasCriterion(criterion.source_type, criterion.param, inner))
+        elif isinstance(criterion, AnyOf):
+            out.append(AnyOf(scoped_criteria(criterion.alternatives, access)))
+        elif isinstance(criterion, AllOf):
+            out.append(AllOf(scoped_criteria(criterion.criteria, access)))
+        else:
+            out.append(criterion)
+    return tuple(out)

@@ -235,8 +235,9 @@ def blind_criteria(criteria: tuple[Criterion, ...], protector: PersonalDataProte
     """Search criteria with searched ID and phone numbers as they are indexed (blinded).
 
     A value under a citizen-ID system or the ``phone``/``sms`` system is replaced by its
-    blind index; a value with any system that looks like one gets its blind index added
-    as an alternative (the plain value still finds an unprotected identifier).
+    blind index; a value that looks like an ID number (under any system: the identifier may
+    be marked by its WS 364 type alone) or, without a system, like a phone number gets its
+    blind index added as an alternative (the plain value still finds an unprotected one).
     """
     return tuple(_blind(criterion, protector) for criterion in criteria)
 
@@ -251,9 +252,9 @@ def _blind(criterion: Criterion, protector: PersonalDataProtector) -> Criterion:
                 values.append((system, protector.blind_identifier(code)))
             elif system in PHONE_SYSTEMS:
                 values.append((system, protector.blind_phone(code)))
-            else:
+            else:  # any other system: an ID number may be marked by its document type alone
                 values.append((system, code))
-                if system in (None, "") and looks_like_citizen_id(code):
+                if looks_like_citizen_id(code):
                     values.append((system, protector.blind_identifier(code)))
                 if system in (None, "") and looks_like_phone(code):
                     values.append((system, protector.blind_phone(code)))

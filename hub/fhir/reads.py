@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hub.errors import Forbidden, Gone, InvalidRequest, NotFound
-from hub.fhir.access import Access, patient_data_types
+from hub.fhir.access import Access, nested_types, patient_data_types
 from hub.fhir.bundles import history_bundle
 from hub.fhir.compartments import everything_criteria, patient_compartment
 from hub.fhir.criteria import CompartmentCriterion, Criterion
@@ -137,6 +137,8 @@ class ReadInteractions:
         if link_params is not None:
             request = replace(request, params=tuple(p for p in link_params if p[0] not in ("_after", "_before")))
         request = replace(request, spec=self._permitted(self._blinded(request.spec)))
+        for nested in sorted(nested_types(request.spec.criteria)):
+            self.access.require(nested, "s")  # a chain or _has searches that type too
         page = SearchPage(self.repository, request)
         matches, total = page.run()
         included = included_resources(self.repository, matches, request.includes) if request.includes else []

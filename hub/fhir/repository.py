@@ -208,6 +208,9 @@ class FhirRepository(Protocol):
     def count_history(self, spec: HistorySpec) -> int:
         """How many versions ``spec`` covers."""
 
+    def hidden(self, resource_type: str, resource_id: str) -> bool:
+        """True when the resource exists but this repository's principal may not see it."""
+
     def lock(self, keys: Sequence[str]) -> None:
         """Serialize units of work that lock any of the same ``keys`` until they end (deadlock-free)."""
 

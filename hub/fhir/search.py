@@ -74,8 +74,15 @@ class Paging:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def refuse_control_characters(params: list[tuple[str, str]]) -> None:
-    """400 for a parameter name or value with a control character (FHIR strings allow none but tab/CR/LF)."""
+#: More parameters than this in one search are refused (each can be a subquery).
+MAX_PARAMETERS = 100
+
+
+def check_parameters(params: list[tuple[str, str]]) -> None:
+    """400 for more than :data:`MAX_PARAMETERS` parameters, or a name or value with a control
+    character (FHIR strings allow none but tab, CR and LF)."""
+    if len(params) > MAX_PARAMETERS:
+        raise InvalidRequest(f"A search takes at most {MAX_PARAMETERS} parameters; this one has {len(params)}")
     for name, value in params:
         if _CONTROL.search(name) or _CONTROL.search(value):
             raise InvalidRequest(f"Parameter '{clip(_CONTROL.sub('?', name), 64)}' contains a control character")
@@ -83,7 +90,7 @@ def refuse_control_characters(params: list[tuple[str, str]]) -> None:
 
 def parse_paging(params: list[tuple[str, str]], default_count: int, max_count: int) -> Paging:
     """Take ``_count``, ``_offset`` and the ignored format parameters out of ``params``."""
-    refuse_control_characters(params)
+    check_parameters(params)
     count, offset = default_count, 0
     kept: list[tuple[str, str]] = []
     rest: list[tuple[str, str]] = []
@@ -191,7 +198,7 @@ def parse_search(
     includes: list[Include] = []
     types = [resource_type] if resource_type else []
     deferred: list[tuple[str, str]] = []
-    refuse_control_characters(params)
+    check_parameters(params)
     for name, value in params:
         if name == "_type" and resource_type is None:
             types = [t.strip() for t in value.split(",") if t.strip()]

@@ -6,6 +6,7 @@ Conditional create/update/delete are written once, on top of search.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,6 +19,7 @@ import jsonpointer
 from hub.errors import (
     BusinessRuleViolation,
     Conflict,
+    Forbidden,
     Gone,
     InvalidRequest,
     MultipleMatches,
@@ -25,7 +27,7 @@ from hub.errors import (
     VersionConflict,
 )
 from hub.fhir import jsonio
-from hub.fhir.access import Access
+from hub.fhir.access import Access, nested_types
 from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc
 from hub.fhir.preconditions import IfMatch, parse_if_match
@@ -45,6 +47,7 @@ from hub.fhir.validation import validate_resource
 from hub.privacy import TOKEN_PREFIX, clip, mask_text
 
 _RETRIES = 5
+_PATIENT_REFERENCE = re.compile(rb'"reference":"Patient/([A-Za-z0-9\-.]{1,64})"')
 T = TypeVar("T")
 
 
@@ -124,7 +127,11 @@ class FhirService(ReadInteractions):
     def conditional_spec(self, resource_type: str, criteria: str) -> SearchSpec:
         """The search behind conditional ``criteria`` (``identifier=…``) on ``resource_type``."""
         require_type(resource_type)
-        return self._blinded(parse_conditional(resource_type, criteria, self.registry, max_count=self.max_page_size))
+        self.access.require(resource_type, "s")
+        spec = self._blinded(parse_conditional(resource_type, criteria, self.registry, max_count=self.max_page_size))
+        for nested in sorted(nested_types(spec.criteria)):
+            self.access.require(nested, "s")
+        return spec
 
     def find_matches(self, spec: SearchSpec, *, for_write: bool = False, limit: int = 2) -> list[StoredResource]:
         """Up to ``limit`` current resources matching a conditional ``spec``.
@@ -249,6 +256,8 @@ class FhirService(ReadInteractions):
         document = jsonio.loads_stored(current.content or b"{}")
         try:
             patched = patch.apply(document)
+        except jsonpatch.JsonPatchTestFailed:  # its message quotes the stored value: never echo it
+            raise BusinessRuleViolation("The patch cannot be applied: a 'test' operation failed") from None
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
             raise BusinessRuleViolation(f"The patch cannot be applied: {clip(str(exc), 200)}") from None
         if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
@@ -311,7 +320,7 @@ class FhirService(ReadInteractions):
         may_conflict: bool = True,
     ) -> VersionWrite:
         self.access.require(resource_type, "c" if method == "POST" else "u")
-        if mask_text(resource_id) != resource_id:
+        if method != "POST" and mask_text(resource_id) != resource_id:  # a client-chosen id
             raise InvalidRequest(
                 "A resource id must not be an ID or phone number (personal data is never stored in plain text); "
                 "use the hospital's record number or let the hub assign the id",
@@ -320,12 +329,22 @@ class FhirService(ReadInteractions):
         last_updated = self.now()
         document = with_meta(self.access.stamp(resource), resource_id, version_id, last_updated)
         content = jsonio.dumps(document)
+        self._refuse_hidden_patients(resource_type, content)
         if TOKEN_PREFIX.encode() in content:
             raise InvalidRequest(f"Values starting with '{TOKEN_PREFIX}' are reserved for the hub's encrypted data")
         stored = StoredResource(resource_type, resource_id, version_id, last_updated, False, content, method)
         if resource_type == "SearchParameter":
             self.search_parameters.invalidate()
         return VersionWrite(stored, previous, self.index_values(document), may_conflict)
+
+    def _refuse_hidden_patients(self, resource_type: str, content: bytes) -> None:
+        """An institution-bound writer may not attach data to another institution's patient."""
+        if not self.access.bound(resource_type):
+            return
+        for patient_id in sorted(set(_PATIENT_REFERENCE.findall(content))):
+            if self.repository.hidden("Patient", patient_id.decode()):
+                raise Forbidden(f"Patient/{patient_id.decode()} belongs to another institution; "
+                                "refer to your own institution's record of the patient")
 
     def index_values(self, document: dict[str, Any]) -> IndexValues:
         """The search values of a resource (ID and phone numbers blinded)."""
@@ -378,6 +397,8 @@ class FhirService(ReadInteractions):
         label = f"{resource_type}/{resource_id}"
         for _attempt in range(_RETRIES):
             current = self.repository.read_current(resource_type, resource_id)
+            if current is not None and not self.access.may_change(current):
+                raise Forbidden(f"{label} belongs to an institution this client may read but not change")
             if precondition is not None:
                 precondition.check(label, current)
             planned = plan(current)

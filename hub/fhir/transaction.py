@@ -171,6 +171,7 @@ class _Transaction:
         self.pending = _PendingWrites(service.index_values)
 
     def run(self) -> list[dict[str, Any]]:
+        self._check_access()
         self._check_full_urls()
         self._lock_conditional_writes()
         deletes = self._of("DELETE")
@@ -204,6 +205,16 @@ class _Transaction:
         return [entry_response(e.outcome, self.prefer, e.method) for e in self.entries if e.outcome]
 
     # -- steps ---------------------------------------------------------------
+
+    def _check_access(self) -> None:
+        """Every entry's interaction is allowed, before anything is searched or read (all or nothing)."""
+        needs = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+        for entry in self.entries:
+            if entry.method in needs:
+                try:
+                    self.service.access.require(self._split(entry)[0], needs[entry.method])
+                except HubError as error:
+                    raise entry.located(error) from None
 
     def _lock_conditional_writes(self) -> None:
         """Lock every conditional create/update criterion up front, in one sorted batch."""

@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, and_, delete, func, insert, select
@@ -66,13 +66,13 @@ class AuditLog:
     #: Events older than this many days are purged (checked hourly by the writer).
     retention_days: int = 180
     flush_seconds: float = 1.0
-    _queue: "queue.SimpleQueue[AuditRow]" = field(default_factory=queue.SimpleQueue)
+    _queue: "queue.SimpleQueue[AuditRow | Callable[[], AuditRow]]" = field(default_factory=queue.SimpleQueue)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def record(self, row: AuditRow) -> None:
-        """Queue an event (written within ``flush_seconds``)."""
+    def record(self, row: AuditRow | Callable[[], AuditRow]) -> None:
+        """Queue an event, or a function making it (then built by the writer, off the request path)."""
         self._queue.put(row)
         if self._thread is None:
             self.start()
@@ -117,9 +117,13 @@ class AuditLog:
                 batch: list[AuditRow] = []
                 while len(batch) < _BATCH:
                     try:
-                        batch.append(self._queue.get_nowait())
+                        item = self._queue.get_nowait()
                     except queue.Empty:
                         break
+                    try:
+                        batch.append(item if isinstance(item, AuditRow) else item())
+                    except Exception:  # a bug in building one event must not stop the writer
+                        log.exception("an audit event could not be built")
                 if not batch:
                     return written
                 try:

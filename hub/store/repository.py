@@ -335,8 +335,15 @@ class SqlRepository:
             {"buckets": buckets},
         )
 
+    def hidden(self, resource_type: str, resource_id: str) -> bool:
+        """Nothing is hidden from an unscoped repository."""
+        return False
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
+        if self.connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            yield  # a read-only unit (nothing to roll back, and PostgreSQL refuses SAVEPOINT there)
+            return
         with self.connection.begin_nested():
             yield
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from hub.errors import Forbidden, VersionConflict
-from hub.fhir.access import Access
+from hub.fhir.access import Access, scoped_criteria
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
 from hub.store.repository import SqlRepository
 
@@ -26,9 +26,10 @@ class ScopedRepository:
         self.access = access
 
     def _spec(self, spec: SearchSpec) -> SearchSpec:
-        if not self.access.bound(spec.resource_type):
-            return spec
-        return replace(spec, criteria=(*spec.criteria, self.access.institution_criterion()))
+        criteria = scoped_criteria(spec.criteria, self.access)
+        if self.access.bound(spec.resource_type, spec.types):
+            criteria = (*criteria, self.access.institution_criterion())
+        return replace(spec, criteria=criteria)
 
     def _seen(self, stored: StoredResource | None) -> StoredResource | None:
         return stored if stored is not None and self.access.sees(stored) else None
@@ -76,7 +77,7 @@ class ScopedRepository:
         if spec.resource_id is None and self.access.bound(spec.resource_type):
             raise Forbidden("History across resources is not available to institution-bound clients; "
                             "search with _lastUpdated instead")
-        return [v for v in self.inner.history(spec) if v.deleted or self.access.sees(v)]
+        return [v for v in self.inner.history(spec) if v.deleted or self.access.sees(v)]  # its own deletions
 
     def count_history(self, spec: HistorySpec) -> int:
         """The number of versions (instance history)."""
@@ -117,7 +118,12 @@ class ScopedRepository:
         new = write.new
         existing = self.inner.read_current(new.resource_type, new.id)
         if existing is not None and not self.access.sees(existing):
-            raise Forbidden(f"{new.resource_type}/{new.id} belongs to another institution")
+            raise Forbidden(f"{new.resource_type}/{new.id} belongs to another institution or was deleted")
+
+    def hidden(self, resource_type: str, resource_id: str) -> bool:
+        """The resource exists but belongs to an institution out of reach."""
+        existing = self.inner.read_current(resource_type, resource_id)
+        return existing is not None and not self.access.sees(existing)
 
     def replace_index(self, items: Sequence[tuple[StoredResource, IndexValues]]) -> None:
         """Reindexing is the hub's own job."""
