@@ -44,6 +44,7 @@ bench: install ## Transaction-load and read benchmark (SQLite and PostgreSQL)
 	$(BIN)/python bench/bench_fhir.py --database postgresql
 	$(BIN)/python bench/bench_conditional_bundle.py --database sqlite
 	$(BIN)/python bench/bench_conditional_bundle.py --database postgresql
+	$(BIN)/python bench/bench_security.py
 
 clean:
 	rm -rf var .pytest_cache

@@ -150,15 +150,13 @@ class AuditLog:
 
     def _write(self, batch: Sequence[AuditRow]) -> None:
         with self.engine.begin() as connection:
-            keys = {}
-            for row in batch:
-                result = connection.execute(insert(audit_event).values(
-                    event_id=row.event_id, recorded=row.recorded, client_id=row.client_id[:64], action=row.action,
-                    subtype=row.subtype[:32], outcome=row.outcome, resource_type=row.resource_type[:64],
-                    entity=row.entity[:200], source_ip=row.source_ip[:64], content=row.content.decode(),
-                ))
-                keys[row.event_id] = result.inserted_primary_key[0]
-            patients = [{"audit_pk": keys[r.event_id], "patient_id": p[:64]} for r in batch for p in r.patients]
+            connection.execute(insert(audit_event), [
+                {"event_id": r.event_id, "recorded": r.recorded, "client_id": r.client_id[:64], "action": r.action,
+                 "subtype": r.subtype[:32], "outcome": r.outcome, "resource_type": r.resource_type[:64],
+                 "entity": r.entity[:200], "source_ip": r.source_ip[:64], "content": r.content.decode()}
+                for r in batch
+            ])
+            patients = [{"event_id": r.event_id, "patient_id": p[:64]} for r in batch for p in r.patients]
             if patients:
                 connection.execute(insert(audit_patient), patients)
 
@@ -197,14 +195,14 @@ class AuditLog:
             if values:
                 conditions.append(column.in_(values))
         if query.patients:
-            conditions.append(col.audit_pk.in_(
-                select(audit_patient.c.audit_pk).where(audit_patient.c.patient_id.in_(query.patients))
+            conditions.append(col.event_id.in_(
+                select(audit_patient.c.event_id).where(audit_patient.c.patient_id.in_(query.patients))
             ))
         return and_(True, *conditions)
 
     def purge(self, before: int) -> int:
         """Delete events recorded before ``before`` (µs since 1970); how many were deleted."""
         with self.engine.begin() as connection:
-            old = select(audit_event.c.audit_pk).where(audit_event.c.recorded < before)
-            connection.execute(delete(audit_patient).where(audit_patient.c.audit_pk.in_(old)))
+            old = select(audit_event.c.event_id).where(audit_event.c.recorded < before)
+            connection.execute(delete(audit_patient).where(audit_patient.c.event_id.in_(old)))
             return int(connection.execute(delete(audit_event).where(audit_event.c.recorded < before)).rowcount)

@@ -215,11 +215,11 @@ audit_event = Table(
     Index("ix_hub_audit_event_entity", "entity", "recorded"),
 )
 
-#: The patients each audit event concerns.
+#: The patients each audit event concerns (keyed by event id, so a batch is two multi-row inserts).
 audit_patient = Table(
     "hub_audit_patient",
     metadata,
-    Column("audit_pk", BigId, ForeignKey("hub_audit_event.audit_pk", ondelete="CASCADE"), primary_key=True),
+    Column("event_id", String(64), ForeignKey("hub_audit_event.event_id", ondelete="CASCADE"), primary_key=True),
     Column("patient_id", String(64), primary_key=True),
-    Index("ix_hub_audit_patient_patient", "patient_id", "audit_pk"),
+    Index("ix_hub_audit_patient_patient", "patient_id", "event_id"),
 )

@@ -376,7 +376,7 @@ def test_events_past_retention_are_purged(database: Database) -> None:
     with database.engine.connect() as connection:
         orphans = connection.execute(
             select(func.count()).select_from(audit_patient)
-            .where(audit_patient.c.audit_pk.not_in(select(audit_table.c.audit_pk)))
+            .where(audit_patient.c.event_id.not_in(select(audit_table.c.event_id)))
         ).scalar_one()
     assert orphans == 0
 

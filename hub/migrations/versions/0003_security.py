@@ -60,13 +60,13 @@ def upgrade() -> None:
         batch_op.create_index('ix_hub_client_assertion_expires', ['expires'], unique=False)
 
     op.create_table('hub_audit_patient',
-    sa.Column('audit_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('event_id', sa.String(length=64), nullable=False),
     sa.Column('patient_id', sa.String(length=64), nullable=False),
-    sa.ForeignKeyConstraint(['audit_pk'], ['hub_audit_event.audit_pk'], name=op.f('fk_hub_audit_patient_audit_pk_hub_audit_event'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('audit_pk', 'patient_id', name=op.f('pk_hub_audit_patient'))
+    sa.ForeignKeyConstraint(['event_id'], ['hub_audit_event.event_id'], name=op.f('fk_hub_audit_patient_event_id_hub_audit_event'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('event_id', 'patient_id', name=op.f('pk_hub_audit_patient'))
     )
     with op.batch_alter_table('hub_audit_patient', schema=None) as batch_op:
-        batch_op.create_index('ix_hub_audit_patient_patient', ['patient_id', 'audit_pk'], unique=False)
+        batch_op.create_index('ix_hub_audit_patient_patient', ['patient_id', 'event_id'], unique=False)
 
 
 
