@@ -23,9 +23,10 @@ _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 _OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 #: Query parameters whose values are personal names or contact data (masked in the trail).
 _NAME_PARAMS = ("name", "family", "given", "phonetic", "address", "email", "telecom", "phone")
-#: Patients named in a response body: Patient resources and references to patients.
-_PATIENT_IN_BODY = re.compile(rb'"resourceType":"Patient","id":"([A-Za-z0-9\-.]{1,64})"'
-                              rb'|"(?:reference|location)":"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"')
+#: Patients named in a request or response body: Patient resources, references and entry URLs.
+_PATIENT_IN_BODY = re.compile(rb'"resourceType"\s*:\s*"Patient"\s*,\s*"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"'
+                              rb'|"(?:reference|location|url)"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})'
+                              rb'(?:/_history/[^"]*)?"')
 _PATIENT_IN_PATH = re.compile(r"^/fhir/Patient/([A-Za-z0-9\-.]{1,64})(?:/|$)")
 _PATIENT_IN_QUERY = re.compile(r"(?:^|[=,|&])Patient/([A-Za-z0-9\-.]{1,64})")
 _BARE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging.config
+import os
 from importlib import resources as importlib_resources
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
+from hub.api.audit import audit_row
+from hub.auth.audit import AuditRecord
 from hub.auth.roles import Role
 from hub.cli.security import audit_app, clients_app, keys_app, register_client
 from hub.config import Settings
@@ -62,10 +66,32 @@ def db_current() -> None:
     console.print(f"database: {current_revision(database.engine)}  code: {head_revision()}")
 
 
-def load_bundle(database: Database, bundle: object) -> dict:
-    """Run a transaction/batch Bundle in-process and return the response Bundle."""
-    with database.fhir_service(write=True) as service:
-        return process_bundle(service, bundle, "", "minimal")
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's arbitrary uid)
+        return str(os.getuid())
+
+
+def load_bundle(database: Database, raw: bytes) -> dict:
+    """Run a transaction/batch Bundle in-process and return the response Bundle.
+
+    Audited like an HTTP transaction, under the operator's login (``cli:<user>``).
+    """
+    record = AuditRecord("POST", "/fhir", "", "local", client_id=f"cli:{_operator()}"[:64])
+    record.add_patients_from(raw)
+    try:
+        with database.fhir_service(write=True) as service:
+            result = process_bundle(service, jsonio.loads(raw), "", "minimal")
+        record.status = 200
+        return result
+    except HubError as error:
+        record.status = error.status
+        raise
+    finally:
+        record.status = record.status or 500
+        database.audit.record(audit_row(record))
+        database.audit.flush()
 
 
 @app.command("load")
@@ -73,7 +99,7 @@ def load(path: Path = typer.Argument(..., exists=True, readable=True, help="A tr
     """Load a transaction or batch Bundle file into the store."""
     database = _database()
     try:
-        result = load_bundle(database, jsonio.loads(path.read_bytes()))
+        result = load_bundle(database, path.read_bytes())
     except HubError as error:
         console.print(f"[red]Not loaded:[/] {error.message}")
         raise typer.Exit(1) from None
@@ -133,7 +159,7 @@ def demo(
     upgrade(database.engine)
     console.print(f"[green]Database ready[/] ({_describe(database.settings)})")
     sample = (importlib_resources.files("hub") / "samples" / "demo-bundle.json").read_bytes()
-    _summarize(load_bundle(database, jsonio.loads(sample)))
+    _summarize(load_bundle(database, sample))
     base = f"http://{host}:{port}"
     demo_clients = (
         ("demo admin", Role.ADMIN, {}),

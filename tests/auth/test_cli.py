@@ -74,3 +74,20 @@ def test_demo_prints_working_credentials(tmp_path: Path) -> None:
             assert [e["resource"]["id"] for e in found.get("entry", [])] == ["pat-1"], found
     finally:
         database.dispose()
+
+
+def test_command_line_loads_are_audited(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert _run(["db", "upgrade"], db_url, tmp_path).returncode == 0
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p-cli"}, "request": {"method": "PUT", "url": "Patient/p-cli"}}]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle), encoding="utf-8")
+    assert _run(["load", str(path)], db_url, tmp_path).returncode == 0
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        events = connection.execute(text("SELECT client_id, subtype, outcome FROM hub_audit_event")).all()
+        patients = connection.execute(text("SELECT patient_id FROM hub_audit_patient")).scalars().all()
+    engine.dispose()
+    assert len(events) == 1 and events[0].client_id.startswith("cli:")
+    assert (events[0].subtype, events[0].outcome) == ("transaction", "0") and patients == ["p-cli"]
