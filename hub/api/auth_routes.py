@@ -36,7 +36,7 @@ SCOPES_SUPPORTED = ["system/*.read", "system/*.write", "system/*.rs", "system/*.
 def _oauth_error(error: OAuthError) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Basic realm="hub"'} if error.status == 401 else None
     return JSONResponse({"error": error.error, "error_description": error.description}, status_code=error.status,
-                        headers=headers, )
+                        headers=headers)
 
 
 @router.post("/auth/token", summary="OAuth2 token endpoint (client credentials)")
