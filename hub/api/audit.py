@@ -153,16 +153,11 @@ def search_audit(request: Request, _auditor: Auditor) -> Response:
         link.append({"relation": "next", "url": f"{base}/AuditEvent?{following}"})
     head = jsonio.dumps({"resourceType": "Bundle", "type": "searchset", "total": total, "link": link})
     entries = b",".join(
-        b'{"fullUrl":"' + f"{base}/AuditEvent/".encode() + _event_id(e) + b'","resource":' + e
-        + b',"search":{"mode":"match"}}' for e in events
+        f'{{"fullUrl":"{base}/AuditEvent/{event_id}","resource":'.encode() + content + b',"search":{"mode":"match"}}'
+        for event_id, content in events
     )
     body = head[:-1] + b',"entry":[' + entries + b"]}" if events else head
     return Response(body, media_type=response_media_type(request))
-
-
-def _event_id(content: bytes) -> bytes:
-    found = re.search(rb'"id":"([0-9a-f]{1,64})"', content)
-    return found.group(1) if found else b""
 
 
 @router.get("/AuditEvent/{event_id}", summary="Read one AuditEvent (admin)")

@@ -80,8 +80,7 @@ def fhir_access(principal: Principal, database: Database) -> Access:
     """The FHIR access of ``principal`` (its consortia resolved to institutions)."""
     if not principal.bound:
         return principal.access(None)
-    reach = database.reach(principal.institutions, principal.consortia)
-    writable = database.reach(principal.institutions, frozenset()) if principal.institutions else frozenset()
+    reach, writable = database.reach(principal.institutions | principal.consortia, principal.institutions)
     return principal.access(reach, writable)
 
 

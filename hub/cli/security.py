@@ -89,12 +89,17 @@ def clients_disable(client_id: str = typer.Argument(..., help="The client to dis
     console.print(f"Disabled {client_id}")
 
 
-@keys_app.command("signing-key")
-def keys_signing_key(output: Path = typer.Option(..., "--output", help="Where to write the PEM (mode 0600)")) -> None:
-    """Generate a token-signing key (EC P-256) for HUB_SIGNING_KEY_FILE."""
+def _refuse_existing(output: Path) -> None:
+    """Key files are never overwritten (the data they protect would become unreadable)."""
     if output.exists():
         console.print(f"[red]{output} exists; not overwritten[/]")
         raise typer.Exit(1)
+
+
+@keys_app.command("signing-key")
+def keys_signing_key(output: Path = typer.Option(..., "--output", help="Where to write the PEM (mode 0600)")) -> None:
+    """Generate a token-signing key (EC P-256) for HUB_SIGNING_KEY_FILE."""
+    _refuse_existing(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.touch(mode=0o600)
     output.write_bytes(SigningKey.generate_pem())
@@ -104,9 +109,7 @@ def keys_signing_key(output: Path = typer.Option(..., "--output", help="Where to
 @keys_app.command("data-keys")
 def keys_data_keys(output: Path = typer.Option(..., "--output", help="Where to write the keyring (mode 0600)")) -> None:
     """Generate a personal-data keyring (AES-256-GCM key + blind-index key) for HUB_DATA_KEYS_FILE."""
-    if output.exists():
-        console.print(f"[red]{output} exists; not overwritten[/]")
-        raise typer.Exit(1)
+    _refuse_existing(output)
     DataKeyring.generate().save(output)
     console.print(f"wrote {output}: set HUB_DATA_KEYS_FILE={output}")
 

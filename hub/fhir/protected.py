@@ -92,6 +92,16 @@ class PersonalDataProtector:
     def __init__(self, keyring: DataKeyring, citizen_id_systems: frozenset[str] = DEFAULT_CITIZEN_ID_SYSTEMS) -> None:
         self.keyring = keyring
         self.citizen_id_systems = frozenset(citizen_id_systems)
+        #: Text one of which any JSON holding a protected value contains (a citizen-ID system or
+        #: document type, a phone/sms ContactPoint system, an encrypted value).
+        self._value_marks = tuple(
+            mark.encode() for mark in (*sorted(self.citizen_id_systems), ID_DOCUMENT_TYPE_SYSTEM,
+                                       *(f'"{system}"' for system in sorted(PHONE_SYSTEMS)))
+        ) + (_TOKEN_MARK,)
+
+    def may_hold(self, content: bytes) -> bool:
+        """False when resource JSON certainly holds no protected value (then nothing needs a walk)."""
+        return any(mark in content for mark in _ELEMENT_MARKS) and any(mark in content for mark in self._value_marks)
 
     # -- rules ---------------------------------------------------------------------------
 
@@ -134,8 +144,8 @@ class PersonalDataProtector:
         return self._walk(resource, visit)
 
     def protect_bytes(self, content: bytes) -> bytes:
-        """Resource JSON as stored: :meth:`protect` applied; ``content`` itself when it has no such element."""
-        if not any(mark in content for mark in _ELEMENT_MARKS):
+        """Resource JSON as stored: :meth:`protect` applied; ``content`` itself when it holds nothing to protect."""
+        if not self.may_hold(content):
             return content
         return dumps(self.protect(loads_stored(content)))
 

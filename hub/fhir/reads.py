@@ -45,11 +45,8 @@ class ReadInteractions:
     protector: PersonalDataProtector | None
     default_page_size: int
     max_page_size: int
-
-    @property
-    def registry(self) -> SearchRegistry:
-        """The search parameters in force."""
-        raise NotImplementedError
+    #: The search parameters in force (a property of the service).
+    registry: SearchRegistry
 
     def _current(self, resource_type: str, resource_id: str) -> StoredResource | None:
         require_id(resource_id)

@@ -162,17 +162,17 @@ class AuditLog:
 
     # -- reading -------------------------------------------------------------
 
-    def search(self, query: AuditQuery) -> tuple[list[bytes], int]:
-        """One page of matching events (newest first) and the number of all matches."""
+    def search(self, query: AuditQuery) -> tuple[list[tuple[str, bytes]], int]:
+        """One page of matching events (id and JSON, newest first) and the number of all matches."""
         where = self._conditions(query)
         with self.engine.connect() as connection:
             total = connection.execute(select(func.count()).select_from(audit_event).where(where)).scalar_one()
             rows = connection.execute(
-                select(audit_event.c.content).where(where)
+                select(audit_event.c.event_id, audit_event.c.content).where(where)
                 .order_by(audit_event.c.recorded.desc(), audit_event.c.audit_pk.desc())
                 .limit(query.count).offset(query.offset)
-            ).scalars().all()
-        return [r.encode() for r in rows], int(total)
+            ).all()
+        return [(r.event_id, r.content.encode()) for r in rows], int(total)
 
     def read(self, event_id: str) -> bytes | None:
         """One event's JSON, or None."""

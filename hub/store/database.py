@@ -153,22 +153,23 @@ class Database:
         with self.connection(write=write) as connection:
             yield SqlClientStore(connection)
 
-    def reach(self, institutions: frozenset[str], consortia: frozenset[str]) -> frozenset[str]:
-        """The institutions a principal reaches: its own, and every one under its consortia.
+    def reach(self, *root_sets: frozenset[str]) -> tuple[frozenset[str], ...]:
+        """For each set of Organization ids, those ids and every institution under them (a principal's
+        own institutions, its consortia), all in one unit of work.
 
         Cached until an Organization changes (one indexed query per call checks that).
         """
-        roots = institutions | consortia
         with self.unit_of_work(write=False) as repository:
             stamp = repository.type_stamp("Organization")
-            cached = self._reach.get(roots)
-            if cached is not None and cached[0] == stamp:
-                return cached[1]
-            found = institutions_under(repository, roots)
-        if len(self._reach) > 10_000:
-            self._reach.clear()
-        self._reach[roots] = (stamp, found)
-        return found
+            found = []
+            for roots in root_sets:
+                cached = self._reach.get(roots)
+                if cached is None or cached[0] != stamp:
+                    if len(self._reach) > 10_000:
+                        self._reach.clear()
+                    cached = self._reach[roots] = (stamp, institutions_under(repository, roots))
+                found.append(cached[1])
+        return tuple(found)
 
     @contextmanager
     def connection(self, *, write: bool) -> Iterator[Connection]:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, update
 
 from hub.fhir import jsonio
-from hub.fhir.indexing import extract_index
 from hub.fhir.instants import now_utc
 from hub.store.database import Database
 from hub.store.tables import reindex_job, resource
@@ -71,12 +70,11 @@ def reindex(
         after, done = (job.last_pk, job.done) if resumed and job is not None else (0, 0)
     indexed = 0
     while True:
-        with database.unit_of_work(write=True) as repository:
-            registry = database.search_parameters.current(repository)
+        with database.fhir_service(write=True) as service:
+            repository = service.repository
             batch = repository.current_batch(resource_type, after, batch_size)
             if batch:
-                blinded = database.protector.blinded
-                items = [(s, extract_index(blinded(jsonio.loads_stored(s.content or b"{}")), registry)) for s in batch]
+                items = [(s, service.index_values(jsonio.loads_stored(s.content or b"{}"), s.content)) for s in batch]
                 repository.replace_index(items)
                 after, done, indexed = batch[-1].pk, done + len(batch), indexed + len(batch)
             values = {"last_pk": after, "done": done}
@@ -88,3 +86,4 @@ def reindex(
         if len(batch) < batch_size:
             database.refresh_statistics(force=True)
             return ReindexResult(indexed, done, resumed)
+
