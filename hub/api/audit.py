@@ -18,6 +18,7 @@ from hub.auth.principal import Principal
 from hub.auth.roles import Permission
 from hub.errors import InvalidRequest, NotFound
 from hub.fhir import jsonio
+from hub.fhir.resource_types import require_id
 from hub.fhir.search import check_parameters
 from hub.fhir.search_values import parse_date_value
 from hub.privacy import clip, mask_text
@@ -164,6 +165,7 @@ def search_audit(request: Request, _auditor: Auditor) -> Response:
 def read_audit(request: Request, event_id: str, _auditor: Auditor) -> Response:
     """One AuditEvent."""
     database = request.app.state.database
+    require_id(event_id)  # as every FHIR read: a malformed id is 400 (and a NUL never reaches the database)
     database.audit.flush()
     content = database.audit.read(event_id)
     if content is None:

@@ -452,3 +452,9 @@ def test_one_unstorable_event_does_not_block_the_trail(database: Database) -> No
     database.audit.flush()
     with database.engine.connect() as connection:
         assert "later-client" in set(connection.execute(select(audit_table.c.client_id)).scalars())
+
+
+def test_malformed_event_id_is_400(server: str, database: Database) -> None:
+    with fhir_client(server, AUDITOR) as client:
+        assert_outcome(client.get("/AuditEvent/%00"), 400, contains="Invalid resource id")
+        assert_outcome(client.get("/AuditEvent/" + "a" * 65), 400)
