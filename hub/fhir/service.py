@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -169,6 +169,37 @@ class FhirService(ReadInteractions):
         """``PUT [type]/[id]``: update, or create with the client's id; unchanged content makes no version."""
         resource = self._validated_put(resource_type, resource_id, body)
         return self._update_validated(resource_type, resource_id, resource, if_match)
+
+    def upsert_many(self, resources: Sequence[tuple[str, str, dict[str, Any]]]) -> list[str]:
+        """Write resources the hub built itself under their own ids, in one round of reads and writes.
+
+        For each: ``created``, ``updated`` (a new version) or ``unchanged`` (same content as the
+        current version: no new version). The caller validated the templates; ids repeated in
+        ``resources`` keep the last one. Raises VersionConflict when a concurrent writer won.
+        """
+        last = {(t, i): n for n, (t, i, _r) in enumerate(resources)}
+        current = self.repository.read_current_many(list(last))
+        writes: list[VersionWrite] = []
+        outcomes: list[str] = []
+        for number, (resource_type, resource_id, resource) in enumerate(resources):
+            if last[(resource_type, resource_id)] != number:
+                outcomes.append("unchanged")
+                continue
+            existing = current.get((resource_type, resource_id))
+            live = existing is not None and not existing.deleted and existing.content is not None
+            if live and existing is not None and existing.content is not None:
+                if not self.access.may_change(existing):
+                    raise Forbidden(f"{resource_type}/{resource_id} belongs to another institution")
+                stored = _without_server_meta(jsonio.loads_stored(existing.content))
+                if jsonio.canonical(stored) == jsonio.canonical(_without_server_meta(resource)):
+                    outcomes.append("unchanged")
+                    continue
+            previous = existing.version_id if existing is not None else 0
+            writes.append(self._version(resource, resource_type, resource_id, previous + 1, "PUT", previous))
+            outcomes.append("updated" if live else "created")
+        if writes:
+            self.repository.write_many(writes)
+        return outcomes
 
     def prepare_put_create(self, resource_type: str, resource_id: str, body: Any) -> VersionWrite:
         """The first version written by ``PUT [type]/[id]`` of a resource that does not exist (bulk loads)."""

@@ -24,9 +24,11 @@ from hub.fhir.service import FhirService
 from hub.privacy import DataKeyring, resolve_keyring
 from hub.store.audit_log import AuditLog
 from hub.store.clients import SqlClientStore
+from hub.store.ingest_state import IngestState
 from hub.store.organizations import institutions_under
 from hub.store.repository import SqlRepository
 from hub.store.scoped import ScopedRepository
+from hub.store.sources import SqlSourceStore
 
 log = logging.getLogger("hub.store")
 #: How often SQLite statistics are refreshed after writes.
@@ -146,6 +148,30 @@ class Database:
                 access=access,
                 protector=self.protector,
             )
+
+    @contextmanager
+    def sources(self, *, write: bool) -> Iterator[SqlSourceStore]:
+        """The registered source systems (connections decrypted in memory), inside one transaction."""
+        with self.connection(write=write) as connection:
+            yield SqlSourceStore(connection, self.protector.keyring)
+
+    @contextmanager
+    def ingest_state(self, *, write: bool) -> Iterator[IngestState]:
+        """Watermarks, runs, locks and quarantine, inside one transaction."""
+        with self.connection(write=write) as connection:
+            yield IngestState(connection, self.protector.keyring)
+
+    @contextmanager
+    def ingest_batch(self, access: Access | None = None) -> Iterator[tuple[FhirService, IngestState]]:
+        """One ingest batch: resources, index rows, watermark, counts and quarantine in one transaction."""
+        with self.connection(write=True) as connection:
+            service = FhirService(
+                SqlRepository(connection, self.protector),
+                search_parameters=self.search_parameters,
+                access=access,
+                protector=self.protector,
+            )
+            yield service, IngestState(connection, self.protector.keyring)
 
     @contextmanager
     def clients(self, *, write: bool) -> Iterator[SqlClientStore]:

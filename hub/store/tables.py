@@ -223,3 +223,91 @@ audit_patient = Table(
     Column("patient_id", String(64), primary_key=True),
     Index("ix_hub_audit_patient_patient", "patient_id", "event_id"),
 )
+
+#: Source systems registered by hospital IT (``hub sources add``); the connection is encrypted.
+source_system = Table(
+    "hub_source",
+    metadata,
+    Column("source_id", String(64), primary_key=True),
+    Column("institution", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    #: HIS, EMR, LIS, PACS, RIS, ECG or EHR.
+    Column("system_kind", String(16), nullable=False),
+    #: The adapter (an entry point of ``hub.adapters``) and the profile version registered.
+    Column("adapter", String(64), nullable=False),
+    Column("adapter_version", String(32), nullable=False),
+    #: ODBC string / DSN, SQLAlchemy URL, directory or MLLP address, AES-GCM encrypted.
+    Column("connection", Text, nullable=False),
+    #: Adapter options (JSON).
+    Column("options", Text, nullable=False),
+    #: Five-field cron expression (None: run only when asked).
+    Column("schedule", String(100), nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+    Index("ix_hub_source_institution", "institution"),
+)
+
+#: Where each source's incremental read stopped, per record kind (moved with the data it covers).
+ingest_watermark = Table(
+    "hub_ingest_watermark",
+    metadata,
+    Column("source_id", String(64), primary_key=True),
+    Column("record_kind", String(32), primary_key=True),
+    #: JSON: the last row's update time and key.
+    Column("position", Text, nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+)
+
+#: Ingest runs: one row per run, with its counts.
+ingest_run = Table(
+    "hub_ingest_run",
+    metadata,
+    Column("run_id", BigId, primary_key=True, autoincrement=True),
+    Column("source_id", String(64), nullable=False),
+    #: manual, schedule, api, replay.
+    Column("trigger", String(16), nullable=False),
+    #: running, succeeded, failed, interrupted.
+    Column("status", String(16), nullable=False),
+    Column("started", DateTime(timezone=True), nullable=False),
+    Column("finished", DateTime(timezone=True), nullable=True),
+    Column("heartbeat", DateTime(timezone=True), nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("records_read", Integer, nullable=False),
+    Column("created", Integer, nullable=False),
+    Column("updated", Integer, nullable=False),
+    Column("unchanged", Integer, nullable=False),
+    Column("quarantined", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Index("ix_hub_ingest_run_source", "source_id", "run_id"),
+)
+
+#: One run per source at a time, across processes: a lease renewed by the running run.
+ingest_lock = Table(
+    "hub_ingest_lock",
+    metadata,
+    Column("source_id", String(64), primary_key=True),
+    Column("run_id", BigInteger, nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
+
+#: Source rows that could not be stored, with the reason; replayed after a fix.
+quarantine = Table(
+    "hub_quarantine",
+    metadata,
+    Column("q_id", BigId, primary_key=True, autoincrement=True),
+    Column("source_id", String(64), nullable=False),
+    Column("run_id", BigInteger, nullable=False),
+    Column("record_kind", String(32), nullable=False),
+    Column("source_key", String(200), nullable=False),
+    #: The raw row (JSON), encrypted: it holds ID and phone numbers.
+    Column("raw", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    #: open, resolved (stored later, by a replay or a rerun), discarded.
+    Column("status", String(16), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("resolved", DateTime(timezone=True), nullable=True),
+    Index("ix_hub_quarantine_open", "source_id", "status", "record_kind", "source_key"),
+)

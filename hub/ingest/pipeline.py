@@ -1,0 +1,314 @@
+"""One ingest run of one source: extract → check → map → build FHIR → validate (sample) → store.
+
+Each page of source rows is one batch, and each batch is one transaction that writes the
+resources, their index rows, the quarantined rows, the run's counts and the new watermark
+together: a run killed at any instant leaves the store at the end of its last committed
+batch, and the next run resumes exactly there. Ids are deterministic and unchanged
+content creates no version, so re-reading rows is harmless.
+
+One run per source at a time, across processes and hosts: a lease in ``hub_ingest_lock``,
+renewed in every batch's transaction (a run that lost its lease cannot commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from adapters.base import Adapter, CanonicalRecord, ConnectionProblem, Position, RecordProblem, SourceRow
+from hub.errors import Conflict, HubError
+from hub.fhir import jsonio
+from hub.fhir.access import Access
+from hub.fhir.instants import now_utc
+from hub.ingest.checks import Sampler, content_problem, record_problem
+from hub.ingest.fhir_build import Resource, SourceContext, build_resources
+from hub.ingest.mapping import Normalizer, PassThrough
+from hub.privacy import clip, mask_text
+from hub.store.database import Database
+from hub.store.sources import SourceRecord
+
+log = logging.getLogger("hub.ingest")
+
+#: Connection problems worth retrying (the others need a person to fix something).
+RETRIED = frozenset({"host-unreachable", "login-failed", "database-missing", "error"})
+Progress = Callable[[str, "RunCounts"], None]
+
+
+class IngestBusy(Conflict):
+    """Another run of the same source holds its lock."""
+
+
+class LeaseLost(HubError):
+    """The run's lock was taken over (it stalled beyond its lease): it must stop without committing."""
+
+    status = 409
+    code = "conflict"
+
+
+@dataclass
+class RunCounts:
+    """What a run did so far."""
+
+    records_read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+
+    def add(self, other: "RunCounts") -> None:
+        """Add a batch's counts."""
+        for name in self.as_dict():
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name."""
+        return {"records_read": self.records_read, "created": self.created, "updated": self.updated,
+                "unchanged": self.unchanged, "quarantined": self.quarantined}
+
+
+@dataclass
+class RunResult:
+    """The end of a run."""
+
+    run_id: int
+    source_id: str
+    status: str
+    counts: RunCounts
+    seconds: float
+    error: str | None = None
+    attempts: int = 1
+    validated: int = 0
+
+
+@dataclass
+class IngestOptions:
+    """How a run behaves (defaults suit production; tests shorten the waits)."""
+
+    page_size: int = 1000
+    lease_seconds: float = 120.0
+    #: Connection attempts per run (the first included) and the first backoff, doubled each time.
+    attempts: int = 4
+    backoff_seconds: float = 2.0
+    #: Validate the first resource of each type and then one in this many.
+    validate_every: int = 1000
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+
+def holder_name() -> str:
+    """This process, as a lock holder: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_local_holder(holder: str) -> bool:
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class IngestRun:
+    """Runs one source once (``run``); built per run."""
+
+    def __init__(
+        self,
+        database: Database,
+        source: SourceRecord,
+        open_adapter: Callable[[SourceRecord], Adapter],
+        *,
+        options: IngestOptions | None = None,
+        normalizer: Normalizer | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.database = database
+        self.source = source
+        self.open_adapter = open_adapter
+        self.options = options or IngestOptions()
+        self.normalizer = normalizer or PassThrough()
+        self.progress = progress
+        self.counts = RunCounts()
+        self.access = Access.unrestricted(f"ingest:{source.source_id}")
+        self.sampler = Sampler(self.options.validate_every)
+        self._holder = holder_name()
+        self._run_id = 0
+        self._attempts = 1
+
+    # -- the run ----------------------------------------------------------
+
+    def run(self, trigger: str = "manual", kinds: Sequence[str] | None = None) -> RunResult:
+        """Run the source now; raises :class:`IngestBusy` when another run holds it."""
+        started = time.monotonic()
+        self._run_id = self._begin(trigger)
+        status, error = "succeeded", None
+        try:
+            self._extract(kinds)
+        except ConnectionProblem as problem:
+            status, error = "failed", f"{problem.reason}: {problem.message}"
+        except LeaseLost as lost:
+            status, error = "failed", lost.message
+        except HubError as failure:
+            status, error = "failed", failure.message
+        except Exception as exc:  # noqa: BLE001 - a run records any failure instead of dying with it
+            log.exception("ingest run %s of %s failed", self._run_id, self.source.source_id)
+            status, error = "failed", f"internal error ({type(exc).__name__}); see the hub log"
+        if error:
+            error = clip(mask_text(error), 1000)
+            log.warning("ingest run %s of %s failed: %s", self._run_id, self.source.source_id, error)
+        self._end(status, error)
+        return RunResult(self._run_id, self.source.source_id, status, self.counts, time.monotonic() - started,
+                         error, self._attempts, self.sampler.validated)
+
+    def _begin(self, trigger: str) -> int:
+        now = now_utc()
+        with self.database.ingest_state(write=True) as state:
+            run_id = state.start_run(self.source.source_id, trigger, self._holder, now)
+            lease = self.options.lease_seconds
+            if not state.acquire(self.source.source_id, run_id, self._holder, now, lease):
+                held = state.lock_holder(self.source.source_id) or {}
+                dead = str(held.get("holder", ""))
+                if not (dead and _dead_local_holder(dead)
+                        and state.take_over(self.source.source_id, dead, run_id, self._holder, now, lease)):
+                    raise IngestBusy(
+                        f"Source {self.source.source_id} is being ingested by run {held.get('run_id')} "
+                        f"({held.get('holder')}); try again when it ends"
+                    )
+            state.interrupt_stale(self.source.source_id, run_id, now)
+        log.info("ingest run %s of %s started (%s)", run_id, self.source.source_id, trigger)
+        return run_id
+
+    def _end(self, status: str, error: str | None) -> None:
+        with self.database.ingest_state(write=True) as state:
+            state.add_counts(self._run_id, {}, now_utc(), attempts=self._attempts)
+            state.finish_run(self._run_id, status, now_utc(), error)
+            state.release(self.source.source_id, self._run_id)
+        log.info("ingest run %s of %s %s: %s", self._run_id, self.source.source_id, status, self.counts.as_dict())
+
+    # -- extraction with retries -------------------------------------------
+
+    def _extract(self, kinds: Sequence[str] | None) -> None:
+        """Read every kind; on a connection problem, reopen and resume from the last committed batch."""
+        delay = self.options.backoff_seconds
+        while True:
+            adapter = None
+            try:
+                adapter = self.open_adapter(self.source)
+                adapter.check()
+                self._read_all(adapter, kinds)
+                return
+            except ConnectionProblem as problem:
+                if problem.reason not in RETRIED or self._attempts >= self.options.attempts:
+                    raise
+                log.warning("source %s: %s; retrying in %.0f s (attempt %d of %d)", self.source.source_id,
+                            problem.reason, delay, self._attempts + 1, self.options.attempts)
+                self.options.sleep(delay)
+                delay *= 2
+                self._attempts += 1
+            finally:
+                if adapter is not None:
+                    adapter.close()
+
+    def _read_all(self, adapter: Adapter, kinds: Sequence[str] | None) -> None:
+        context = SourceContext(self.source.source_id, self.source.institution, adapter.name, adapter.version,
+                                self.normalizer.version)
+        with self.database.ingest_state(write=False) as state:
+            positions = state.positions(self.source.source_id)
+        for kind in adapter.kinds():
+            if kinds and kind not in kinds:
+                continue
+            position = Position.from_json(positions.get(kind))
+            for page in adapter.read(kind, position, self.options.page_size):
+                self.store_batch(kind, page, adapter, context)
+                acknowledge = getattr(adapter, "acknowledge", None)
+                if acknowledge is not None:
+                    acknowledge(page)
+
+    # -- one batch -----------------------------------------------------------
+
+    def store_batch(self, kind: str, page: list[SourceRow], adapter: Adapter, context: SourceContext,
+                    *, move_watermark: bool = True) -> RunCounts:
+        """Convert, check, build and store one page in one transaction (with watermark and counts)."""
+        counts = RunCounts(records_read=len(page))
+        resources: list[tuple[str, str, Resource]] = []
+        stored_keys: list[str] = []
+        rejected: list[dict[str, object]] = []
+        for row in page:
+            built, reason = self._build(row, adapter, context)
+            if reason is not None:
+                rejected.append({"source_id": self.source.source_id, "run_id": self._run_id, "record_kind": kind,
+                                 "source_key": row.key, "raw": dict(row.raw), "reason": clip(mask_text(reason), 500)})
+                continue
+            resources.extend(built)
+            stored_keys.append(row.key)
+        now = now_utc()
+        with self.database.ingest_batch(self.access) as (service, state):
+            if not state.renew(self.source.source_id, self._run_id, now, self.options.lease_seconds):
+                raise LeaseLost(f"Run {self._run_id} lost the lock of {self.source.source_id}; it stops here")
+            if resources:
+                for outcome in service.upsert_many(resources):
+                    setattr(counts, outcome, getattr(counts, outcome) + 1)
+            state.quarantine(rejected, now)
+            counts.quarantined = len(rejected)
+            if stored_keys and state.has_open(self.source.source_id):
+                state.resolve(self.source.source_id, kind, stored_keys, now)
+            if move_watermark and page:
+                state.save_position(self.source.source_id, kind, page[-1].position.to_json(), now)
+            state.add_counts(self._run_id, counts.as_dict(), now, attempts=self._attempts)
+        self.counts.add(counts)
+        if self.progress is not None:
+            self.progress(kind, self.counts)
+        return counts
+
+    def _build(self, row: SourceRow, adapter: Adapter, context: SourceContext
+               ) -> tuple[list[tuple[str, str, Resource]], str | None]:
+        """The resources of one row, or the reason it goes to quarantine."""
+        try:
+            record: CanonicalRecord = adapter.convert(row)
+        except RecordProblem as problem:
+            return [], problem.reason
+        except Exception as exc:  # noqa: BLE001 - a profile hook's bug quarantines the row, not the run
+            return [], f"the adapter failed on this row ({type(exc).__name__})"
+        problem = record_problem(record)
+        if problem is not None:
+            return [], problem
+        built = [(t, i, self.normalizer.normalize(r)) for t, i, r in build_resources(record, context)]
+        for _type, _id, resource in built:
+            problem = content_problem(jsonio.dumps(resource)) or self.sampler.problem(resource)
+            if problem is not None:
+                return [], problem
+        return built, None
+
+    # -- replay -------------------------------------------------------------
+
+    def replay(self, entries: list[dict[str, object]]) -> RunResult:
+        """Convert quarantined rows again (after a profile or source fix); still-bad rows stay quarantined."""
+        started = time.monotonic()
+        self._run_id = self._begin("replay")
+        status, error = "succeeded", None
+        adapter = self.open_adapter(self.source)
+        try:
+            context = SourceContext(self.source.source_id, self.source.institution, adapter.name, adapter.version,
+                                    self.normalizer.version)
+            by_kind: dict[str, list[SourceRow]] = {}
+            for entry in entries:
+                kind = str(entry["record_kind"])
+                row = SourceRow(kind, str(entry["source_key"]), Position(), dict(entry["raw"]))  # type: ignore[arg-type]
+                by_kind.setdefault(kind, []).append(row)
+            for kind, rows in by_kind.items():
+                for start in range(0, len(rows), self.options.page_size):
+                    self.store_batch(kind, rows[start:start + self.options.page_size], adapter, context,
+                                     move_watermark=False)
+        except HubError as failure:
+            status, error = "failed", failure.message
+        finally:
+            adapter.close()
+        self._end(status, error)
+        return RunResult(self._run_id, self.source.source_id, status, self.counts, time.monotonic() - started, error)
