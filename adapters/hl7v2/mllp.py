@@ -40,7 +40,6 @@ class _Connection(socketserver.BaseRequestHandler):
         owner = self.server.owner
         sock: socket.socket = self.request
         sock.settimeout(owner.idle_timeout)
-        owner._track(sock, True)
         buffer = b""
         try:
             while True:
@@ -49,6 +48,7 @@ class _Connection(socketserver.BaseRequestHandler):
                 end = buffer.find(END)
                 if end >= 0:
                     data, buffer = buffer[1:end], buffer[end + 1 :].lstrip(CR)
+                    data = data[data.rfind(START) + 1 :]  # a frame restarted before it ended: its last start
                     if len(data) > owner.max_size:
                         self._reject(data)
                         return
@@ -63,8 +63,6 @@ class _Connection(socketserver.BaseRequestHandler):
                 buffer += chunk
         except OSError:
             return  # the peer went away, timed out, or the server is stopping
-        finally:
-            owner._track(sock, False)
 
     def _answer(self, data: bytes) -> None:
         message, encoding = decode_message(data)
@@ -99,6 +97,14 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     owner: MllpServer
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        self.owner._track(request, True)  # in the serving thread: stop() sees every accepted connection
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        self.owner._track(request, False)
+        super().shutdown_request(request)
 
 
 class MllpServer:
@@ -141,12 +147,18 @@ class MllpServer:
         server = _Server((self.host, self._port), _Connection)
         server.owner = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name=f"mllp-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"mllp-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop listening and close open connections (messages being handled finish first)."""
+        """Stop listening and close open connections.
+
+        A message being handled is still handled, but its ACK may not reach the sender
+        (who then sends it again: the hub's storing must be idempotent, as every ingest is).
+        """
         server, self._server = self._server, None
         if server is None:
             return

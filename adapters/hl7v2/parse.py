@@ -22,17 +22,11 @@ from adapters.fields import DEFAULT_ZONE, build_lab_result, build_record, is_nul
 from adapters.hl7v2.text import hl7_datetime, normalise
 
 #: HL7 table 0123 (result status, OBR-25) → canonical report status (HL7 v2-to-FHIR mapping).
-REPORT_STATUS = {
-    "O": "registered",
-    "I": "registered",
-    "S": "registered",
-    "A": "partial",
-    "R": "partial",
-    "P": "preliminary",
-    "F": "final",
-    "C": "corrected",
-    "X": "cancelled",
-}
+REPORT_STATUS = (
+    dict.fromkeys("OIS", "registered")
+    | dict.fromkeys("AR", "partial")
+    | {"P": "preliminary", "F": "final", "C": "corrected", "X": "cancelled"}
+)
 #: HL7 table 0078 (OBX-8) flags the canonical record knows; ``AA`` (very abnormal) is kept as ``A``.
 ABNORMAL_FLAGS = {"H": "H", "L": "L", "N": "N", "A": "A", "HH": "HH", "LL": "LL", "AA": "A"}
 #: OBX-11 statuses of a result that has no value to report (pending, cannot be obtained, deleted, wrong).
@@ -103,11 +97,13 @@ def _groups(parsed: hl7.Message) -> list[dict[str, Any]]:
         elif name == "PV1":
             pv1 = segment
         elif name == "OBR":
-            groups.append({"pid": pid, "pv1": pv1, "obr": segment, "obx": [], "spm": None})
-        elif name == "SPM" and current is not None and current["spm"] is None:
-            current["spm"] = segment
-        elif name == "OBX" and current is not None and (current["spm"] is None or not current["obx"]):
-            current["obx"].append(segment)  # OBX after an SPM describe the specimen (unless none came before)
+            groups.append({"pid": pid, "pv1": pv1, "obr": segment, "obx": [], "spm": None, "specimen_obx": False})
+        elif name == "SPM" and current is not None:
+            current["spm"] = current["spm"] or segment
+            # OBX after an SPM describe the specimen (v2.5 SPECIMEN group), unless no result came before it.
+            current["specimen_obx"] = current["specimen_obx"] or bool(current["obx"])
+        elif name == "OBX" and current is not None and not current["specimen_obx"]:
+            current["obx"].append(segment)
     return groups
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+import hl7.util
 
 from adapters.fields import DEFAULT_ZONE, parse_datetime
 
@@ -12,6 +15,15 @@ _BATCH_SEGMENTS = frozenset({"FHS", "BHS", "BTS", "FTS"})
 _SEGMENT_BREAK = re.compile(r"\r\n|\r|\n")
 _OUTER_JUNK = "\x0b\x1c\ufeff\x00 \t\r\n"
 _HL7_TIME = re.compile(r"^(\d{8})(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    return False
+
+
+# python-hl7 logs the text of a field it cannot unescape (patient data, too): keep it out of the hub's
+# logs (a filter, which survives logging.config.dictConfig, unlike ``disabled`` or a level).
+hl7.util.logger.addFilter(_quiet)
 
 
 def decode_message(data: bytes) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from rich.table import Table
 from hub.api.audit import audit_row
 from hub.auth.audit import AuditRecord
 from hub.auth.roles import Role
+from hub.cli.ingest import ingest_app, sources_app
 from hub.cli.registry import registry_app
 from hub.cli.security import audit_app, clients_app, keys_app, register_client
 from hub.config import Settings
@@ -38,6 +39,8 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(registry_app, name="registry")
+app.add_typer(sources_app, name="sources")
+app.add_typer(ingest_app, name="ingest")
 console = Console(soft_wrap=True)
 
 

@@ -74,6 +74,24 @@ class _Choice(tuple):  # type: ignore[type-arg]
     """A choice element seen under its base name: ``(type suffix, value)``."""
 
 
+#: key → (base name, type suffix) of a choice element, or None (keys repeat: computed once each).
+_CHOICE_KEYS: dict[str, tuple[str, str] | None] = {}
+
+
+def _choice_of(key: str) -> tuple[str, str] | None:
+    found = _CHOICE_KEYS.get(key, False)
+    if found is not False:
+        return found  # type: ignore[return-value]
+    found = None
+    for position in range(1, len(key)):
+        if key[position].isupper() and key[position:] in CHOICE_TYPES:
+            found = (key[:position], key[position:])
+            break
+    if len(_CHOICE_KEYS) < 100_000:  # element names are few; arbitrary keys of bad input must not grow it forever
+        _CHOICE_KEYS[key] = found
+    return found
+
+
 def prepare(node: Any) -> Any:
     """A copy of a resource where each choice element is also found under its base name.
 
@@ -83,15 +101,14 @@ def prepare(node: Any) -> Any:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            prepared = prepare(value)
+            prepared = prepare(value) if isinstance(value, (dict, list)) else value
             out[key] = prepared
-            for position in range(1, len(key)):
-                if key[position].isupper() and key[position:] in CHOICE_TYPES:
-                    out.setdefault(key[:position], _Choice((key[position:], prepared)))
-                    break
+            choice = _choice_of(key)
+            if choice is not None:
+                out.setdefault(choice[0], _Choice((choice[1], prepared)))
         return out
     if isinstance(node, list):
-        return [prepare(item) for item in node]
+        return [prepare(item) if isinstance(item, (dict, list)) else item for item in node]
     return node
 
 

@@ -195,7 +195,8 @@ class FhirService(ReadInteractions):
                     outcomes.append("unchanged")
                     continue
             previous = existing.version_id if existing is not None else 0
-            writes.append(self._version(resource, resource_type, resource_id, previous + 1, "PUT", previous))
+            writes.append(self._version(resource, resource_type, resource_id, previous + 1, "PUT", previous,
+                                        hub_assigned_id=True))
             outcomes.append("updated" if live else "created")
         if writes:
             self.repository.write_many(writes)
@@ -349,9 +350,10 @@ class FhirService(ReadInteractions):
         previous: int,
         *,
         may_conflict: bool = True,
+        hub_assigned_id: bool = False,
     ) -> VersionWrite:
         self.access.require(resource_type, "c" if method == "POST" else "u")
-        if method != "POST" and mask_text(resource_id) != resource_id:  # a client-chosen id
+        if method != "POST" and not hub_assigned_id and mask_text(resource_id) != resource_id:  # a client-chosen id
             raise InvalidRequest(
                 "A resource id must not be an ID or phone number (personal data is never stored in plain text); "
                 "use the hospital's record number or let the hub assign the id",

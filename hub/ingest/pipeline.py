@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from adapters.base import Adapter, CanonicalRecord, ConnectionProblem, Position, RecordProblem, SourceRow
+from adapters.base import Adapter, ConnectionProblem, Position, SourceRow
 from hub.errors import Conflict, HubError
-from hub.fhir import jsonio
 from hub.fhir.access import Access
 from hub.fhir.instants import now_utc
-from hub.ingest.checks import Sampler, content_problem, record_problem
-from hub.ingest.fhir_build import Resource, SourceContext, build_resources
+from hub.ingest.building import BuiltPage, PageBuilder
+from hub.ingest.fhir_build import SourceContext
 from hub.ingest.mapping import Normalizer, PassThrough
 from hub.privacy import clip, mask_text
 from hub.store.database import Database
@@ -95,6 +94,8 @@ class IngestOptions:
     backoff_seconds: float = 2.0
     #: Validate the first resource of each type and then one in this many.
     validate_every: int = 1000
+    #: Refresh the planner statistics after the first batch and then every this many resources written.
+    analyze_every: int = 200_000
     sleep: Callable[[float], None] = field(default=time.sleep)
 
 
@@ -137,24 +138,37 @@ class IngestRun:
         self.progress = progress
         self.counts = RunCounts()
         self.access = Access.unrestricted(f"ingest:{source.source_id}")
-        self.sampler = Sampler(self.options.validate_every)
+        self.validated = 0
         self._holder = holder_name()
         self._run_id = 0
+        self._started = time.monotonic()
         self._attempts = 1
+        self._written_since_analyze = 0
+        self._locked = True
 
     # -- the run ----------------------------------------------------------
 
     def run(self, trigger: str = "manual", kinds: Sequence[str] | None = None) -> RunResult:
         """Run the source now; raises :class:`IngestBusy` when another run holds it."""
-        started = time.monotonic()
+        self.begin(trigger)
+        return self.execute(kinds)
+
+    def begin(self, trigger: str) -> int:
+        """Record the run and take the source's lock (IngestBusy if held); the run id.
+
+        Split from :meth:`execute` so that an API call can answer with the run id at once.
+        """
+        self._started = time.monotonic()
         self._run_id = self._begin(trigger)
+        return self._run_id
+
+    def execute(self, kinds: Sequence[str] | None = None) -> RunResult:
+        """Read the source (after :meth:`begin`), record the outcome and release the lock."""
         status, error = "succeeded", None
         try:
             self._extract(kinds)
         except ConnectionProblem as problem:
             status, error = "failed", f"{problem.reason}: {problem.message}"
-        except LeaseLost as lost:
-            status, error = "failed", lost.message
         except HubError as failure:
             status, error = "failed", failure.message
         except Exception as exc:  # noqa: BLE001 - a run records any failure instead of dying with it
@@ -164,8 +178,8 @@ class IngestRun:
             error = clip(mask_text(error), 1000)
             log.warning("ingest run %s of %s failed: %s", self._run_id, self.source.source_id, error)
         self._end(status, error)
-        return RunResult(self._run_id, self.source.source_id, status, self.counts, time.monotonic() - started,
-                         error, self._attempts, self.sampler.validated)
+        return RunResult(self._run_id, self.source.source_id, status, self.counts,
+                         time.monotonic() - self._started, error, self._attempts, self.validated)
 
     def _begin(self, trigger: str) -> int:
         now = now_utc()
@@ -216,87 +230,88 @@ class IngestRun:
                 if adapter is not None:
                     adapter.close()
 
-    def _read_all(self, adapter: Adapter, kinds: Sequence[str] | None) -> None:
+    def builder(self, adapter: Adapter) -> PageBuilder:
+        """The page builder of this run for ``adapter`` (conversion only: it need not be connected)."""
+        return self._builder(adapter)
+
+    def begin_session(self, trigger: str) -> int:
+        """Record a run that receives pushed data (an MLLP listener) without taking the pull lock."""
+        self._started = time.monotonic()
+        with self.database.ingest_state(write=True) as state:
+            self._run_id = state.start_run(self.source.source_id, trigger, self._holder, now_utc())
+        self._locked = False
+        return self._run_id
+
+    def end_session(self, error: str | None = None) -> None:
+        """Close a pushed-data run."""
+        with self.database.ingest_state(write=True) as state:
+            state.finish_run(self._run_id, "failed" if error else "succeeded", now_utc(), error)
+
+    def _builder(self, adapter: Adapter) -> PageBuilder:
         context = SourceContext(self.source.source_id, self.source.institution, adapter.name, adapter.version,
                                 self.normalizer.version)
+        return PageBuilder(adapter, context, self.normalizer, self.options.validate_every)
+
+    def _read_all(self, adapter: Adapter, kinds: Sequence[str] | None) -> None:
+        builder = self._builder(adapter)
         with self.database.ingest_state(write=False) as state:
             positions = state.positions(self.source.source_id)
         for kind in adapter.kinds():
             if kinds and kind not in kinds:
                 continue
-            position = Position.from_json(positions.get(kind))
-            for page in adapter.read(kind, position, self.options.page_size):
-                self.store_batch(kind, page, adapter, context)
+            for rows in adapter.read(kind, Position.from_json(positions.get(kind)), self.options.page_size):
+                self.store_page(builder.build(kind, rows))
                 acknowledge = getattr(adapter, "acknowledge", None)
                 if acknowledge is not None:
-                    acknowledge(page)
+                    acknowledge(rows)
 
     # -- one batch -----------------------------------------------------------
 
-    def store_batch(self, kind: str, page: list[SourceRow], adapter: Adapter, context: SourceContext,
-                    *, move_watermark: bool = True) -> RunCounts:
-        """Convert, check, build and store one page in one transaction (with watermark and counts)."""
-        counts = RunCounts(records_read=len(page))
-        resources: list[tuple[str, str, Resource]] = []
-        stored_keys: list[str] = []
-        rejected: list[dict[str, object]] = []
-        for row in page:
-            built, reason = self._build(row, adapter, context)
-            if reason is not None:
-                rejected.append({"source_id": self.source.source_id, "run_id": self._run_id, "record_kind": kind,
-                                 "source_key": row.key, "raw": dict(row.raw), "reason": clip(mask_text(reason), 500)})
-                continue
-            resources.extend(built)
-            stored_keys.append(row.key)
+    def store_page(self, page: BuiltPage, *, move_watermark: bool = True) -> RunCounts:
+        """Store one built page in one transaction, with its quarantined rows, counts and watermark."""
+        counts = RunCounts(records_read=len(page.rows), quarantined=len(page.rejected))
+        rejected = [{"source_id": self.source.source_id, "run_id": self._run_id, "record_kind": page.kind,
+                     "source_key": key, "raw": raw, "reason": reason} for key, raw, reason in page.rejected]
         now = now_utc()
         with self.database.ingest_batch(self.access) as (service, state):
-            if not state.renew(self.source.source_id, self._run_id, now, self.options.lease_seconds):
+            if self._locked and not state.renew(self.source.source_id, self._run_id, now, self.options.lease_seconds):
                 raise LeaseLost(f"Run {self._run_id} lost the lock of {self.source.source_id}; it stops here")
-            if resources:
-                for outcome in service.upsert_many(resources):
+            if page.resources:
+                for outcome in service.upsert_many(page.resources):
                     setattr(counts, outcome, getattr(counts, outcome) + 1)
             state.quarantine(rejected, now)
-            counts.quarantined = len(rejected)
-            if stored_keys and state.has_open(self.source.source_id):
-                state.resolve(self.source.source_id, kind, stored_keys, now)
-            if move_watermark and page:
-                state.save_position(self.source.source_id, kind, page[-1].position.to_json(), now)
+            if page.stored_keys and state.has_open(self.source.source_id):
+                state.resolve(self.source.source_id, page.kind, page.stored_keys, now)
+            if move_watermark and page.rows:
+                state.save_position(self.source.source_id, page.kind, page.rows[-1].position.to_json(), now)
             state.add_counts(self._run_id, counts.as_dict(), now, attempts=self._attempts)
         self.counts.add(counts)
+        self.validated += page.validated
+        self._keep_statistics(counts.created + counts.updated)
         if self.progress is not None:
-            self.progress(kind, self.counts)
+            self.progress(page.kind, self.counts)
         return counts
 
-    def _build(self, row: SourceRow, adapter: Adapter, context: SourceContext
-               ) -> tuple[list[tuple[str, str, Resource]], str | None]:
-        """The resources of one row, or the reason it goes to quarantine."""
-        try:
-            record: CanonicalRecord = adapter.convert(row)
-        except RecordProblem as problem:
-            return [], problem.reason
-        except Exception as exc:  # noqa: BLE001 - a profile hook's bug quarantines the row, not the run
-            return [], f"the adapter failed on this row ({type(exc).__name__})"
-        problem = record_problem(record)
-        if problem is not None:
-            return [], problem
-        built = [(t, i, self.normalizer.normalize(r)) for t, i, r in build_resources(record, context)]
-        for _type, _id, resource in built:
-            problem = content_problem(jsonio.dumps(resource)) or self.sampler.problem(resource)
-            if problem is not None:
-                return [], problem
-        return built, None
+    def _keep_statistics(self, written: int) -> None:
+        """ANALYZE after the first writes and whenever the run has written as much again (up to every
+        ``analyze_every``): a few cheap ANALYZEs keep the statistics close to a growing store."""
+        self._written_since_analyze += written
+        total = self.counts.created + self.counts.updated
+        threshold = min(max(total - self._written_since_analyze, 1), self.options.analyze_every)
+        if written and self._written_since_analyze >= threshold:
+            self.database.analyze_store()
+            self._written_since_analyze = 0
 
     # -- replay -------------------------------------------------------------
 
     def replay(self, entries: list[dict[str, object]]) -> RunResult:
         """Convert quarantined rows again (after a profile or source fix); still-bad rows stay quarantined."""
-        started = time.monotonic()
-        self._run_id = self._begin("replay")
+        self.begin("replay")
         status, error = "succeeded", None
-        adapter = self.open_adapter(self.source)
+        adapter = None
         try:
-            context = SourceContext(self.source.source_id, self.source.institution, adapter.name, adapter.version,
-                                    self.normalizer.version)
+            adapter = self.open_adapter(self.source)
+            builder = self._builder(adapter)
             by_kind: dict[str, list[SourceRow]] = {}
             for entry in entries:
                 kind = str(entry["record_kind"])
@@ -304,11 +319,15 @@ class IngestRun:
                 by_kind.setdefault(kind, []).append(row)
             for kind, rows in by_kind.items():
                 for start in range(0, len(rows), self.options.page_size):
-                    self.store_batch(kind, rows[start:start + self.options.page_size], adapter, context,
-                                     move_watermark=False)
+                    page = builder.build(kind, rows[start:start + self.options.page_size])
+                    self.store_page(page, move_watermark=False)
+        except ConnectionProblem as problem:
+            status, error = "failed", f"{problem.reason}: {problem.message}"
         except HubError as failure:
             status, error = "failed", failure.message
         finally:
-            adapter.close()
+            if adapter is not None:
+                adapter.close()
         self._end(status, error)
-        return RunResult(self._run_id, self.source.source_id, status, self.counts, time.monotonic() - started, error)
+        return RunResult(self._run_id, self.source.source_id, status, self.counts,
+                         time.monotonic() - self._started, error)

@@ -18,9 +18,10 @@ from typing import Any
 
 from adapters.base import SYSTEM_KINDS, Adapter, AdapterError, ConnectionProblem, SourceConfig
 from adapters.sql.connection import mask_secrets
-from hub.errors import InvalidRequest
+from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.fhir.instants import now_utc
 from hub.privacy import clip, mask_text
+from hub.store.database import Database
 from hub.store.sources import SourceRecord
 
 ADAPTER_GROUP = "hub.adapters"
@@ -166,3 +167,46 @@ def test_connection(source: SourceRecord) -> ConnectionReport:
 
 
 test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def _require_institution(database: Database, institution: str) -> None:
+    with database.unit_of_work(write=False) as repository:
+        found = repository.read_current("Organization", institution)
+    if found is None or found.deleted:
+        raise InvalidRequest(f"institution: no Organization/{clip(institution, 64)} (load the roster first: "
+                             "hub registry load)", expression="institution")
+
+
+def register_source(database: Database, data: Mapping[str, Any]) -> SourceRecord:
+    """Validate and register a new source; Conflict if the id is taken."""
+    source = source_from_request(data, timezone=database.settings.timezone)
+    _require_institution(database, source.institution)
+    with database.sources(write=True) as store:
+        if store.get(source.source_id) is not None:
+            raise Conflict(f"A source {source.source_id} is already registered")
+        store.add(source)
+    return source
+
+
+def change_source(database: Database, source_id: str, data: Mapping[str, Any]) -> SourceRecord:
+    """Change a registered source (fields not given keep their values); NotFound if unknown."""
+    with database.sources(write=False) as store:
+        existing = store.get(source_id)
+    if existing is None:
+        raise NotFound(f"No source {clip(source_id, 64)}")
+    source = source_from_request({**data, "source_id": source_id}, existing=existing,
+                                 timezone=database.settings.timezone)
+    if source.institution != existing.institution:
+        _require_institution(database, source.institution)
+    with database.sources(write=True) as store:
+        store.save(source)
+    return source
+
+
+def get_source(database: Database, source_id: str) -> SourceRecord:
+    """A registered source; NotFound if unknown."""
+    with database.sources(write=False) as store:
+        source = store.get(source_id)
+    if source is None:
+        raise NotFound(f"No source {clip(source_id, 64)}")
+    return source

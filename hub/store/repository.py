@@ -427,8 +427,16 @@ class SqlRepository:
         for name, table_rows in rows.items():
             if not table_rows:
                 continue
-            if self.connection.dialect.name == "postgresql" and len(table_rows) > _COPY_THRESHOLD:
+            dialect = self.connection.dialect.name
+            if dialect == "postgresql" and len(table_rows) > _COPY_THRESHOLD:
                 self._copy_rows(INDEX_TABLES[name], table_rows)
+            elif dialect == "sqlite":  # plain executemany: SQLAlchemy's per-row parameter handling costs more
+                columns = list(table_rows[0])
+                self.connection.exec_driver_sql(
+                    f"INSERT INTO {INDEX_TABLES[name].name} ({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' for _ in columns)})",
+                    [tuple(row[c] for c in columns) for row in table_rows],
+                )
             else:
                 self.connection.execute(insert(INDEX_TABLES[name]), table_rows)
 
