@@ -133,11 +133,18 @@ def _field_types(record_type: type) -> dict[str, tuple[type, bool]]:
     found: dict[str, tuple[type, bool]] = {}
     for item in dataclasses.fields(record_type):
         hint = hints[item.name]
+        optional = type(None) in typing.get_args(hint)
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         base = args[0] if args and typing.get_origin(hint) is not tuple else hint
-        required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+        required = (not optional and item.default is dataclasses.MISSING
+                    and item.default_factory is dataclasses.MISSING)
         found[item.name] = (base, required)
     return found
+
+
+def _no_default(record_type: type, name: str) -> bool:
+    field = record_type.__dataclass_fields__[name]
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
 def coerce(record_type: type, name: str, value: Any, zone: ZoneInfo = DEFAULT_ZONE) -> Any:
@@ -177,7 +184,7 @@ def build_record(kind: str, values: Mapping[str, Any], zone: ZoneInfo = DEFAULT_
     if unknown:
         raise RecordProblem(f"fields {', '.join(unknown)} are not fields of {kind}")
     arguments = {name: coerce(record_type, name, values.get(name), zone) for name in known if name != "results"}
-    arguments = {name: value for name, value in arguments.items() if value is not None or known[name][1]}
+    arguments = {name: value for name, value in arguments.items() if value is not None or _no_default(record_type, name)}
     if "results" in values:
         arguments["results"] = tuple(values["results"])
     return record_type(**arguments)
@@ -190,7 +197,8 @@ def build_lab_result(values: Mapping[str, Any]) -> LabResultRecord:
     if unknown:
         raise RecordProblem(f"fields {', '.join(unknown)} are not fields of a lab result")
     arguments = {name: coerce(LabResultRecord, name, values.get(name)) for name in known}
-    return LabResultRecord(**{name: value for name, value in arguments.items() if value is not None or known[name][1]})
+    return LabResultRecord(**{name: value for name, value in arguments.items()
+                              if value is not None or _no_default(LabResultRecord, name)})
 
 
 def json_value(value: Any) -> Any:
