@@ -4,7 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install demo serve test test-postgres lint openapi bench clean
+.PHONY: install system-packages demo serve test test-postgres lint openapi bench clean
+
+# unixODBC and the ODBC drivers the source adapters use (MariaDB, PostgreSQL, SQLite).
+ODBC_PACKAGES := unixodbc odbc-mariadb odbc-postgresql libsqliteodbc
 
 $(BIN)/hub: pyproject.toml
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
@@ -19,7 +22,18 @@ $(BIN)/hub: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	@touch $(BIN)/hub
 
-install: $(BIN)/hub ## Create .venv and install the hub with its test extras
+install: system-packages $(BIN)/hub ## Create .venv and install the hub with its test extras
+
+system-packages: ## Install the ODBC driver manager and drivers (Debian) when they are missing
+	@if ! odbcinst -q -d 2>/dev/null | grep -q 'MariaDB Unicode' || ! odbcinst -q -d | grep -q 'PostgreSQL Unicode' \
+	    || ! odbcinst -q -d | grep -q 'SQLite3'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $(ODBC_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ODBC_PACKAGES) >/dev/null; \
+	  else \
+	    echo "ODBC drivers are missing: run 'sudo apt-get install $(ODBC_PACKAGES)'" >&2; exit 1; \
+	  fi; \
+	fi
 
 demo: install ## Migrate ./var/hub.db, load the sample and serve on 127.0.0.1:8080
 	$(BIN)/hub demo --host 127.0.0.1 --port 8080
@@ -45,6 +59,8 @@ bench: install ## Transaction-load and read benchmark (SQLite and PostgreSQL)
 	$(BIN)/python bench/bench_conditional_bundle.py --database sqlite
 	$(BIN)/python bench/bench_conditional_bundle.py --database postgresql
 	$(BIN)/python bench/bench_security.py
+	$(BIN)/python bench/bench_ingest.py --database postgresql
+	$(BIN)/python bench/bench_ingest.py --database sqlite --reuse-source
 
 clean:
 	rm -rf var .pytest_cache

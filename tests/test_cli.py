@@ -53,7 +53,8 @@ def test_demo_loads_the_sample_once(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "/fhir/metadata" in first.stdout
     count = _versions(db_url)
-    assert count == 12  # the sample bundle's entries
+    assert count == 35 + 9 + 14  # the roster's Organizations, the sample bundle, the demo source's resources
+    assert "quarantined': 1" in first.stdout  # the demo source's mistyped ID number
     second = _run(["demo", "--no-serve"], db_url, tmp_path)
     assert second.returncode == 0, second.stderr
     assert _versions(db_url) == count  # rerunning creates no new versions

@@ -17,6 +17,7 @@ from rich.table import Table
 from hub.api.audit import audit_row
 from hub.auth.audit import AuditRecord
 from hub.auth.roles import Role
+from hub.cli.demo_source import DEMO_SOURCE, run_demo_source
 from hub.cli.ingest import ingest_app, sources_app
 from hub.cli.registry import registry_app
 from hub.cli.security import audit_app, clients_app, keys_app, register_client
@@ -26,6 +27,7 @@ from hub.fhir import jsonio
 from hub.fhir.resource_types import resource_types
 from hub.fhir.transaction import process_bundle
 from hub.privacy import logging_config
+from hub.registry.roster import apply_roster, load_roster
 from hub.store.database import Database
 from hub.store.migrate import current_revision, head_revision, upgrade
 from hub.store.reindex import count_current, reindex
@@ -163,12 +165,21 @@ def demo(
     database = _database()
     upgrade(database.engine)
     console.print(f"[green]Database ready[/] ({_describe(database.settings)})")
-    sample = (importlib_resources.files("hub") / "samples" / "demo-bundle.json").read_bytes()
-    _summarize(load_bundle(database, sample))
+    samples = importlib_resources.files("hub") / "samples"
+    with database.fhir_service(write=True) as service:
+        roster = apply_roster(service, load_roster(Path(str(samples / "kunshan-roster.yaml"))))
+    console.print(f"Roster of the 昆山 consortium: {roster}")
+    _summarize(load_bundle(database, (samples / "demo-bundle.json").read_bytes()))
+    ingested = run_demo_source(database, Path("var"))
+    if isinstance(ingested, str):
+        console.print(f"[yellow]Demo source not ingested:[/] {ingested}")
+    else:
+        console.print(f"Ingested the demo front-end database of 玉山镇社区卫生服务中心 over ODBC "
+                      f"(source {DEMO_SOURCE}, run {ingested.run_id} {ingested.status}): {ingested.counts.as_dict()}")
     base = f"http://{host}:{port}"
     demo_clients = (
         ("demo admin", Role.ADMIN, {}),
-        ("demo app (昆山医共体, read only)", Role.APP, {"consortia": ["org-ks-1"]}),
+        ("demo app (昆山医共体, read only)", Role.APP, {"consortia": ["consortium-ks"]}),
         ("demo hospital IT of 昆山市中医医院", Role.SOURCE_ADMIN, {"institutions": ["org-ks-tcm"]}),
     )
     credentials = []
@@ -191,6 +202,8 @@ def demo(
     console.print(f"Chained + include:   {base}/fhir/Observation?subject:Patient.name=张&_include=Observation:subject")
     console.print(f"Patient everything:  {base}/fhir/Patient/pat-1/$everything")
     console.print(f"Audit trail (admin): {base}/fhir/AuditEvent?patient=pat-1")
+    console.print(f"Ingested lab results: {base}/fhir/Observation?_source=urn:hub:source:{DEMO_SOURCE}")
+    console.print(f"Source systems (IT): {base}/admin/sources  and  hub sources list / hub ingest runs")
     console.print(f"OpenAPI spec:        {base}/openapi.json")
     if not no_serve:
         serve(host=host, port=port, workers=1)

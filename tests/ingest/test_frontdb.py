@@ -57,7 +57,7 @@ def _current(database: Database, resource_type: str) -> list[dict]:
 
 def test_published_ddl_files_are_the_generated_schema() -> None:
     directory = Path(__file__).resolve().parents[2] / "adapters" / "frontdb"
-    for dialect in ("mariadb", "postgresql", "sqlserver"):
+    for dialect in ("mariadb", "postgresql", "sqlserver", "sqlite"):
         assert (directory / f"{dialect}.sql").read_text(encoding="utf-8") == ddl(dialect), dialect
 
 

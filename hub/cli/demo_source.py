@@ -1,0 +1,71 @@
+"""The demo's source system: a small front-end database (SQLite file) of 玉山镇社区卫生服务中心, read over ODBC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.frontdb.schema import ddl_statements
+from hub.errors import HubError
+from hub.ingest.pipeline import IngestOptions, IngestRun, RunResult
+from hub.registry.sources import get_source, open_adapter, register_source
+from hub.store.database import Database
+
+DEMO_SOURCE = "demo-yushan-frontdb"
+DEMO_INSTITUTION = "org-ks-chc-yushan"
+_PATIENTS = [
+    ("Y0001", "陈建国", "1", "1956-04-12", "320583195604120018", "13962600001"),
+    ("Y0002", "周秀英", "2", "1961-09-30", "320583196109300024", "13962600002"),
+    ("Y0003", "吴立新", "1", "1972-01-15", "320583197201150019", None),
+    # a mistyped ID number (wrong check character): quarantined with the reason, shown by hub ingest quarantine
+    ("Y0004", "郑小红", "2", "1980-02-29", "320583198002290027", None),
+]
+_LABS = [  # report id, patient, name, [(code, name, value, unit, range, flag)]
+    ("LR001", "Y0001", "空腹血糖", [("GLU", "葡萄糖", "7.8", "mmol/L", "3.9-6.1", "H")]),
+    ("LR002", "Y0002", "血脂四项", [("TC", "总胆固醇", "5.9", "mmol/L", "2.8-5.2", "H"),
+                                ("TG", "甘油三酯", "1.2", "mmol/L", "0.56-1.7", "N")]),
+    ("LR003", "Y0003", "血常规", [("WBC", "白细胞计数", "6.1", "10*9/L", "3.5-9.5", "N"),
+                               ("HGB", "血红蛋白", "142", "g/L", "130-175", "N")]),
+]
+
+
+def _fill(path: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        for statement in ddl_statements("sqlite"):
+            db.execute(statement)
+        db.executemany(
+            "INSERT INTO hdr_patient (patient_id, name, sex_code, birth_date, id_card_type, id_card_no, phone, "
+            "update_time) VALUES (?, ?, ?, ?, '01', ?, ?, '2025-06-01 08:00:00')", _PATIENTS)
+        for report_id, patient_id, name, items in _LABS:
+            db.execute(
+                "INSERT INTO hdr_lab_report (report_id, patient_id, report_name, specimen_name, collect_time, "
+                "report_time, report_status, update_time) VALUES (?, ?, ?, '静脉血', '2025-06-02 07:30:00', "
+                "'2025-06-02 10:00:00', 'final', '2025-06-02 10:00:00')", (report_id, patient_id, name))
+            db.executemany(
+                "INSERT INTO hdr_lab_result (result_id, report_id, item_code, item_name, result_value, unit, "
+                "ref_range, abnormal_flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f"{report_id}-{n}", report_id, *item) for n, item in enumerate(items)])
+        db.execute(
+            "INSERT INTO hdr_chronic_followup (followup_id, patient_id, program_code, visit_time, visit_method, sbp, "
+            "dbp, fbg, update_time) VALUES ('FU001', 'Y0001', '2', '2025-06-03 09:00:00', '2', 138, 86, 7.2, "
+            "'2025-06-03 09:00:00')")
+
+
+def run_demo_source(database: Database, directory: Path) -> RunResult | str:
+    """Create the demo front-end database once, register its source once, and run it; the run, or why not."""
+    path = (directory / "demo-frontdb-yushan.db").resolve()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _fill(path)
+    try:
+        try:
+            source = get_source(database, DEMO_SOURCE)
+        except HubError:
+            source = register_source(database, {
+                "source_id": DEMO_SOURCE, "institution": DEMO_INSTITUTION, "name": "玉山镇社区卫生服务中心 前置库",
+                "system_kind": "EHR", "adapter": "frontdb", "connection": f"DRIVER={{SQLite3}};DATABASE={path};",
+                "schedule": "*/30 * * * *"})
+        return IngestRun(database, source, open_adapter, options=IngestOptions(page_size=500)).run("manual")
+    except HubError as error:
+        return error.message
