@@ -10,6 +10,7 @@ import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -31,6 +32,8 @@ from hub.store.sources import SourceRecord
 
 router = APIRouter(tags=["sources"])
 Manager = Annotated[Principal, Depends(requires(Permission.MANAGE_SOURCES))]
+#: Run and quarantine ids are 64-bit keys.
+MAX_KEY = 2**63 - 1
 
 
 class SourceRequest(BaseModel):
@@ -137,7 +140,9 @@ def start_run(request: Request, source_id: str, principal: Manager) -> JSONRespo
 
 
 def _run_json(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in run.items()}
+    finished, started = run.get("finished"), run.get("started")
+    seconds = (finished - started).total_seconds() if finished and started else None
+    return {**{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in run.items()}, "seconds": seconds}
 
 
 @router.get("/admin/sources/{source_id}/runs", summary="Runs of a source")
@@ -150,7 +155,7 @@ def source_runs(request: Request, source_id: str, principal: Manager,
 
 
 @router.get("/admin/runs/{run_id}", summary="One ingest run")
-def read_run(request: Request, run_id: int, principal: Manager) -> JSONResponse:
+def read_run(request: Request, run_id: Annotated[int, FastApiPath(ge=1, le=MAX_KEY)], principal: Manager) -> JSONResponse:
     """A run's state and counts (poll it after ``$ingest``)."""
     with _database(request).ingest_state(write=False) as state:
         run = state.run(run_id)
@@ -163,7 +168,7 @@ def read_run(request: Request, run_id: int, principal: Manager) -> JSONResponse:
 @router.get("/admin/sources/{source_id}/quarantine", summary="Quarantined rows of a source")
 def source_quarantine(request: Request, source_id: str, principal: Manager,
                       status: Annotated[str, Query(pattern="^(open|resolved|superseded|discarded)$")] = "open",
-                      after: Annotated[int, Query(ge=0)] = 0,
+                      after: Annotated[int, Query(ge=0, le=MAX_KEY)] = 0,
                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
     """Rows that could not be stored, with the reason (raw rows hold personal data: they are not returned)."""
     _source(request, principal, source_id)

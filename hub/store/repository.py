@@ -8,14 +8,15 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from hub.errors import VersionConflict
 from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
-from hub.store.search_sql import SearchSql, token_hash, token_scope
+from hub.store.index_rows import insert_index_rows, insert_rows
+from hub.store.search_sql import SearchSql, token_hash
 from hub.store.sorted_search import index_sortable, search_few_sorted, search_index_sorted
 from hub.store.tables import (
     INDEX_TABLES,
@@ -24,8 +25,6 @@ from hub.store.tables import (
     resource_version,
 )
 
-#: Above this many rows, index rows go to PostgreSQL with COPY.
-_COPY_THRESHOLD = 50
 #: Sorted searches with more matches than this read the sort index in order.
 _SORT_IN_INDEX_ABOVE = 2000
 #: Advisory-lock buckets for conditional writes, and the first lock id they use.
@@ -400,8 +399,9 @@ class SqlRepository:
             self._insert_index([write], [row.res_pk])
 
     def _insert_versions(self, writes: Sequence[VersionWrite], pks: Sequence[int], contents: Sequence[str | None]) -> None:
-        self.connection.execute(
-            insert(resource_version),
+        insert_rows(
+            self.connection,
+            resource_version,
             [
                 {
                     "res_pk": pk,
@@ -421,35 +421,7 @@ class SqlRepository:
         self._insert_rows([(w.new.resource_type, pk, w.index) for w, pk in zip(writes, pks, strict=True)])
 
     def _insert_rows(self, items: Sequence[tuple[str, int, IndexValues]]) -> None:
-        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in INDEX_TABLES}
-        for resource_type, pk, values in items:
-            _index_rows(resource_type, pk, values, rows)
-        for name, table_rows in rows.items():
-            if not table_rows:
-                continue
-            dialect = self.connection.dialect.name
-            if dialect == "postgresql" and len(table_rows) > _COPY_THRESHOLD:
-                self._copy_rows(INDEX_TABLES[name], table_rows)
-            elif dialect == "sqlite":  # plain executemany: SQLAlchemy's per-row parameter handling costs more
-                columns = list(table_rows[0])
-                self.connection.exec_driver_sql(
-                    f"INSERT INTO {INDEX_TABLES[name].name} ({', '.join(columns)}) "
-                    f"VALUES ({', '.join('?' for _ in columns)})",
-                    [tuple(row[c] for c in columns) for row in table_rows],
-                )
-            else:
-                self.connection.execute(insert(INDEX_TABLES[name]), table_rows)
-
-    def _copy_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        """Bulk-load index rows with COPY (an executemany costs a round of binding per row)."""
-        columns = list(rows[0])
-        driver = self.connection.connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cursor, cursor.copy(
-            f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
+        insert_index_rows(self.connection, items)
 
     def _search_conditions(self, spec: SearchSpec, key: Any = None, driven: bool = False) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [resource.c.deleted.is_(False)]
@@ -507,25 +479,3 @@ class SqlRepository:
         if spec.since is not None:
             conditions.append(resource_version.c.last_updated >= spec.since)
         return conditions
-
-
-
-def _index_rows(resource_type: str, pk: int, index: IndexValues, rows: dict[str, list[dict[str, Any]]]) -> None:
-    """Append the rows of each index table for one resource version."""
-    base = {"res_pk": pk, "resource_type": resource_type}
-    for token in index.tokens:
-        scope = token_scope(resource_type, token.param)
-        rows["token"].append({
-            **base, "param": token.param, "system": token.system, "value": token.value,
-            "hash_sys_value": token_hash(scope, token.param, token.system, token.value),
-            "hash_value": token_hash(scope, token.param, token.value),
-            "hash_sys": token_hash(scope, token.param, token.system),
-        })
-    rows["string"].extend({**base, "param": s.param, "value_norm": s.normalized, "value_exact": s.exact}
-                          for s in index.strings)
-    rows["date"].extend({**base, "param": d.param, "low": d.low, "high": d.high} for d in index.dates)
-    rows["number"].extend({**base, "param": n.param, "low": n.low, "high": n.high, "system": n.system,
-                           "code": n.code} for n in index.numbers)
-    rows["uri"].extend({**base, "param": u.param, "value": u.value} for u in index.uris)
-    rows["reference"].extend({**base, "param": r.param, "target_type": r.target_type, "target_id": r.target_id,
-                              "url": r.url} for r in index.references)

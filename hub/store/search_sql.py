@@ -11,6 +11,7 @@ for ``:missing``. Chains nest the same conditions on another alias of
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select
@@ -48,8 +49,11 @@ from hub.store.tables import (
 )
 
 
+@lru_cache(maxsize=65536)
 def token_hash(*parts: str) -> int:
-    """A signed 64-bit hash of ``parts`` (stable across processes and databases)."""
+    """A signed 64-bit hash of ``parts`` (stable across processes and databases).
+
+    Cached: the same codes, categories and tags recur in nearly every resource of a load."""
     digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
