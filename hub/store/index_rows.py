@@ -11,8 +11,14 @@ from hub.fhir.repository import IndexValues
 from hub.store.search_sql import token_hash, token_scope
 from hub.store.tables import INDEX_TABLES
 
-#: Above this many rows, index rows go to PostgreSQL with COPY.
-_COPY_THRESHOLD = 50
+#: Above this many rows, rows go to PostgreSQL with COPY.
+COPY_THRESHOLD = 50
+
+try:  # what COPY raises for a unique or foreign-key violation (not wrapped by SQLAlchemy)
+    from psycopg.errors import IntegrityError as DriverIntegrityError
+except ImportError:  # pragma: no cover - PostgreSQL support not installed
+    class DriverIntegrityError(Exception):  # type: ignore[no-redef]
+        """Never raised without psycopg."""
 
 
 def insert_index_rows(connection: Connection, items: Sequence[tuple[str, int, IndexValues]]) -> None:
@@ -31,7 +37,7 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
     if not rows:
         return
     dialect = connection.dialect.name
-    if dialect == "postgresql" and len(rows) > _COPY_THRESHOLD:
+    if dialect == "postgresql" and len(rows) > COPY_THRESHOLD:
         _copy_rows(connection, table, rows)
     elif dialect == "sqlite" and plain_values:
         columns = list(rows[0])

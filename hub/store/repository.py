@@ -15,7 +15,7 @@ from sqlalchemy.sql import ColumnElement
 from hub.errors import VersionConflict
 from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
-from hub.store.index_rows import insert_index_rows, insert_rows
+from hub.store.index_rows import COPY_THRESHOLD, DriverIntegrityError, insert_index_rows, insert_rows
 from hub.store.search_sql import SearchSql, token_hash
 from hub.store.sorted_search import index_sortable, search_few_sorted, search_index_sorted
 from hub.store.tables import (
@@ -368,10 +368,22 @@ class SqlRepository:
             }
             for w, content in zip(writes, contents, strict=True)
         ]
-        result = self.connection.execute(
-            insert(resource).returning(resource.c.res_pk, sort_by_parameter_order=True), rows
-        )
-        pks = [row.res_pk for row in result]
+        if self.connection.dialect.name == "postgresql" and len(rows) > COPY_THRESHOLD:
+            # keys from the sequence, then COPY: a multi-row INSERT of thousands of parameters
+            # costs more to build and parse than the rows cost to store
+            pks = list(self.connection.execute(
+                text("SELECT nextval(pg_get_serial_sequence('hub_resource', 'res_pk')) FROM generate_series(1, :n)"),
+                {"n": len(rows)},
+            ).scalars())
+            try:
+                insert_rows(self.connection, resource, [{"res_pk": pk, **row} for pk, row in zip(pks, rows, strict=True)])
+            except DriverIntegrityError:
+                raise VersionConflict("A resource in this request was created concurrently") from None
+        else:
+            result = self.connection.execute(
+                insert(resource).returning(resource.c.res_pk, sort_by_parameter_order=True), rows
+            )
+            pks = [row.res_pk for row in result]
         self._insert_versions(writes, pks, contents)
         self._insert_index(writes, pks)
 
