@@ -21,11 +21,11 @@ from hub.errors import Forbidden, NotFound
 from hub.ingest.pipeline import IngestRun
 from hub.registry.sources import (
     change_source,
+    check_connection,
     get_source,
     open_adapter,
     register_source,
     source_summary,
-    test_connection,
 )
 from hub.store.database import Database
 from hub.store.sources import SourceRecord
@@ -124,7 +124,7 @@ def delete_source(request: Request, source_id: str, principal: Manager) -> JSONR
 @router.post("/admin/sources/{source_id}/$test-connection", summary="Test a source's connection")
 def source_test_connection(request: Request, source_id: str, principal: Manager) -> JSONResponse:
     """Connect and check the profile's tables and columns; the reason is secret-free."""
-    report = test_connection(_source(request, principal, source_id))
+    report = check_connection(_source(request, principal, source_id))
     return JSONResponse(report.as_dict())
 
 

@@ -21,11 +21,11 @@ from hub.ingest.pipeline import IngestOptions, IngestRun, RunCounts
 from hub.ingest.scheduler import IngestScheduler
 from hub.registry.sources import (
     change_source,
+    check_connection,
     get_source,
     open_adapter,
     register_source,
     source_summary,
-    test_connection,
 )
 from hub.store.database import Database
 
@@ -98,7 +98,7 @@ def sources_list() -> None:
 def sources_test(source_id: str = typer.Argument(..., help="The source to test")) -> None:
     """Connect to the source and check the tables and columns its profile reads."""
     try:
-        report = test_connection(get_source(_database(), source_id))
+        report = check_connection(get_source(_database(), source_id))
     except HubError as error:
         _fail(error)
     if report.ok:

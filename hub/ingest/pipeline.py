@@ -230,10 +230,6 @@ class IngestRun:
                 if adapter is not None:
                     adapter.close()
 
-    def builder(self, adapter: Adapter) -> PageBuilder:
-        """The page builder of this run for ``adapter`` (conversion only: it need not be connected)."""
-        return self._builder(adapter)
-
     def begin_session(self, trigger: str) -> int:
         """Record a run that receives pushed data (an MLLP listener) without taking the pull lock."""
         self._started = time.monotonic()
@@ -247,13 +243,14 @@ class IngestRun:
         with self.database.ingest_state(write=True) as state:
             state.finish_run(self._run_id, "failed" if error else "succeeded", now_utc(), error)
 
-    def _builder(self, adapter: Adapter) -> PageBuilder:
+    def builder(self, adapter: Adapter) -> PageBuilder:
+        """The page builder of this run for ``adapter`` (conversion only: it need not be connected)."""
         context = SourceContext(self.source.source_id, self.source.institution, adapter.name, adapter.version,
                                 self.normalizer.version)
         return PageBuilder(adapter, context, self.normalizer, self.options.validate_every)
 
     def _read_all(self, adapter: Adapter, kinds: Sequence[str] | None) -> None:
-        builder = self._builder(adapter)
+        builder = self.builder(adapter)
         with self.database.ingest_state(write=False) as state:
             positions = state.positions(self.source.source_id)
         for kind in adapter.kinds():
@@ -311,7 +308,7 @@ class IngestRun:
         adapter = None
         try:
             adapter = self.open_adapter(self.source)
-            builder = self._builder(adapter)
+            builder = self.builder(adapter)
             by_kind: dict[str, list[SourceRow]] = {}
             for entry in entries:
                 kind = str(entry["record_kind"])

@@ -149,7 +149,7 @@ class ConnectionReport:
         return {"ok": self.ok, "reason": self.reason, "message": self.message, "seconds": round(self.seconds, 3)}
 
 
-def test_connection(source: SourceRecord) -> ConnectionReport:
+def check_connection(source: SourceRecord) -> ConnectionReport:
     """Connect to the source and check every table and column its profile reads."""
     started = time.monotonic()
     adapter = None
@@ -165,8 +165,6 @@ def test_connection(source: SourceRecord) -> ConnectionReport:
         if adapter is not None:
             adapter.close()
 
-
-test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def _require_institution(database: Database, institution: str) -> None:

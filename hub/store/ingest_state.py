@@ -93,11 +93,12 @@ class IngestState:
         )
 
     def interrupt_stale(self, source_id: str, current_run: int, now: datetime) -> int:
-        """Runs of the source still marked running but not holding its lock: their process died."""
+        """Pull runs of the source still marked running but not holding its lock: their process died.
+        (An MLLP listener's run holds no lock: it is not one of them.)"""
         result = self.connection.execute(
             update(ingest_run)
             .where(ingest_run.c.source_id == source_id, ingest_run.c.status == "running",
-                   ingest_run.c.run_id != current_run)
+                   ingest_run.c.run_id != current_run, ingest_run.c.trigger != "mllp")
             .values(status="interrupted", finished=now,
                     error="the process running it stopped (killed or crashed); the next run resumed from its "
                           "last committed batch")

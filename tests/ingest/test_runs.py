@@ -11,7 +11,7 @@ from hub.errors import InvalidRequest
 from hub.fhir.instants import now_utc
 from hub.ingest.pipeline import IngestBusy, IngestOptions, IngestRun, holder_name
 from hub.ingest.scheduler import IngestScheduler
-from hub.registry.sources import change_source, open_adapter, test_connection
+from hub.registry.sources import change_source, check_connection, open_adapter
 from hub.store.database import Database
 from tests.ingest.conftest import count, patient_row, register, run
 from tests.ingest.sources import MARIADB, POSTGRES, create_database, execute, insert_rows
@@ -30,7 +30,7 @@ from tests.ingest.sources import MARIADB, POSTGRES, create_database, execute, in
 def test_connection_problems_have_a_reason_and_no_secret(database: Database, institutions: None, connection: str,
                                                          reason: str) -> None:
     source = register(database, "broken", "frontdb", connection)
-    report = test_connection(source)
+    report = check_connection(source)
     assert (report.ok, report.reason) == (False, reason), report.message
     assert "S3cret" not in report.message and "PWD" not in report.message
 
@@ -38,11 +38,11 @@ def test_connection_problems_have_a_reason_and_no_secret(database: Database, ins
 def test_missing_tables_and_columns_are_named(database: Database, institutions: None) -> None:
     connection = create_database("mariadb", "hub_src_schema_check")
     source = register(database, "schema-check", "frontdb", connection)
-    report = test_connection(source)
+    report = check_connection(source)
     assert (report.ok, report.reason) == (False, "schema-mismatch")
     assert "Patient" in report.message and "hdr_patient" in report.message
     execute(connection, "CREATE TABLE hdr_patient (patient_id VARCHAR(64), name VARCHAR(50), update_time DATETIME)")
-    report = test_connection(source)
+    report = check_connection(source)
     assert report.reason == "schema-mismatch" and "sex_code" in report.message
 
 
