@@ -17,7 +17,7 @@ from hub.auth.tokens import SigningKey
 from hub.config import Settings
 from hub.privacy import DataKeyring, KeyringError
 from hub.store.database import Database
-from hub.store.protection import reencrypt
+from hub.store.protection import reencrypt, reencrypt_secrets
 
 clients_app = typer.Typer(help="API clients (OAuth2 client credentials).", no_args_is_help=True)
 keys_app = typer.Typer(help="Token-signing and personal-data keys.", no_args_is_help=True)
@@ -132,7 +132,9 @@ def keys_rotate(
     settings = Settings.from_env()
     database = Database(settings, keyring=rotated)
     changed = reencrypt(database)
-    console.print(f"active key {rotated.active}; re-encrypted {changed} stored versions")
+    secrets = reencrypt_secrets(database)
+    console.print(f"active key {rotated.active}; re-encrypted {changed} stored versions and {secrets} source "
+                  "connections and quarantined rows")
 
 
 @audit_app.command("purge")

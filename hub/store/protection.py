@@ -1,11 +1,13 @@
-"""Key rotation for personal data at rest: re-encrypt stored values under the active key."""
+"""Key rotation for personal data at rest: re-encrypt stored values (resources, source connections,
+quarantined rows) under the active key."""
 
 from __future__ import annotations
 
 from sqlalchemy import select, update
 
 from hub.store.database import Database
-from hub.store.tables import resource, resource_version
+from hub.store.ingest_state import QUARANTINE_CONTEXT
+from hub.store.tables import quarantine, resource, resource_version
 
 _BATCH = 500
 
@@ -41,4 +43,23 @@ def reencrypt(database: Database) -> int:
             if len(rows) < _BATCH:
                 break
             after = tuple(rows[-1][:-1])
+    return changed
+
+
+def reencrypt_secrets(database: Database) -> int:
+    """Re-encrypt source connections and quarantined raw rows under the active key; how many changed."""
+    keyring = database.protector.keyring
+    changed = 0
+    with database.sources(write=True) as store:
+        for source in store.all():
+            store.save(source)  # saving seals under the active key
+            changed += 1
+    with database.connection(write=True) as connection:
+        rows = connection.execute(select(quarantine.c.q_id, quarantine.c.raw)).all()
+        for row in rows:
+            if keyring.key_id_of(row.raw) == keyring.active:
+                continue
+            sealed = keyring.encrypt(keyring.decrypt(row.raw, QUARANTINE_CONTEXT), QUARANTINE_CONTEXT)
+            connection.execute(update(quarantine).where(quarantine.c.q_id == row.q_id).values(raw=sealed))
+            changed += 1
     return changed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -86,11 +86,3 @@ class SqlSourceStore:
         """Unregister a source (its data and runs stay); False if unknown."""
         result = self.connection.execute(delete(source_system).where(source_system.c.source_id == source_id[:64]))
         return bool(result.rowcount)
-
-    def reencrypt(self) -> int:
-        """Re-seal every connection under the keyring's active key (after ``hub keys rotate``)."""
-        count = 0
-        for source in self.all():
-            self.save(replace(source))
-            count += 1
-        return count

@@ -144,3 +144,25 @@ def test_adapter_errors_never_leak_the_connection(database: Database, institutio
     with database.connection(write=False) as connection:
         stored = connection.execute(text("SELECT connection FROM hub_source WHERE source_id = 'leak'")).scalar_one()
     assert "hunter2x" not in stored and stored.startswith("hub:enc:")  # encrypted at rest
+
+
+def test_key_rotation_reseals_source_connections_and_quarantined_rows(database: Database, institutions: None) -> None:
+    from sqlalchemy import text
+
+    from hub.store.protection import reencrypt_secrets
+
+    register(database, "rotated", "frontdb", f"{MARIADB}DATABASE=test;PWD=rotate-me;")
+    with database.ingest_state(write=True) as state:
+        state.quarantine([{"source_id": "rotated", "run_id": 1, "record_kind": "Patient", "source_key": "P1",
+                           "raw": {"id_card_no": "11010519491231002X"}, "reason": "test"}], now_utc())
+    rotated_keyring = database.protector.keyring.with_new_active_key()
+    rotated = Database(database.settings, engine=database.engine, keyring=rotated_keyring)
+    assert reencrypt_secrets(rotated) == 2
+    with database.connection(write=False) as connection:
+        sealed = [connection.execute(text("SELECT connection FROM hub_source WHERE source_id = 'rotated'")).scalar_one(),
+                  connection.execute(text("SELECT raw FROM hub_quarantine WHERE source_key = 'P1'")).scalar_one()]
+    assert all(rotated_keyring.key_id_of(token) == rotated_keyring.active for token in sealed)
+    with rotated.sources(write=False) as store:
+        assert store.get("rotated").connection.endswith("PWD=rotate-me;")  # type: ignore[union-attr]
+    with rotated.ingest_state(write=False) as state:
+        assert state.entries("rotated")[0]["raw"] == {"id_card_no": "11010519491231002X"}
