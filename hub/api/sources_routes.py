@@ -18,6 +18,7 @@ from hub.api.security import fhir_access, requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission
 from hub.errors import Forbidden, NotFound
+from hub.fhir.instants import now_utc
 from hub.ingest.pipeline import IngestRun
 from hub.registry.sources import (
     change_source,
@@ -191,3 +192,15 @@ def replay_quarantine(request: Request, source_id: str, principal: Manager) -> J
     result = IngestRun(database, source, open_adapter).replay(entries)
     return JSONResponse({"run_id": result.run_id, "status": result.status, "replayed": len(entries),
                          **result.counts.as_dict(), "error": result.error})
+
+
+@router.post("/admin/sources/{source_id}/quarantine/{entry_id}/$discard", summary="Discard a quarantined row")
+def discard_quarantined(request: Request, source_id: str, entry_id: Annotated[int, FastApiPath(ge=1, le=MAX_KEY)],
+                        principal: Manager) -> JSONResponse:
+    """Drop a quarantined row on purpose (it stays in the table as ``discarded``); 404 if not open."""
+    _source(request, principal, source_id)
+    with _database(request).ingest_state(write=True) as state:
+        if not any(e["q_id"] == entry_id for e in state.entries(source_id, after=entry_id - 1, limit=1)):
+            raise NotFound(f"No open quarantine entry {entry_id} of {source_id[:64]}")
+        state.discard([entry_id], now_utc())
+    return JSONResponse({"id": entry_id, "status": "discarded"})

@@ -16,6 +16,7 @@ from rich.table import Table
 from adapters.hl7v2.mllp import MllpServer
 from hub.config import Settings
 from hub.errors import HubError
+from hub.fhir.instants import now_utc
 from hub.ingest.mllp import MllpIngest
 from hub.ingest.pipeline import IngestOptions, IngestRun, RunCounts
 from hub.ingest.scheduler import IngestScheduler
@@ -83,14 +84,18 @@ def sources_add(
 @sources_app.command("list")
 def sources_list() -> None:
     """Registered sources (connections with passwords masked)."""
-    with _database().sources(write=False) as store:
+    database = _database()
+    with database.sources(write=False) as store:
         sources = store.all()
-    table = Table("id", "institution", "kind", "adapter", "schedule", "enabled", "connection")
+    with database.ingest_state(write=False) as state:
+        quarantined = state.open_counts()
+    table = Table("id", "institution", "kind", "adapter", "schedule", "enabled", "quarantined", "connection")
     for source in sources:
         summary = source_summary(source)
         table.add_row(source.source_id, source.institution, source.system_kind,
                       f"{source.adapter} {source.adapter_version}", source.schedule or "-",
-                      "yes" if source.enabled else "no", summary["connection"])
+                      "yes" if source.enabled else "no", str(quarantined.get(source.source_id, 0)),
+                      summary["connection"])
     console.print(table)
 
 
@@ -207,6 +212,41 @@ def ingest_replay(
     except HubError as error:
         _fail(error)
     console.print(f"replayed {len(entries)} rows: {_show_counts(result.counts)}")
+
+
+@ingest_app.command("discard")
+def ingest_discard(entries: list[int] = typer.Argument(..., help="Quarantine entry ids")) -> None:
+    """Drop quarantined rows on purpose (kept in the table as discarded, with the time)."""
+    with _database().ingest_state(write=True) as state:
+        discarded = state.discard(entries, now_utc())
+    console.print(f"discarded {discarded} of {len(entries)} entries")
+
+
+@ingest_app.command("reset")
+def ingest_reset(
+    source_id: str = typer.Argument(...),
+    kind: list[str] = typer.Option([], "--kind", help="Only these record kinds"),
+) -> None:
+    """Forget a source's watermarks: its next run reads everything again (unchanged rows make no version)."""
+    database = _database()
+    try:
+        get_source(database, source_id)
+    except HubError as error:
+        _fail(error)
+    with database.ingest_state(write=True) as state:
+        reset = state.reset_positions(source_id, kind or None)
+    console.print(f"reset {reset} watermarks of {source_id}")
+
+
+@sources_app.command("remove")
+def sources_remove(source_id: str = typer.Argument(...)) -> None:
+    """Unregister a source (the data it brought in, its runs and its quarantine stay)."""
+    with _database().sources(write=True) as store:
+        removed = store.remove(source_id)
+    if not removed:
+        console.print(f"[red]No source {source_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"removed {source_id}")
 
 
 @ingest_app.command("scheduler")

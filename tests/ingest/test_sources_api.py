@@ -67,6 +67,12 @@ def test_hospital_it_registers_tests_and_runs_its_source(server: str, database: 
         assert it_a.post("/admin/sources/api-a/$test-connection").json()["ok"] is True  # the connection was kept
         replayed = it_a.post("/admin/sources/api-a/quarantine/$replay").json()
         assert (replayed["replayed"], replayed["quarantined"]) == (1, 1)  # still bad: it stays quarantined
+        (entry,) = it_a.get("/admin/sources/api-a/quarantine").json()
+        assert it_a.post(f"/admin/sources/api-a/quarantine/{entry['id'] + 1000}/$discard").status_code == 404
+        discarded = it_a.post(f"/admin/sources/api-a/quarantine/{entry['id']}/$discard")
+        assert discarded.json() == {"id": entry["id"], "status": "discarded"}
+        assert it_a.get("/admin/sources/api-a/quarantine").json() == []
+        assert [e["id"] for e in it_a.get("/admin/sources/api-a/quarantine?status=discarded").json()] == [entry["id"]]
     assert count(database, "Patient") == 3
 
 
@@ -138,6 +144,15 @@ def test_the_commands(database: Database, institutions: None, settings: Settings
     listed = call("ingest", "quarantine", "cli-src")
     assert "P0099" in listed.stdout and "110105194912310021" not in listed.stdout + listed.stderr
     assert "cli-src" in call("ingest", "runs").stdout
+    listed_sources = call("sources", "list").stdout
+    assert "cli-src" in listed_sources and "PWD" not in listed_sources
+    assert "reset 1 watermarks" in call("ingest", "reset", "cli-src").stdout
+    again = call("ingest", "run", "cli-src")
+    assert "unchanged 5" in again.stdout and "created 0" in again.stdout
+    with database.ingest_state(write=False) as state:
+        (entry,) = state.entries("cli-src")
+    assert "discarded 1 of 1" in call("ingest", "discard", str(entry["q_id"])).stdout
+    assert "removed cli-src" in call("sources", "remove", "cli-src").stdout
     broken = call("sources", "add", "--id", "cli-bad", "--institution", "org-none", "--kind", "EMR",
                   "--adapter", "frontdb")
     assert broken.returncode == 1 and "Traceback" not in broken.stderr + broken.stdout
