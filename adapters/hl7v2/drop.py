@@ -8,6 +8,9 @@ keeps the file name and the text, and whose conversion raises the reason, so the
 quarantines it. Once the hub has stored a page it calls :meth:`Hl7DropAdapter.acknowledge`,
 and every file whose rows have all been acknowledged moves to ``<directory>/processed/``.
 
+The directory must be under one of ``HUB_DROP_DIRS`` (default ``var/drop``): a source
+cannot read or move files elsewhere on the hub server.
+
 Options: ``settle_seconds``, ``timezone`` (of times without an offset, default
 Asia/Shanghai), ``max_file_bytes`` (default 16 MiB; a bigger file becomes one quarantined row).
 """
@@ -28,6 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapters.base import ConnectionProblem, LabReportRecord, Position, RecordProblem, SourceConfig, SourceRow
+from adapters.files import configured_dirs, inside
 from adapters.hl7v2.parse import convert, parse_oru
 from adapters.hl7v2.text import decode_message, split_messages
 
@@ -36,6 +40,8 @@ PROCESSED = "processed"
 #: File name endings read, and those of files still being written.
 SUFFIXES = (".hl7", ".txt")
 IN_PROGRESS = (".part", ".tmp")
+#: Where drop directories may be when HUB_DROP_DIRS is not set.
+DEFAULT_DROP_DIRS = "var/drop"
 logger = logging.getLogger(__name__)
 
 
@@ -74,6 +80,9 @@ class Hl7DropAdapter:
         """The directory exists and can be read and written (files move to ``processed/``)."""
         if self.directory is None:
             raise ConnectionProblem("configuration", "the hl7v2-drop adapter needs a directory as its connection")
+        if not inside(self.directory, configured_dirs("HUB_DROP_DIRS", DEFAULT_DROP_DIRS)):
+            raise ConnectionProblem("configuration", f"{self._where()} is not under a directory of HUB_DROP_DIRS "
+                                                     "(the directories the hub's operator opened to drop files)")
         try:
             found = self.directory.is_dir()
         except OSError:

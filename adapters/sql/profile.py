@@ -22,6 +22,7 @@ import yaml
 
 from adapters.base import RECORD_KINDS, RecordProblem
 from adapters.fields import RECORD_TYPES, _field_types, is_null
+from adapters.files import configured_dirs, inside
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -210,14 +211,24 @@ def parse_profile(data: Any, where: str = "profile") -> Profile:
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """A shipped profile by name (``adapters/profiles/<name>.yaml``) or a profile file by path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    """A profile by name (``adapters/profiles/<name>.yaml``, or ``<name>.yaml`` in a directory of
+    ``HUB_PROFILE_DIRS``) or by the path of a file in one of those directories."""
+    roots = [PROFILE_DIR, *configured_dirs("HUB_PROFILE_DIRS")]
+    text = str(name_or_path)
+    if _NAME.match(text):
+        candidates = [root / f"{text}.yaml" for root in roots]
+        path = next((c for c in candidates if c.is_file()), candidates[0])
+    else:
+        path = Path(text)
+        if path.suffix not in (".yaml", ".yml") or not inside(path, roots):
+            raise ProfileError(f"profile '{path.name}': a profile is a name, or a .yaml file in a directory of "
+                               "HUB_PROFILE_DIRS")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError:
-        raise ProfileError(f"profile '{name_or_path}' not found") from None
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path.name}: not valid YAML ({exc})") from None
+        raise ProfileError(f"profile '{path.name}' not found") from None
+    except yaml.YAMLError as exc:  # its message quotes the file: only the place is told
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ProfileError(f"{path.name}: not valid YAML{where}") from None
     return parse_profile(data, path.name)

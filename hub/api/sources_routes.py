@@ -6,6 +6,7 @@ is never returned (its password is masked) and runs are started in the backgroun
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from hub.api.security import fhir_access, requires
 from hub.auth.principal import Principal
-from hub.auth.roles import Permission
+from hub.auth.roles import Permission, Role
 from hub.errors import Forbidden, NotFound
 from hub.fhir.instants import now_utc
 from hub.ingest.pipeline import IngestRun
@@ -69,6 +70,16 @@ def _guard(principal: Principal, database: Database, institution: str) -> None:
         raise Forbidden(f"This client manages the sources of {', '.join(sorted(allowed)) or 'no institution'} only")
 
 
+#: Connections that open a file on the hub server (the SQLite ODBC driver, a SQLite URL).
+_LOCAL_FILE = re.compile(r"(?i)(driver\s*=\s*\{?\s*sqlite|^\s*sqlite)")
+
+
+def _guard_connection(principal: Principal, data: dict[str, Any]) -> None:
+    """Only an admin may register a source that opens a file of the hub server."""
+    if principal.role is not Role.ADMIN and _LOCAL_FILE.search(str(data.get("connection", ""))):
+        raise Forbidden("Only an admin may register a source that opens a file on the hub server (SQLite)")
+
+
 def _source(request: Request, principal: Principal, source_id: str) -> SourceRecord:
     database = _database(request)
     source = get_source(database, source_id)
@@ -93,6 +104,7 @@ def create_source(request: Request, body: SourceRequest, principal: Manager) -> 
     database = _database(request)
     data = body.model_dump(exclude_none=True)
     _guard(principal, database, str(data.get("institution", "")))
+    _guard_connection(principal, data)
     source = register_source(database, data)
     return JSONResponse(source_summary(source), status_code=201,
                         headers={"Location": f"/admin/sources/{source.source_id}"})
@@ -110,6 +122,7 @@ def update_source(request: Request, source_id: str, body: SourceRequest, princip
     existing = _source(request, principal, source_id)
     data = body.model_dump(exclude_none=True)
     _guard(principal, _database(request), str(data.get("institution", existing.institution)))
+    _guard_connection(principal, data)
     return JSONResponse(source_summary(change_source(_database(request), source_id, data)))
 
 

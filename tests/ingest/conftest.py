@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,13 @@ OTHER_INSTITUTION = "org-ingest-b"
 GOOD_ID = "11010519491231002X"
 GOOD_ID_2 = "440524188001010014"
 FAST = IngestOptions(page_size=3, attempts=2, backoff_seconds=0.01, sleep=lambda _s: None, validate_every=1)
+
+
+@pytest.fixture(autouse=True)
+def operator_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's temporary directory is a profile and drop directory the operator opened."""
+    monkeypatch.setenv("HUB_PROFILE_DIRS", str(tmp_path))
+    monkeypatch.setenv("HUB_DROP_DIRS", str(tmp_path))
 
 
 @pytest.fixture

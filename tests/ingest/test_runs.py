@@ -166,3 +166,24 @@ def test_key_rotation_reseals_source_connections_and_quarantined_rows(database: 
         assert store.get("rotated").connection.endswith("PWD=rotate-me;")  # type: ignore[union-attr]
     with rotated.ingest_state(write=False) as state:
         assert state.entries("rotated")[0]["raw"] == {"id_card_no": "11010519491231002X"}
+
+
+def test_sources_cannot_reach_files_outside_the_operators_directories(
+    database: Database, institutions: None, tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.yaml").write_text("password: hunter2x\n", encoding="utf-8")
+    (elsewhere / "notes.txt").write_text("MSH|not really", encoding="utf-8")
+    for profile in (str(elsewhere / "secret.yaml"), f"{tmp_path}/../{elsewhere.name}/secret.yaml", "/etc/passwd"):
+        with pytest.raises(InvalidRequest, match="HUB_PROFILE_DIRS"):
+            register(database, "escape", "sql-profile", "DSN=x", options={"profile": profile})
+    (tmp_path / "broken.yaml").write_text("records: [unclosed\n  token: hunter2x", encoding="utf-8")
+    with pytest.raises(InvalidRequest) as caught:
+        register(database, "escape", "sql-profile", "DSN=x", options={"profile": str(tmp_path / "broken.yaml")})
+    assert "not valid YAML (line" in caught.value.message and "hunter2x" not in caught.value.message
+    source = register(database, "drop-escape", "hl7v2-drop", str(elsewhere))
+    report = check_connection(source)
+    assert (report.ok, report.reason) == (False, "configuration") and "HUB_DROP_DIRS" in report.message
+    assert run(database, source).status == "failed"
+    assert (elsewhere / "notes.txt").exists()  # nothing read or moved

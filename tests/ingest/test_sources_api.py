@@ -156,3 +156,17 @@ def test_the_commands(database: Database, institutions: None, settings: Settings
     broken = call("sources", "add", "--id", "cli-bad", "--institution", "org-none", "--kind", "EMR",
                   "--adapter", "frontdb")
     assert broken.returncode == 1 and "Traceback" not in broken.stderr + broken.stdout
+
+
+def test_only_an_admin_registers_a_source_that_opens_a_local_file(server: str, database: Database,
+                                                                   institutions: None) -> None:
+    body = {"source_id": "local-file", "institution": INSTITUTION, "system_kind": "EMR", "adapter": "frontdb",
+            "connection": "DRIVER={SQLite3};DATABASE=/var/lib/hub/hub.db;"}
+    with _client(server, ADMIN_A) as it_a:
+        refused = it_a.post("/admin/sources", json=body)
+        assert refused.status_code == 403 and "admin" in refused.text
+        assert it_a.post("/admin/sources", json={**body, "connection": "sqlite:////var/lib/hub/hub.db"}).status_code == 403
+    with _client(server, principal(Role.ADMIN)) as admin:
+        assert admin.post("/admin/sources", json=body).status_code == 201
+    with _client(server, ADMIN_A) as it_a:
+        assert it_a.put("/admin/sources/local-file", json={"connection": "DRIVER={SQLite3};DATABASE=/x"}).status_code == 403
