@@ -126,30 +126,32 @@ def _number(value: Any, kind: type) -> int | float:
     return float(number)
 
 
+class _Field(typing.NamedTuple):
+    base: type
+    #: No value means the row is bad (quarantine).
+    required: bool
+    #: The dataclass gives a default (left out of the constructor when the value is None).
+    has_default: bool
+
+
 @cache
-def _field_types(record_type: type) -> dict[str, tuple[type, bool]]:
-    """Each field's base type and whether it is required."""
+def _field_types(record_type: type) -> dict[str, _Field]:
+    """Each field's base type, whether it is required, and whether it has a default."""
     hints = typing.get_type_hints(record_type)
-    found: dict[str, tuple[type, bool]] = {}
+    found: dict[str, _Field] = {}
     for item in dataclasses.fields(record_type):
         hint = hints[item.name]
         optional = type(None) in typing.get_args(hint)
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         base = args[0] if args and typing.get_origin(hint) is not tuple else hint
-        required = (not optional and item.default is dataclasses.MISSING
-                    and item.default_factory is dataclasses.MISSING)
-        found[item.name] = (base, required)
+        has_default = item.default is not dataclasses.MISSING or item.default_factory is not dataclasses.MISSING
+        found[item.name] = _Field(base, not optional and not has_default, has_default)
     return found
-
-
-def _no_default(record_type: type, name: str) -> bool:
-    field = record_type.__dataclass_fields__[name]
-    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
 def coerce(record_type: type, name: str, value: Any, zone: ZoneInfo = DEFAULT_ZONE) -> Any:
     """One field's value in its declared type (None for a null text); RecordProblem otherwise."""
-    base, required = _field_types(record_type)[name]
+    base, required, _default = _field_types(record_type)[name]
     if is_null(value):
         if required:
             raise RecordProblem("required value is missing", field_name=name)
@@ -174,31 +176,29 @@ def coerce(record_type: type, name: str, value: Any, zone: ZoneInfo = DEFAULT_ZO
         raise RecordProblem(str(exc), field_name=name) from None
 
 
-def build_record(kind: str, values: Mapping[str, Any], zone: ZoneInfo = DEFAULT_ZONE) -> CanonicalRecord:
-    """The canonical record of ``kind`` from canonical field names → raw values."""
-    record_type = RECORD_TYPES.get(kind)
-    if record_type is None:
-        raise RecordProblem(f"unknown record kind '{kind}'")
+def _build(record_type: type, label: str, values: Mapping[str, Any], zone: ZoneInfo) -> Any:
     known = _field_types(record_type)
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise RecordProblem(f"fields {', '.join(unknown)} are not fields of {kind}")
+        raise RecordProblem(f"fields {', '.join(unknown)} are not fields of {label}")
     arguments = {name: coerce(record_type, name, values.get(name), zone) for name in known if name != "results"}
-    arguments = {name: value for name, value in arguments.items() if value is not None or _no_default(record_type, name)}
+    arguments = {name: value for name, value in arguments.items() if value is not None or not known[name].has_default}
     if "results" in values:
         arguments["results"] = tuple(values["results"])
     return record_type(**arguments)
 
 
-def build_lab_result(values: Mapping[str, Any]) -> LabResultRecord:
+def build_record(kind: str, values: Mapping[str, Any], zone: ZoneInfo = DEFAULT_ZONE) -> CanonicalRecord:
+    """The canonical record of ``kind`` from canonical field names → raw values."""
+    record_type = RECORD_TYPES.get(kind)
+    if record_type is None:
+        raise RecordProblem(f"unknown record kind '{kind}'")
+    return _build(record_type, kind, values, zone)  # type: ignore[no-any-return]
+
+
+def build_lab_result(values: Mapping[str, Any], zone: ZoneInfo = DEFAULT_ZONE) -> LabResultRecord:
     """One lab result item from canonical field names → raw values."""
-    known = _field_types(LabResultRecord)
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise RecordProblem(f"fields {', '.join(unknown)} are not fields of a lab result")
-    arguments = {name: coerce(LabResultRecord, name, values.get(name)) for name in known}
-    return LabResultRecord(**{name: value for name, value in arguments.items()
-                              if value is not None or _no_default(LabResultRecord, name)})
+    return _build(LabResultRecord, "a lab result", values, zone)  # type: ignore[no-any-return]
 
 
 def json_value(value: Any) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from adapters.base import RECORD_KINDS, RecordProblem
+from adapters.base import RECORD_KINDS, LabResultRecord, RecordProblem
 from adapters.fields import RECORD_TYPES, _field_types, is_null
 from adapters.files import configured_dirs, inside
 
@@ -132,28 +132,22 @@ def _field(spec: Any, where: str) -> FieldSpec:
 def _fields(raw: Any, record: str, where: str) -> dict[str, FieldSpec]:
     if not isinstance(raw, Mapping) or not raw:
         raise ProfileError(f"{where}: 'fields' must map canonical fields to columns")
-    record_type = RECORD_TYPES.get(record)
-    known = set(_field_types(record_type)) if record_type else set(_lab_result_fields())
+    known = _settable(record)
     fields = {}
     for name, spec in raw.items():
-        if name not in known or name in ("results", "key", "updated_at"):
+        if name not in known:
             raise ProfileError(f"{where}: '{name}' is not a field of {record} (fields: {', '.join(sorted(known))})")
         fields[name] = _field(spec, f"{where}.{name}")
-    missing = sorted(n for n, (_t, required) in _required(record).items() if required and n not in fields)
+    missing = sorted(n for n, spec in known.items() if spec.required and n not in fields)
     if missing:
         raise ProfileError(f"{where}: required fields of {record} are not mapped: {', '.join(missing)}")
     return fields
 
 
-def _lab_result_fields() -> dict[str, tuple[type, bool]]:
-    from adapters.base import LabResultRecord
-
-    return _field_types(LabResultRecord)
-
-
-def _required(record: str) -> dict[str, tuple[type, bool]]:
-    found = _lab_result_fields() if record == "LabResult" else dict(_field_types(RECORD_TYPES[record]))
-    return {n: v for n, v in found.items() if n not in ("key", "updated_at", "results")}
+def _settable(record: str) -> dict[str, Any]:
+    """The fields of a record (``LabResult`` too) a profile maps: all but the key, update time and children."""
+    record_type = LabResultRecord if record == "LabResult" else RECORD_TYPES[record]
+    return {n: f for n, f in _field_types(record_type).items() if n not in ("key", "updated_at", "results")}
 
 
 def _kind(kind: str, raw: Any, where: str) -> KindSpec:

@@ -199,11 +199,8 @@ def source_quarantine(request: Request, source_id: str, principal: Manager,
 def replay_quarantine(request: Request, source_id: str, principal: Manager) -> JSONResponse:
     """Convert every open quarantined row again (after a fix); the run's counts say what landed."""
     source = _source(request, principal, source_id)
-    database = _database(request)
-    with database.ingest_state(write=False) as state:
-        entries = state.entries(source_id, limit=1_000_000)
-    result = IngestRun(database, source, open_adapter).replay(entries)
-    return JSONResponse({"run_id": result.run_id, "status": result.status, "replayed": len(entries),
+    result = IngestRun(_database(request), source, open_adapter).replay_open()
+    return JSONResponse({"run_id": result.run_id, "status": result.status, "replayed": result.counts.records_read,
                          **result.counts.as_dict(), "error": result.error})
 
 

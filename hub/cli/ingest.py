@@ -205,13 +205,10 @@ def ingest_replay(
     """Convert a source's quarantined rows again, after the profile or the data was fixed."""
     database = _database()
     try:
-        source = get_source(database, source_id)
-        with database.ingest_state(write=False) as state:
-            entries = [e for e in state.entries(source_id, limit=1_000_000) if not entry or e["q_id"] in entry]
-        result = IngestRun(database, source, open_adapter).replay(entries)
+        result = IngestRun(database, get_source(database, source_id), open_adapter).replay_open(entry)
     except HubError as error:
         _fail(error)
-    console.print(f"replayed {len(entries)} rows: {_show_counts(result.counts)}")
+    console.print(f"replayed {result.counts.records_read} rows: {_show_counts(result.counts)}")
 
 
 @ingest_app.command("discard")

@@ -201,8 +201,7 @@ class IngestRun:
 
     def _end(self, status: str, error: str | None) -> None:
         with self.database.ingest_state(write=True) as state:
-            state.add_counts(self._run_id, {}, now_utc(), attempts=self._attempts)
-            state.finish_run(self._run_id, status, now_utc(), error)
+            state.finish_run(self._run_id, status, now_utc(), error, attempts=self._attempts)
             state.release(self.source.source_id, self._run_id)
         log.info("ingest run %s of %s %s: %s", self._run_id, self.source.source_id, status, self.counts.as_dict())
 
@@ -300,6 +299,12 @@ class IngestRun:
             self._written_since_analyze = 0
 
     # -- replay -------------------------------------------------------------
+
+    def replay_open(self, entry_ids: Sequence[int] = ()) -> RunResult:
+        """Replay the source's open quarantine entries (only ``entry_ids`` when given)."""
+        with self.database.ingest_state(write=False) as state:
+            entries = state.entries(self.source.source_id, limit=1_000_000)
+        return self.replay([e for e in entries if not entry_ids or e["q_id"] in entry_ids])
 
     def replay(self, entries: list[dict[str, object]]) -> RunResult:
         """Convert quarantined rows again (after a profile or source fix); still-bad rows stay quarantined."""

@@ -84,13 +84,13 @@ class IngestState:
             values["attempts"] = attempts
         self.connection.execute(update(ingest_run).where(ingest_run.c.run_id == run_id).values(**values))
 
-    def finish_run(self, run_id: int, status: str, now: datetime, error: str | None = None) -> None:
-        """Close a run: succeeded, failed or interrupted."""
-        self.connection.execute(
-            update(ingest_run).where(ingest_run.c.run_id == run_id).values(
-                status=status, finished=now, heartbeat=now, error=error
-            )
-        )
+    def finish_run(self, run_id: int, status: str, now: datetime, error: str | None = None,
+                   attempts: int | None = None) -> None:
+        """Close a run: succeeded, failed or interrupted (with its connection attempts, when known)."""
+        values: dict[str, Any] = {"status": status, "finished": now, "heartbeat": now, "error": error}
+        if attempts is not None:
+            values["attempts"] = attempts
+        self.connection.execute(update(ingest_run).where(ingest_run.c.run_id == run_id).values(**values))
 
     def interrupt_stale(self, source_id: str, current_run: int, now: datetime) -> int:
         """Pull runs of the source still marked running but not holding its lock: their process died.
