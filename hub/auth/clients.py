@@ -23,6 +23,7 @@ from hub.auth.passwords import hash_secret, new_secret, verify_secret
 from hub.auth.principal import Principal
 from hub.auth.roles import Role, needs_institution, scope_ceiling
 from hub.auth.scopes import Grants, ScopeError, format_grants, grants_of, intersect
+from hub.privacy import mask_text
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS256", "RS384", "ES256", "ES384"]
@@ -107,6 +108,15 @@ class ClientStore(Protocol):
         """Record an assertion id; False if it was already used (a replay)."""
 
 
+def _new_client_id() -> str:
+    """A random client id that masking leaves alone (a hex run of digits can look like a phone number,
+    and a masked id in the audit trail or a log would name no one)."""
+    while True:
+        candidate = uuid.uuid4().hex
+        if mask_text(candidate) == candidate:
+            return candidate
+
+
 def new_client(
     name: str,
     role: Role,
@@ -139,7 +149,7 @@ def new_client(
         _check_jwks(jwks)
     secret = None if jwks is not None else new_secret()
     client = Client(
-        client_id=uuid.uuid4().hex, name=name, role=role, grants=granted, institutions=institutions,
+        client_id=_new_client_id(), name=name, role=role, grants=granted, institutions=institutions,
         consortia=consortia, secret_hash=hash_secret(secret) if secret else None, jwks=jwks,
     )
     return client, secret
