@@ -6,8 +6,9 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 .PHONY: install system-packages demo serve test test-postgres lint openapi bench clean
 
-# unixODBC and the ODBC drivers the source adapters use (MariaDB, PostgreSQL, SQLite).
-ODBC_PACKAGES := unixodbc odbc-mariadb odbc-postgresql libsqliteodbc
+# unixODBC and the ODBC drivers the source adapters use (MariaDB, PostgreSQL, SQLite),
+# and the headless Chromium the web-page tests drive (Playwright uses it; it downloads no browser).
+SYSTEM_PACKAGES := unixodbc odbc-mariadb odbc-postgresql libsqliteodbc chromium
 
 $(BIN)/hub: pyproject.toml
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
@@ -24,14 +25,14 @@ $(BIN)/hub: pyproject.toml
 
 install: system-packages $(BIN)/hub ## Create .venv and install the hub with its test extras
 
-system-packages: ## Install the ODBC driver manager and drivers (Debian) when they are missing
+system-packages: ## Install the ODBC drivers and Chromium (Debian) when they are missing
 	@if ! odbcinst -q -d 2>/dev/null | grep -q 'MariaDB Unicode' || ! odbcinst -q -d | grep -q 'PostgreSQL Unicode' \
-	    || ! odbcinst -q -d | grep -q 'SQLite3'; then \
+	    || ! odbcinst -q -d | grep -q 'SQLite3' || ! command -v chromium >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing $(ODBC_PACKAGES)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ODBC_PACKAGES) >/dev/null; \
+	    echo "installing $(SYSTEM_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	  else \
-	    echo "ODBC drivers are missing: run 'sudo apt-get install $(ODBC_PACKAGES)'" >&2; exit 1; \
+	    echo "ODBC drivers or Chromium are missing: run 'sudo apt-get install $(SYSTEM_PACKAGES)'" >&2; exit 1; \
 	  fi; \
 	fi
 

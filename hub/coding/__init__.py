@@ -1,0 +1,1 @@
+"""Terminology and code mapping: code systems, value sets, concept maps, units, normalization."""
