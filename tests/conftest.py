@@ -20,6 +20,7 @@ from hub.api.app import create_app
 from hub.auth.principal import Principal
 from hub.auth.roles import Role
 from hub.auth.tokens import TokenService, load_signing_key
+from hub.coding.catalog import catalog_resources
 from hub.config import Settings
 from hub.store.database import Database
 from hub.store.migrate import upgrade
@@ -165,3 +166,12 @@ def assert_outcome(response: httpx.Response, status: int, *, contains: str | Non
         text_ = " ".join(i.get("diagnostics", "") + " " + " ".join(i.get("expression", [])) for i in body["issue"])
         assert contains in text_, body
     return body
+
+
+@pytest.fixture
+def terminology(database: Database) -> None:
+    """The shipped terminology in the store (hub-built resources: written without re-validating each time;
+    ``tests/coding/test_terminology_ops.py`` validates them)."""
+    resources = [(r.resource_type, r.resource_id, r.resource) for r in catalog_resources()]
+    with database.fhir_service(write=True) as service:
+        service.upsert_many(resources)

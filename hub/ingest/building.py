@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.base import Adapter, CanonicalRecord, RecordProblem, SourceRow
+from hub.coding.normalizer import Finding
 from hub.fhir import jsonio
 from hub.ingest.checks import Sampler, content_problem, record_problem
 from hub.ingest.fhir_build import Resource, SourceContext, build_resources
@@ -24,6 +25,8 @@ class BuiltPage:
     #: (source key, raw row, reason) of each row that goes to quarantine.
     rejected: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
     validated: int = 0
+    #: What the mapping tables could not answer on this page.
+    findings: list[Finding] = field(default_factory=list)
 
 
 class PageBuilder:
@@ -48,6 +51,7 @@ class PageBuilder:
             page.resources.extend(built)
             page.stored_keys.append(row.key)
         page.validated = self.sampler.validated - before
+        page.findings = self.normalizer.drain()
         return page
 
     def _build(self, row: SourceRow) -> tuple[list[tuple[str, str, Resource]], str | None]:

@@ -40,6 +40,7 @@ MAPPING_TAG = "urn:hub:mapping-version"
 SEX_EXTENSION = "urn:hub:extension:gb-t-2261.1-sex"
 SEX_SYSTEM = "urn:oid:2.16.156.10011.2.3.3.4"  # GB/T 2261.1 人的性别代码
 RANK_EXTENSION = "urn:hub:extension:diagnosis-rank"
+ETHNICITY_EXTENSION = "urn:hub:extension:ethnicity"
 FINDINGS_EXTENSION = "urn:hub:extension:exam-findings"
 _GENDER = {"1": "male", "2": "female", "0": "unknown", "9": "unknown"}
 _SEX_DISPLAY = {"0": "未知的性别", "1": "男性", "2": "女性", "9": "未说明的性别"}
@@ -160,8 +161,8 @@ def patient(record: PatientRecord, ctx: SourceContext) -> list[tuple[str, str, R
         "address": [{"text": record.address}] if record.address else None,
         "maritalStatus": _concept(ctx.local_system("marital-status"), record.marital_status, None)
         if record.marital_status else None,
-        "extension": [{"url": "urn:hub:extension:ethnicity", "valueCoding": {
-            "system": ctx.local_system("ethnicity"), "code": record.ethnicity}}] if record.ethnicity else None,
+        "extension": [{"url": ETHNICITY_EXTENSION, "valueCodeableConcept": {"coding": [{
+            "system": ctx.local_system("ethnicity"), "code": record.ethnicity}]}}] if record.ethnicity else None,
         "managingOrganization": ctx.organization(None),
     })
     return [("Patient", resource_id(ctx.institution, "Patient", record.key), resource)]

@@ -25,8 +25,9 @@ from hub.fhir.access import Access
 from hub.fhir.instants import now_utc
 from hub.ingest.building import BuiltPage, PageBuilder
 from hub.ingest.fhir_build import SourceContext
-from hub.ingest.mapping import Normalizer, PassThrough
+from hub.ingest.mapping import Normalizer, SourceNormalizers, observed
 from hub.privacy import clip, mask_text
+from hub.store.conflicts import ConflictStore
 from hub.store.database import Database
 from hub.store.sources import SourceRecord
 
@@ -134,7 +135,9 @@ class IngestRun:
         self.source = source
         self.open_adapter = open_adapter
         self.options = options or IngestOptions()
-        self.normalizer = normalizer or PassThrough()
+        #: A fixed normalizer (tests), or None: the source's tables in force, checked before each page.
+        self._fixed = normalizer
+        self._normalizers = SourceNormalizers(database, source) if normalizer is None else None
         self.progress = progress
         self.counts = RunCounts()
         self.access = Access.unrestricted(f"ingest:{source.source_id}")
@@ -244,9 +247,17 @@ class IngestRun:
 
     def builder(self, adapter: Adapter) -> PageBuilder:
         """The page builder of this run for ``adapter`` (conversion only: it need not be connected)."""
+        normalizer = self.normalizer()
         context = SourceContext(self.source.source_id, self.source.institution, adapter.name, adapter.version,
-                                self.normalizer.version)
-        return PageBuilder(adapter, context, self.normalizer, self.options.validate_every)
+                                normalizer.version)
+        return PageBuilder(adapter, context, normalizer, self.options.validate_every)
+
+    def normalizer(self) -> Normalizer:
+        """The normalizer for the next page (rebuilt when a mapping table changed meanwhile)."""
+        if self._normalizers is not None:
+            return self._normalizers.current()
+        assert self._fixed is not None
+        return self._fixed
 
     def _read_all(self, adapter: Adapter, kinds: Sequence[str] | None) -> None:
         builder = self.builder(adapter)
@@ -256,6 +267,7 @@ class IngestRun:
             if kinds and kind not in kinds:
                 continue
             for rows in adapter.read(kind, Position.from_json(positions.get(kind)), self.options.page_size):
+                builder.normalizer = self.normalizer()
                 self.store_page(builder.build(kind, rows))
                 acknowledge = getattr(adapter, "acknowledge", None)
                 if acknowledge is not None:
@@ -276,6 +288,8 @@ class IngestRun:
                 for outcome in service.upsert_many(page.resources):
                     setattr(counts, outcome, getattr(counts, outcome) + 1)
             state.quarantine(rejected, now)
+            if page.findings:
+                ConflictStore(state.connection).record(observed(page.findings, self.source), now)
             if page.stored_keys and state.has_open(self.source.source_id):
                 state.resolve(self.source.source_id, page.kind, page.stored_keys, now)
             if move_watermark and page.rows:

@@ -24,6 +24,7 @@ from hub.fhir.service import FhirService
 from hub.privacy import DataKeyring, resolve_keyring
 from hub.store.audit_log import AuditLog
 from hub.store.clients import SqlClientStore
+from hub.store.conflicts import ConflictStore
 from hub.store.ingest_state import IngestState
 from hub.store.organizations import institutions_under
 from hub.store.repository import SqlRepository
@@ -173,6 +174,20 @@ class Database:
                 protector=self.protector,
             )
             yield service, IngestState(connection, self.protector.keyring)
+
+    @contextmanager
+    def review_batch(self) -> Iterator[tuple[FhirService, ConflictStore]]:
+        """A mapping decision: the conflict, the mapping table and the decision log in one transaction."""
+        with self.connection(write=True) as connection:
+            service = FhirService(SqlRepository(connection, self.protector), search_parameters=self.search_parameters,
+                                  protector=self.protector)
+            yield service, ConflictStore(connection)
+
+    @contextmanager
+    def conflicts(self, *, write: bool) -> Iterator[ConflictStore]:
+        """The mapping conflicts and decisions, inside one transaction."""
+        with self.connection(write=write) as connection:
+            yield ConflictStore(connection)
 
     @contextmanager
     def clients(self, *, write: bool) -> Iterator[SqlClientStore]:

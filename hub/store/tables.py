@@ -311,3 +311,53 @@ quarantine = Table(
     Column("resolved", DateTime(timezone=True), nullable=True),
     Index("ix_hub_quarantine_open", "source_id", "status", "record_kind", "source_key"),
 )
+
+#: Mapping conflicts for the data-governance review: what the mapping tables could not answer.
+mapping_conflict = Table(
+    "hub_mapping_conflict",
+    metadata,
+    Column("conflict_id", BigId, primary_key=True, autoincrement=True),
+    #: unmapped, ambiguous, inconsistent, invalid-target, unit, display-drift.
+    Column("kind", String(24), nullable=False),
+    #: The local code system (``urn:hub:code:<source>:<element>``); the element for ``inconsistent``.
+    Column("system", String(300), nullable=False),
+    Column("code", String(200), nullable=False),
+    #: What distinguishes conflicts of one code: the unit, the new display, the invalid target.
+    Column("detail", String(300), nullable=False),
+    Column("element", String(64), nullable=False),
+    Column("display", Text, nullable=False),
+    #: open, approved, rejected, not-applicable, resolved (the cause went away by itself).
+    Column("status", String(16), nullable=False),
+    Column("occurrences", BigInteger, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    #: JSON lists: sample values, source ids, institution ids; JSON object: kind-specific facts.
+    Column("samples", Text, nullable=False),
+    Column("sources", Text, nullable=False),
+    Column("institutions", Text, nullable=False),
+    Column("info", Text, nullable=False),
+    #: Optimistic lock: a decision names the version it saw.
+    Column("version", Integer, nullable=False),
+    Column("decided_by", String(200), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    UniqueConstraint("kind", "system", "code", "detail", name="uq_hub_mapping_conflict_key"),
+    Index("ix_hub_mapping_conflict_status", "status", "kind", "occurrences"),
+)
+
+#: Every review decision, kept (who, when, why, what it changed).
+mapping_decision = Table(
+    "hub_mapping_decision",
+    metadata,
+    Column("decision_id", BigId, primary_key=True, autoincrement=True),
+    Column("conflict_id", BigInteger, nullable=False),
+    #: approve, reject, not-applicable.
+    Column("action", String(16), nullable=False),
+    #: JSON: the chosen target and scope; the re-normalization counts.
+    Column("target", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Index("ix_hub_mapping_decision_conflict", "conflict_id", "decision_id"),
+)

@@ -48,6 +48,14 @@ def frontdb(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     yield server, connection
 
 
+@pytest.fixture
+def frontdb_mariadb() -> str:
+    """An empty front-end database on MariaDB (ODBC connection string)."""
+    connection = create_database("mariadb", "hub_src_mapping")
+    run_script(connection, ddl_statements("mariadb"))
+    return connection
+
+
 def register(database: Database, source_id: str, adapter: str, connection: str, *,
              institution: str = INSTITUTION, **extra: Any) -> SourceRecord:
     """Register a source of ``institution``."""
