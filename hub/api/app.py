@@ -13,7 +13,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub import __version__
-from hub.api import audit, auth_routes, fhir_routes, sources_routes
+from hub.api import audit, auth_routes, fhir_routes, governance_routes, sources_routes, terminology_routes
 from hub.api.audit import AuditMiddleware
 from hub.api.http import (
     CatchAllMiddleware,
@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(auth_routes.router)
     app.include_router(audit.router)
     app.include_router(sources_routes.router)
+    app.include_router(governance_routes.router)
+    app.include_router(terminology_routes.router)
     app.include_router(fhir_routes.router)
 
     @app.get("/health", tags=["service"], summary="Liveness and database check")

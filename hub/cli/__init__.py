@@ -17,6 +17,7 @@ from rich.table import Table
 from hub.api.audit import audit_row
 from hub.auth.audit import AuditRecord
 from hub.auth.roles import Role
+from hub.cli.coding import mappings_app, terminology_app
 from hub.cli.demo_source import DEMO_SOURCE, run_demo_source
 from hub.cli.ingest import ingest_app, sources_app
 from hub.cli.registry import registry_app
@@ -43,6 +44,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(registry_app, name="registry")
 app.add_typer(sources_app, name="sources")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(terminology_app, name="terminology")
+app.add_typer(mappings_app, name="mappings")
 console = Console(soft_wrap=True)
 
 

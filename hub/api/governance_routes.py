@@ -1,0 +1,168 @@
+"""The mapping-conflict review over HTTP (data-governance staff), the mapping tables, and the review page.
+
+The page ``/governance/`` is static (Chinese, no CDN); it signs in with a governance
+client's credentials and calls the JSON API below with the bearer token.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastApiPath
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from hub.api.http import read_body
+from hub.api.security import requires
+from hub.auth.principal import Principal
+from hub.auth.roles import Permission
+from hub.coding.mapping_tables import read_csv, write_csv
+from hub.coding.terminology import PROCESS_CACHE
+from hub.errors import InvalidRequest
+from hub.governance.review import Decision, bulk_approve, conflict_detail, decide, decided_view
+from hub.governance.tables import export_table, load_table
+from hub.store.conflicts import SORTS, ConflictFilter
+from hub.store.database import Database
+
+router = APIRouter(tags=["governance"])
+Reviewer = Annotated[Principal, Depends(requires(Permission.REVIEW_MAPPINGS))]
+ConflictId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
+_STATIC = resources.files("hub.api") / "static"
+
+
+class TargetRequest(BaseModel):
+    """The standard code a local code is mapped to."""
+
+    system: str = Field(..., max_length=300)
+    code: str = Field(..., max_length=200)
+    display: str | None = Field(None, max_length=500)
+    equivalence: str = Field("equivalent", max_length=20)
+    target_unit: str | None = Field(None, max_length=40, description="UCUM unit to convert to, or 'canonical'")
+
+
+class DecisionRequest(BaseModel):
+    """A reviewer's decision on one conflict."""
+
+    action: str = Field(..., description="approve, reject or not-applicable")
+    version: int = Field(..., ge=1, description="The conflict version the reviewer saw (409 if it changed)")
+    reason: str = Field(..., min_length=1, max_length=1000)
+    target: TargetRequest | None = Field(None, description="For approve")
+    scope: str | None = Field(None, max_length=64, description="The table to write (default: the source's own)")
+
+
+class BulkRequest(BaseModel):
+    """Approve the best suggestion of every open conflict the filter covers."""
+
+    kind: str | None = None
+    element: str | None = None
+    source: str | None = None
+    institution: str | None = None
+    q: str | None = Field(None, max_length=100)
+    reason: str = Field(..., min_length=1, max_length=1000)
+    min_score: float = Field(0.9, ge=0.5, le=2.0)
+    limit: int = Field(200, ge=1, le=1000)
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.database  # type: ignore[no-any-return]
+
+
+def _reviewer(principal: Principal) -> str:
+    return f"client:{principal.client_id}"
+
+
+@router.get("/governance/conflicts", summary="Mapping conflicts (filter, sort, page)")
+def list_conflicts(
+    request: Request, principal: Reviewer,
+    kind: str | None = None, status: str | None = "open", element: str | None = None, source: str | None = None,
+    institution: str | None = None, q: Annotated[str | None, Query(max_length=100)] = None,
+    sort: str = "-occurrences", offset: Annotated[int, Query(ge=0)] = 0,
+    count: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JSONResponse:
+    """Conflicts with occurrences, first/last seen, samples, institutions and sources."""
+    if sort.lstrip("-") not in SORTS:
+        raise InvalidRequest(f"sort must be one of {', '.join(SORTS)} (prefix '-' for descending)")
+    selection = ConflictFilter(kind=kind or None, status=status or None, element=element or None,
+                               source=source or None, institution=institution or None, text=q or None)
+    with _database(request).conflicts(write=False) as store:
+        items, total = store.list(selection, sort=sort, offset=offset, limit=count)
+    return JSONResponse({"total": total, "offset": offset, "items": items})
+
+
+@router.get("/governance/conflicts/{conflict_id}", summary="One conflict with ranked suggestions")
+def read_conflict(request: Request, conflict_id: ConflictId, principal: Reviewer) -> JSONResponse:
+    """The conflict, its suggestions, the table rows in force for its code, and its decisions."""
+    return JSONResponse(conflict_detail(_database(request), PROCESS_CACHE, conflict_id))
+
+
+@router.post("/governance/conflicts/{conflict_id}/$decide", summary="Decide a conflict")
+async def decide_conflict(request: Request, conflict_id: ConflictId, body: DecisionRequest,
+                          principal: Reviewer) -> JSONResponse:
+    """Approve a target, reject, or mark not-applicable; 409 when the conflict changed since ``version``.
+
+    Approving changes the mapping table (a new version) and re-normalizes the stored resources carrying
+    the code; the answer reports the counts.
+    """
+    decision = Decision(body.action, body.version, _reviewer(principal), body.reason.strip(),
+                        body.target.model_dump(exclude_none=True) if body.target else None, body.scope)
+    database = _database(request)
+
+    def run() -> dict[str, Any]:
+        return decided_view(database, conflict_id, decide(database, PROCESS_CACHE, conflict_id, decision))
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+@router.post("/governance/conflicts/$bulk-approve", summary="Approve the best suggestions of many conflicts")
+async def bulk(request: Request, body: BulkRequest, principal: Reviewer) -> JSONResponse:
+    """Approve each open unmapped or display-drift conflict the filter covers whose best suggestion scores
+    at least ``min_score``; the others are listed as skipped with the reason."""
+    selection = ConflictFilter(kind=body.kind, element=body.element, source=body.source,
+                               institution=body.institution, text=body.q)
+    database = _database(request)
+
+    def run() -> dict[str, Any]:
+        return bulk_approve(database, PROCESS_CACHE, selection, reviewer=_reviewer(principal),
+                            reason=body.reason.strip(), min_score=body.min_score, limit=body.limit)
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+@router.get("/governance/mappings/{scope}", summary="A mapping table as CSV")
+def get_table(request: Request, scope: str, principal: Reviewer) -> Response:
+    """The scope's current table (decisions included), in the CSV columns of ``mappings/README.md``."""
+    rows = export_table(_database(request), PROCESS_CACHE, scope)
+    return Response(write_csv(rows, scope), media_type="text/csv; charset=utf-8")
+
+
+@router.put("/governance/mappings/{scope}", summary="Load a mapping table (CSV)")
+async def put_table(request: Request, scope: str, principal: Reviewer) -> JSONResponse:
+    """Replace the scope's table with the CSV body: a new ConceptMap version; stored data follows."""
+    raw = await read_body(request, request.app.state.settings)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The mapping table must be UTF-8 text") from None
+    rows = read_csv(text, scope)
+    database = _database(request)
+
+    def run() -> dict[str, Any]:
+        return load_table(database, PROCESS_CACHE, scope, rows, actor=_reviewer(principal)).as_dict()
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+@router.get("/governance/", include_in_schema=False)
+@router.get("/governance", include_in_schema=False)
+def review_page() -> HTMLResponse:
+    """The review page (Chinese, self-contained: no CDN)."""
+    return HTMLResponse((_STATIC / "governance.html").read_text(encoding="utf-8"))
+
+
+@router.get("/governance/review.js", include_in_schema=False)
+def review_script() -> Response:
+    """The review page's script."""
+    return Response((_STATIC / "governance.js").read_text(encoding="utf-8"), media_type="text/javascript")
