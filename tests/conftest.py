@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from sqlalchemy import text
 
+from adapters.frontdb.schema import ddl_statements
 from hub.api.app import create_app
 from hub.auth.principal import Principal
 from hub.auth.roles import Role
@@ -25,6 +26,7 @@ from hub.config import Settings
 from hub.store.database import Database
 from hub.store.migrate import upgrade
 from hub.store.tables import metadata
+from tests.ingest.sources import create_database, run_script
 
 FHIR_JSON = "application/fhir+json"
 
@@ -166,6 +168,26 @@ def assert_outcome(response: httpx.Response, status: int, *, contains: str | Non
         text_ = " ".join(i.get("diagnostics", "") + " " + " ".join(i.get("expression", [])) for i in body["issue"])
         assert contains in text_, body
     return body
+
+
+INSTITUTION = "org-ingest-a"
+OTHER_INSTITUTION = "org-ingest-b"
+
+
+@pytest.fixture
+def institutions(database: Database) -> None:
+    """Two institutions in the store (sources must belong to a registered Organization)."""
+    with database.fhir_service(write=True) as service:
+        for org_id, name in ((INSTITUTION, "测试医院甲"), (OTHER_INSTITUTION, "测试医院乙")):
+            service.update("Organization", org_id, {"resourceType": "Organization", "id": org_id, "name": name})
+
+
+@pytest.fixture
+def frontdb_mariadb() -> str:
+    """An empty front-end database on MariaDB (ODBC connection string)."""
+    connection = create_database("mariadb", "hub_src_mapping")
+    run_script(connection, ddl_statements("mariadb"))
+    return connection
 
 
 @pytest.fixture

@@ -53,7 +53,18 @@ def test_demo_loads_the_sample_once(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "/fhir/metadata" in first.stdout
     count = _versions(db_url)
-    assert count == 35 + 9 + 14  # the roster's Organizations, the sample bundle, the demo source's resources
+    # the roster's Organizations, the sample bundle, the demo source's resources, the terminology
+    # (10 code systems with their all-codes value sets, 7 more value sets, 2 concept maps), 3 mapping tables
+    assert count == 35 + 9 + 14 + 29 + 3
+    assert "Mapping tables (versions): {'frontdb': 1, 'his-pinyin': 1, 'lis-english': 1}" in first.stdout
+    engine = create_engine(db_url)
+    with engine.connect() as connection:  # the demo's lab results are normalized; the one unmapped item waits
+        conflicts = connection.execute(text("SELECT kind, code, occurrences FROM hub_mapping_conflict")).all()
+        glucose = connection.execute(text("SELECT content FROM hub_resource WHERE resource_type = 'Observation' "
+                                          "AND content LIKE '%lab-item\",\"code\":\"GLU%'")).scalar_one()
+    engine.dispose()
+    assert [tuple(row) for row in conflicts] == [("unmapped", "TG", 1)]
+    assert '"system":"http://loinc.org","code":"14749-6"' in glucose
     assert "quarantined': 1" in first.stdout  # the demo source's mistyped ID number
     second = _run(["demo", "--no-serve"], db_url, tmp_path)
     assert second.returncode == 0, second.stderr

@@ -33,8 +33,10 @@ router = APIRouter(tags=["security"])
 SCOPES_SUPPORTED = ["system/*.read", "system/*.write", "system/*.rs", "system/*.cruds"]
 
 
-def _oauth_error(error: OAuthError) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Basic realm="hub"'} if error.status == 401 else None
+def _oauth_error(error: OAuthError, scripted: bool = False) -> JSONResponse:
+    """The RFC 6749 error; a 401 carries the Basic challenge, except to a page's script (``X-Requested-With``),
+    for which a browser would otherwise open its own password prompt."""
+    headers = {"WWW-Authenticate": 'Basic realm="hub"'} if error.status == 401 and not scripted else None
     return JSONResponse({"error": error.error, "error_description": error.description}, status_code=error.status,
                         headers=headers)
 
@@ -76,7 +78,7 @@ async def token(request: Request) -> Response:
         request.state.principal = client.principal(client.grants)
         grants = requested_grants(client, form.get("scope"))
     except OAuthError as error:
-        return _oauth_error(error)
+        return _oauth_error(error, request.headers.get("x-requested-with") == "XMLHttpRequest")
     access_token, lifetime = security.tokens.issue(client.principal(grants))
     return JSONResponse(
         {"access_token": access_token, "token_type": "bearer", "expires_in": lifetime,

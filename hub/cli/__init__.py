@@ -17,7 +17,7 @@ from rich.table import Table
 from hub.api.audit import audit_row
 from hub.auth.audit import AuditRecord
 from hub.auth.roles import Role
-from hub.cli.coding import mappings_app, terminology_app
+from hub.cli.coding import load_mapping_dir, load_terminology, mappings_app, terminology_app
 from hub.cli.demo_source import DEMO_SOURCE, run_demo_source
 from hub.cli.ingest import ingest_app, sources_app
 from hub.cli.registry import registry_app
@@ -173,6 +173,8 @@ def demo(
         roster = apply_roster(service, load_roster(Path(str(samples / "kunshan-roster.yaml"))))
     console.print(f"Roster of the 昆山 consortium: {roster}")
     _summarize(load_bundle(database, (samples / "demo-bundle.json").read_bytes()))
+    console.print(f"Terminology (GB/T, WS 364, ICD-10 国家临床版, LOINC, UCUM): {load_terminology(database)}")
+    console.print(f"Mapping tables (versions): {load_mapping_dir(database)}")
     ingested = run_demo_source(database, Path("var"))
     if isinstance(ingested, str):
         console.print(f"[yellow]Demo source not ingested:[/] {ingested}")
@@ -184,6 +186,7 @@ def demo(
         ("demo admin", Role.ADMIN, {}),
         ("demo app (昆山医共体, read only)", Role.APP, {"consortia": ["consortium-ks"]}),
         ("demo hospital IT of 昆山市中医医院", Role.SOURCE_ADMIN, {"institutions": ["org-ks-tcm"]}),
+        ("demo data governance (数据治理科)", Role.GOVERNANCE, {}),
     )
     credentials = []
     console.print("[bold]Demo API clients[/] (secrets are shown only now; the hub stores their hashes):")
@@ -207,6 +210,9 @@ def demo(
     console.print(f"Audit trail (admin): {base}/fhir/AuditEvent?patient=pat-1")
     console.print(f"Ingested lab results: {base}/fhir/Observation?_source=urn:hub:source:{DEMO_SOURCE}")
     console.print(f"Source systems (IT): {base}/admin/sources  and  hub sources list / hub ingest runs")
+    console.print(f"Mapping review page: {base}/governance/  (sign in as the demo data governance client)")
+    console.print(f"Terminology:         {base}/fhir/ValueSet/lab-cbc/$expand?filter=xhdb  and  "
+                  f"{base}/fhir/CodeSystem/$lookup?system=http://loinc.org&code=718-7")
     console.print(f"OpenAPI spec:        {base}/openapi.json")
     if not no_serve:
         serve(host=host, port=port, workers=1)

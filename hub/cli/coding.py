@@ -17,6 +17,8 @@ from hub.governance.tables import export_table, load_table
 from hub.store.conflicts import ConflictFilter
 from hub.store.database import Database
 
+#: The mapping tables shipped with the hub (the repository's ``mappings/``).
+MAPPINGS_DIR = DEFAULT_DIR.parent / "mappings"
 terminology_app = typer.Typer(help="Code systems, value sets and concept maps (术语).", no_args_is_help=True)
 mappings_app = typer.Typer(help="Local-code mapping tables and their conflicts (映射表).", no_args_is_help=True)
 console = Console(soft_wrap=True)
@@ -36,6 +38,15 @@ def load_terminology(database: Database, directory: Path = DEFAULT_DIR) -> dict[
             key = "created" if outcome.status == 201 else ("unchanged" if outcome.message else "updated")
             counts[key] += 1
     return counts
+
+
+def load_mapping_dir(database: Database, directory: Path = MAPPINGS_DIR, actor: str = "demo") -> dict[str, int]:
+    """Load every ``<scope>.csv`` of a directory; the version of each scope's table."""
+    versions = {}
+    for path in sorted(directory.glob("*.csv")):
+        rows = read_csv(path.read_text(encoding="utf-8"), path.stem)
+        versions[path.stem] = load_table(database, PROCESS_CACHE, path.stem, rows, actor=actor).version
+    return versions
 
 
 @terminology_app.command("load")

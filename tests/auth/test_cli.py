@@ -58,7 +58,7 @@ def test_demo_prints_working_credentials(tmp_path: Path) -> None:
     demo = _run(["demo", "--no-serve"], db_url, tmp_path)
     assert demo.returncode == 0, demo.stderr
     pairs = re.findall(r"client_id=(\w+)\s+client_secret=(\S+)", demo.stdout)
-    assert len(pairs) == 3
+    assert len(pairs) == 4  # admin, app, hospital IT, data governance
     settings = Settings(database_url=db_url, key_dir=str(tmp_path / "var" / "keys"))
     database = Database(settings)
     try:

@@ -14,10 +14,9 @@ from hub.ingest.pipeline import IngestOptions, IngestRun, RunResult
 from hub.registry.sources import open_adapter, register_source
 from hub.store.database import Database
 from hub.store.sources import SourceRecord
+from tests.conftest import INSTITUTION, OTHER_INSTITUTION  # noqa: F401 - the ingest tests import them from here
 from tests.ingest.sources import create_database, insert_rows, run_script
 
-INSTITUTION = "org-ingest-a"
-OTHER_INSTITUTION = "org-ingest-b"
 #: GB 11643's own example numbers (valid check characters).
 GOOD_ID = "11010519491231002X"
 GOOD_ID_2 = "440524188001010014"
@@ -31,14 +30,6 @@ def operator_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_DROP_DIRS", str(tmp_path))
 
 
-@pytest.fixture
-def institutions(database: Database) -> None:
-    """Two institutions in the store (sources must belong to a registered Organization)."""
-    with database.fhir_service(write=True) as service:
-        for org_id, name in ((INSTITUTION, "测试医院甲"), (OTHER_INSTITUTION, "测试医院乙")):
-            service.update("Organization", org_id, {"resourceType": "Organization", "id": org_id, "name": name})
-
-
 @pytest.fixture(params=["mariadb", "postgresql"])
 def frontdb(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """An empty front-end database with the published tables, on MariaDB and on PostgreSQL: (server, ODBC)."""
@@ -46,14 +37,6 @@ def frontdb(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     connection = create_database(server, f"hub_src_frontdb_{server}")
     run_script(connection, ddl_statements(server))
     yield server, connection
-
-
-@pytest.fixture
-def frontdb_mariadb() -> str:
-    """An empty front-end database on MariaDB (ODBC connection string)."""
-    connection = create_database("mariadb", "hub_src_mapping")
-    run_script(connection, ddl_statements("mariadb"))
-    return connection
 
 
 def register(database: Database, source_id: str, adapter: str, connection: str, *,

@@ -48,10 +48,14 @@ function showLogin() {
 async function login() {
   const id = $("client-id").value.trim(), secret = $("client-secret").value;
   const response = await fetch("/auth/token", {method: "POST", body: "grant_type=client_credentials",
-    headers: {"Authorization": "Basic " + btoa(id + ":" + secret),
+    headers: {"Authorization": "Basic " + btoa(id + ":" + secret), "X-Requested-With": "XMLHttpRequest",
               "Content-Type": "application/x-www-form-urlencoded"}});
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) { alert("登录失败：" + (body.error_description || body.error || response.status)); return; }
+  if (!response.ok) {
+    $("login-message").textContent = "登录失败：" + (body.error_description || body.error || response.status);
+    return;
+  }
+  $("login-message").textContent = "";
   token = body.access_token;
   sessionStorage.setItem("hub-token", token);
   start();
@@ -223,7 +227,7 @@ async function bulkApprove() {
   }
 }
 
-$("login").addEventListener("click", () => login().catch((e) => alert(e.message)));
+$("login").addEventListener("click", () => login().catch((e) => { $("login-message").textContent = e.message; }));
 $("search").addEventListener("click", () => { offset = 0; load().catch((e) => say(e.message)); });
 $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load().catch((e) => say(e.message)); });
 $("next").addEventListener("click", () => { offset += PAGE; load().catch((e) => say(e.message)); });
