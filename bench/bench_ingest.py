@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters.base import Position  # noqa: E402
 from bench.common import fresh_database_url  # noqa: E402
 from bench.ingest_data import fill  # noqa: E402
+from hub.cli.coding import load_mapping_dir, load_terminology  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.ingest.pipeline import IngestOptions, IngestRun, RunCounts  # noqa: E402
 from hub.registry.sources import open_adapter, register_source  # noqa: E402
@@ -73,6 +74,8 @@ def main() -> None:
     parser.add_argument("--results", type=int, default=1_000_000)
     parser.add_argument("--page-size", type=int, default=200, help="lab reports per batch (x11 resources)")
     parser.add_argument("--reuse-source", action="store_true", help="keep the source filled by an earlier run")
+    parser.add_argument("--mapping", action="store_true",
+                        help="load the terminology and mappings/frontdb.csv first (normalization on the hot path)")
     parser.add_argument("--rerun", action="store_true",
                         help="then forget the watermark and read everything again (every resource unchanged)")
     args = parser.parse_args()
@@ -85,6 +88,9 @@ def main() -> None:
     with database.fhir_service(write=True) as service:
         service.update("Organization", "org-bench", {"resourceType": "Organization", "id": "org-bench",
                                                         "name": "基准测试医院"})
+    if args.mapping:
+        load_terminology(database)
+        load_mapping_dir(database, actor="bench")
     source = register_source(database, {"source_id": "bench", "institution": "org-bench", "system_kind": "LIS",
                                         "adapter": "frontdb", "connection": connection})
     read_rate = _read_rate(database, "bench")
@@ -101,7 +107,8 @@ def main() -> None:
                        progress=progress).run()
     written = result.counts.created + result.counts.updated
     summary = {
-        "database": args.database, "source": args.source, "results": args.results, "status": result.status,
+        "database": args.database, "source": args.source, "results": args.results, "mapping": args.mapping,
+        "status": result.status,
         "resources": written, "seconds": round(result.seconds, 1),
         "resources_per_second": round(written / result.seconds), "source_rows_per_second": round(read_rate),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

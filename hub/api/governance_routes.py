@@ -6,6 +6,8 @@ client's credentials and calls the JSON API below with the bearer token.
 
 from __future__ import annotations
 
+import logging
+import threading
 from importlib import resources
 from typing import Annotated, Any
 
@@ -19,15 +21,20 @@ from hub.api.http import read_body
 from hub.api.security import requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission
-from hub.coding.mapping_tables import read_csv, write_csv
+from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
 from hub.errors import InvalidRequest
-from hub.governance.review import Decision, bulk_approve, conflict_detail, decide, decided_view
-from hub.governance.tables import export_table, load_table
+from hub.governance.renormalize import estimate
+from hub.governance.review import Decision, bulk_approve, conflict_detail, decide, decided_view, follow_decision
+from hub.governance.tables import TableChange, export_table, load_table
 from hub.store.conflicts import SORTS, ConflictFilter
 from hub.store.database import Database
 
+log = logging.getLogger("hub.governance")
 router = APIRouter(tags=["governance"])
+#: Decisions touching at most this many stored resources re-normalize them before answering; larger
+#: ones answer at once and re-normalize in the background (the decision history shows the counts).
+SYNC_RENORMALIZE = 5000
 Reviewer = Annotated[Principal, Depends(requires(Permission.REVIEW_MAPPINGS))]
 ConflictId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
 _STATIC = resources.files("hub.api") / "static"
@@ -111,9 +118,25 @@ async def decide_conflict(request: Request, conflict_id: ConflictId, body: Decis
     database = _database(request)
 
     def run() -> dict[str, Any]:
-        return decided_view(database, conflict_id, decide(database, PROCESS_CACHE, conflict_id, decision))
+        changes = decide(database, PROCESS_CACHE, conflict_id, decision, follow=False)["changes"]
+        codes = [code for change in changes for code in change.changed_codes]
+        if estimate(database, codes) <= SYNC_RENORMALIZE:
+            changes = follow_decision(database, PROCESS_CACHE, conflict_id, changes, actor=decision.reviewer,
+                                      reason=decision.reason)
+            return decided_view(database, conflict_id, changes)
+        threading.Thread(target=_follow_logged, args=(database, conflict_id, changes, decision), daemon=True,
+                         name=f"renormalize-{conflict_id}").start()
+        return decided_view(database, conflict_id, changes, running=True)
 
     return JSONResponse(await run_in_threadpool(run))
+
+
+def _follow_logged(database: Database, conflict_id: int, changes: list[TableChange], decision: Decision) -> None:
+    try:
+        follow_decision(database, PROCESS_CACHE, conflict_id, changes, actor=decision.reviewer,
+                        reason=decision.reason)
+    except Exception:  # noqa: BLE001 - a background thread reports to the log; `hub mappings renormalize` redoes it
+        log.exception("re-normalization after the decision on conflict %s failed", conflict_id)
 
 
 @router.post("/governance/conflicts/$bulk-approve", summary="Approve the best suggestions of many conflicts")
@@ -142,11 +165,7 @@ def get_table(request: Request, scope: str, principal: Reviewer) -> Response:
 async def put_table(request: Request, scope: str, principal: Reviewer) -> JSONResponse:
     """Replace the scope's table with the CSV body: a new ConceptMap version; stored data follows."""
     raw = await read_body(request, request.app.state.settings)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidRequest("The mapping table must be UTF-8 text") from None
-    rows = read_csv(text, scope)
+    rows = read_csv(decode_table(raw), scope)
     database = _database(request)
 
     def run() -> dict[str, Any]:

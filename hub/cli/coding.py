@@ -9,11 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.coding.catalog import DEFAULT_DIR, catalog_resources
-from hub.coding.mapping_tables import read_csv, write_csv
+from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
 from hub.config import Settings
 from hub.errors import HubError
-from hub.governance.tables import export_table, load_table
+from hub.governance.tables import export_table, load_table, renormalize_scope
 from hub.store.conflicts import ConflictFilter
 from hub.store.database import Database
 
@@ -44,7 +44,7 @@ def load_mapping_dir(database: Database, directory: Path = MAPPINGS_DIR, actor: 
     """Load every ``<scope>.csv`` of a directory; the version of each scope's table."""
     versions = {}
     for path in sorted(directory.glob("*.csv")):
-        rows = read_csv(path.read_text(encoding="utf-8"), path.stem)
+        rows = read_csv(decode_table(path.read_bytes()), path.stem)
         versions[path.stem] = load_table(database, PROCESS_CACHE, path.stem, rows, actor=actor).version
     return versions
 
@@ -75,7 +75,7 @@ def mappings_load(
     scope = scope or path.stem
     database = Database(Settings.from_env())
     try:
-        rows = read_csv(path.read_text(encoding="utf-8"), scope)
+        rows = read_csv(decode_table(path.read_bytes()), scope)
         change = load_table(database, PROCESS_CACHE, scope, rows, actor=actor)
     except HubError as error:
         raise _failed(f"{path.name} not loaded", error) from None
@@ -107,6 +107,23 @@ def mappings_export(
     else:
         output.write_text(text, encoding="utf-8")
         console.print(f"Wrote {output}")
+
+
+@mappings_app.command("renormalize")
+def mappings_renormalize(
+    scope: str = typer.Argument(..., help="Source id or adapter name"),
+    actor: str = typer.Option("cli", help="Who runs it (recorded in the Provenance)"),
+) -> None:
+    """Normalize again the stored resources carrying any code of a scope's table (after a terminology change,
+    or to finish a background re-normalization that was interrupted)."""
+    database = Database(Settings.from_env())
+    try:
+        done = renormalize_scope(database, PROCESS_CACHE, scope, actor=actor)
+    except HubError as error:
+        raise _failed("Not re-normalized", error) from None
+    finally:
+        database.dispose()
+    console.print(f"Re-normalized under {scope}'s table: {done.as_dict()}")
 
 
 @mappings_app.command("conflicts")

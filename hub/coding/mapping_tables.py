@@ -80,6 +80,18 @@ def concept_map_id(scope: str) -> str:
     return "mapping-" + require_scope(scope).replace("_", "-")
 
 
+def decode_table(raw: bytes) -> str:
+    """A CSV file's text: UTF-8 (with or without BOM), or GB18030 as Chinese Excel saves "CSV"."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The mapping table is neither UTF-8 nor GB18030 text; save it as CSV (UTF-8)") from None
+
+
 def read_csv(text: str, scope: str) -> list[MappingRow]:
     """The rows of a mapping CSV for ``scope``; an error names the line and column of the first problem."""
     require_scope(scope)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -265,8 +264,3 @@ def _tag(resource: dict[str, Any], version: str) -> None:
     tags = [t for t in meta.get("tag") or [] if t.get("system") != MAPPING_TAG]
     tags.append({"system": MAPPING_TAG, "code": version})
     meta["tag"] = tags
-
-
-def stamp() -> str:
-    """A time for a finding (UTC ISO)."""
-    return datetime.utcnow().isoformat()

@@ -83,21 +83,22 @@ class Terminology:
         assert outcome.resource is not None and outcome.resource.content is not None
         return outcome.resource
 
-    def _parsed(self, stored: StoredResource) -> dict[str, Any]:
+    def parsed(self, stored: StoredResource) -> dict[str, Any]:
+        """The JSON of a stored terminology resource, parsed once per version."""
         return self.cache.get(("json", stored.resource_type, stored.id, stored.version_id),
                               lambda: jsonio.loads_stored(stored.content or b"{}"))
 
     def _index(self, stored: StoredResource) -> CodeSystemIndex:
-        return self.cache.get(("cs", stored.id, stored.version_id), lambda: CodeSystemIndex(self._parsed(stored)))
+        return self.cache.get(("cs", stored.id, stored.version_id), lambda: CodeSystemIndex(self.parsed(stored)))
 
     def code_system(self, url: str, version: str | None = None) -> CodeSystemIndex | None:
         """The stored code system with canonical ``url`` (and ``version``), or None."""
         found = self._stored("CodeSystem", f"url={escape(url)}")
         if version:
-            found = [s for s in found if self._parsed(s).get("version") == version]
+            found = [s for s in found if self.parsed(s).get("version") == version]
         if not found:
             return None
-        return self._index(max(found, key=lambda s: (str(self._parsed(s).get("version") or ""), s.id)))
+        return self._index(max(found, key=lambda s: (str(self.parsed(s).get("version") or ""), s.id)))
 
     def require_code_system(self, url: str | None, version: str | None = None) -> CodeSystemIndex:
         """The code system, or 404 naming it."""
@@ -112,7 +113,7 @@ class Terminology:
     def value_set(self, url: str) -> dict[str, Any] | None:
         """The stored value set with canonical ``url`` (``url|version`` accepted), or None."""
         url, _, version = url.partition("|")
-        found = [self._parsed(s) for s in self._stored("ValueSet", f"url={escape(url)}")]
+        found = [self.parsed(s) for s in self._stored("ValueSet", f"url={escape(url)}")]
         if version:
             found = [v for v in found if v.get("version") == version]
         return found[0] if found else None
@@ -122,16 +123,16 @@ class Terminology:
         """The stored concept maps by canonical ``url`` or by a group's source (or target) system."""
         if url:
             url, _, version = url.partition("|")
-            found = [self._parsed(s) for s in self._stored("ConceptMap", f"url={escape(url)}")]
+            found = [self.parsed(s) for s in self._stored("ConceptMap", f"url={escape(url)}")]
             return [m for m in found if not version or m.get("version") == version]
         if source_system:
             systems = [source_system, *self.system_aliases(source_system)]
             maps = []
             for system in systems:
-                maps.extend(self._parsed(s) for s in self._stored("ConceptMap", f"source-system={escape(system)}"))
+                maps.extend(self.parsed(s) for s in self._stored("ConceptMap", f"source-system={escape(system)}"))
             return maps
         if target_system:
-            return [self._parsed(s) for s in self._stored("ConceptMap", f"target-system={escape(target_system)}")]
+            return [self.parsed(s) for s in self._stored("ConceptMap", f"target-system={escape(target_system)}")]
         raise InvalidRequest("$translate needs url, conceptMap, or the system of the code")
 
     def _expander(self) -> Expander:
@@ -151,7 +152,7 @@ class Terminology:
                                                                                       StoredResource | None]:
         if resource_id:
             stored = self._read("ValueSet", resource_id)
-            return self._parsed(stored), stored
+            return self.parsed(stored), stored
         given = inp.resource("valueSet")
         if given is not None:
             if given.get("resourceType") != "ValueSet":
@@ -162,10 +163,10 @@ class Terminology:
             raise InvalidRequest("The operation needs the value set: url, an id, or a valueSet resource")
         url, _, version = url.partition("|")
         found = [s for s in self._stored("ValueSet", f"url={escape(url)}")
-                 if not version or self._parsed(s).get("version") == version]
+                 if not version or self.parsed(s).get("version") == version]
         if not found:
             raise NotFound(f"ValueSet '{clip(url, 100)}' is not on this server")
-        return self._parsed(found[0]), found[0]
+        return self.parsed(found[0]), found[0]
 
     # -- operations -----------------------------------------------------------
 
@@ -278,7 +279,7 @@ class Terminology:
         reverse = inp.boolean("reverse")
         target_system = inp.text("targetsystem")
         if resource_id:
-            maps = [self._parsed(self._read("ConceptMap", resource_id))]
+            maps = [self.parsed(self._read("ConceptMap", resource_id))]
         elif inp.text("url") or inp.text("conceptMap"):
             maps = self.concept_maps(url=inp.text("url") or inp.text("conceptMap"))
             if not maps:

@@ -25,6 +25,14 @@ def _search_params(registry: SearchRegistry, resource_type: str) -> list[dict[st
     return params
 
 
+#: The type-level operations of the terminology resources (HL7's R4 OperationDefinitions).
+TERMINOLOGY_OPERATIONS = {
+    "CodeSystem": ("lookup", "validate-code", "subsumes"),
+    "ValueSet": ("expand", "validate-code"),
+    "ConceptMap": ("translate",),
+}
+
+
 def capability_statement(
     base_url: str, software_version: str, registry: SearchRegistry, token_url: str = ""
 ) -> dict[str, Any]:
@@ -48,6 +56,10 @@ def capability_statement(
             "searchRevInclude": ["*"],
             "searchParam": params,
         })
+        if resource_type in TERMINOLOGY_OPERATIONS:
+            resources[-1]["operation"] = [
+                {"name": name, "definition": f"http://hl7.org/fhir/OperationDefinition/{resource_type}-{name}"}
+                for name in TERMINOLOGY_OPERATIONS[resource_type]]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

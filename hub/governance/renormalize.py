@@ -59,27 +59,46 @@ def expand_codes(database: Database, codes: Iterable[tuple[str, str]]) -> list[t
     return list(out.values())
 
 
+def _searches(database: Database, codes: Iterable[tuple[str, str]]) -> list[tuple[SourceRecord, str, str]]:
+    """(source, resource type, criteria) finding every stored resource that may carry one of ``codes``.
+
+    Indexed elements are found code by code; the others by one scan of the source's resources of the type.
+    """
+    searches: dict[tuple[str, str, str], tuple[SourceRecord, str, str]] = {}
+    for source, element, code in expand_codes(database, codes):
+        spec = ELEMENTS.get(element)
+        if spec is None:
+            continue
+        system = local_system(source.source_id, element)
+        for resource_type in spec.resource_types:
+            criteria = (f"{spec.search_param}={escape(system)}|{escape(code)}" if spec.search_param
+                        else f"_source={escape('urn:hub:source:' + source.source_id)}")
+            searches[(source.source_id, resource_type, criteria)] = (source, resource_type, criteria)
+    return list(searches.values())
+
+
+def estimate(database: Database, codes: Iterable[tuple[str, str]]) -> int:
+    """How many stored resources a re-normalization of ``codes`` would examine."""
+    total = 0
+    with database.fhir_service(write=False) as service:
+        for _source, resource_type, criteria in _searches(database, codes):
+            total += service.repository.count(service.conditional_spec(resource_type, criteria))
+    return total
+
+
 def renormalize(database: Database, cache: TerminologyCache, codes: Iterable[tuple[str, str]], *,
                 actor: str, reason: str, progress: Callable[[Renormalized], None] | None = None) -> Renormalized:
     """Normalize again every stored resource carrying one of ``codes`` (local system, code)."""
     done = Renormalized()
     normalizers: dict[str, MappingNormalizer] = {}
-    for source, element, code in expand_codes(database, codes):
-        spec = ELEMENTS.get(element)
-        if spec is None:
-            continue
+    for source, resource_type, criteria in _searches(database, codes):
         if source.source_id not in normalizers:
             with database.fhir_service(write=False) as service:
-                normalizers[source.source_id] = MappingNormalizer(
-                    build_index(Terminology(service, cache), source_scopes(source.source_id, source.adapter)))
-        normalizer = normalizers[source.source_id]
-        system = local_system(source.source_id, element)
-        for resource_type in spec.resource_types:
-            criteria = (f"{spec.search_param}={escape(system)}|{escape(code)}" if spec.search_param
-                        else f"_source={escape('urn:hub:source:' + source.source_id)}")
-            _run(database, normalizer, resource_type, criteria, done, actor, reason)
-            if progress is not None:
-                progress(done)
+                normalizers[source.source_id] = MappingNormalizer(build_index(
+                    Terminology(service, cache), source_scopes(source.source_id, source.adapter)))
+        _run(database, normalizers[source.source_id], resource_type, criteria, done, actor, reason)
+        if progress is not None:
+            progress(done)
     return done
 
 

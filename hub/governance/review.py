@@ -18,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from hub.coding.codesystems import CodeSystemIndex
 from hub.coding.mapping_tables import MappingRow, local_system, split_local
 from hub.coding.normalizer import ELEMENTS
 from hub.coding.suggest import suggest
 from hub.coding.table_checks import target_problem
 from hub.coding.terminology import Terminology, TerminologyCache
 from hub.coding.text import fold
-from hub.errors import Conflict, InvalidRequest, NotFound
+from hub.errors import Conflict, InvalidRequest, NotFound, PreconditionFailed, VersionConflict
 from hub.fhir.instants import now_utc
 from hub.governance.tables import TableChange, all_tables, follow_change, write_table
 from hub.privacy import clip
@@ -32,6 +33,8 @@ from hub.store.conflicts import ConflictFilter
 from hub.store.database import Database
 
 ACTIONS = {"approve": "approved", "reject": "rejected", "not-applicable": "not-applicable"}
+#: Attempts of a decision whose table another decision changed at the same moment.
+TABLE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -48,23 +51,39 @@ class Decision:
     scope: str | None = None
 
 
-def conflict_detail(database: Database, cache: TerminologyCache, conflict_id: int) -> dict[str, Any]:
+@dataclass
+class ReviewContext:
+    """What suggestions are computed from: every scope's table and the standards' code systems."""
+
+    tables: dict[str, list[MappingRow]]
+    standards: dict[str, CodeSystemIndex | None]
+
+
+def review_context(database: Database, cache: TerminologyCache) -> ReviewContext:
+    """The tables and standards in force now (read once for a page or a bulk decision)."""
+    with database.fhir_service(write=False) as service:
+        terminology = Terminology(service, cache)
+        standards = {spec.target_system: terminology.code_system(spec.target_system)
+                     for spec in ELEMENTS.values() if spec.target_system}
+        return ReviewContext(all_tables(terminology), standards)
+
+
+def conflict_detail(database: Database, cache: TerminologyCache, conflict_id: int,
+                    context: ReviewContext | None = None) -> dict[str, Any]:
     """One conflict with its ranked suggestions, the rows in force for its code, and its decisions."""
     with database.conflicts(write=False) as store:
         conflict = store.get(conflict_id)
         if conflict is None:
             raise NotFound(f"Mapping conflict {conflict_id} does not exist")
         conflict["decisions"] = store.decisions(conflict_id)
-    with database.fhir_service(write=False) as service:
-        terminology = Terminology(service, cache)
-        tables = all_tables(terminology)
-        spec = ELEMENTS.get(conflict["element"])
-        index = terminology.code_system(spec.target_system) if spec and spec.target_system else None
+    context = context or review_context(database, cache)
+    spec = ELEMENTS.get(conflict["element"])
+    index = context.standards.get(spec.target_system) if spec and spec.target_system else None
     wanted = fold(conflict["display"])
     approved: Counter[tuple[str, str, str]] = Counter()
     rows_in_force = []
     own = _local_key(conflict)
-    for scope, rows in tables.items():
+    for scope, rows in context.tables.items():
         for row in rows:
             if row.key == own:
                 rows_in_force.append({"scope": scope, **row.__dict__})
@@ -166,6 +185,23 @@ def decide(database: Database, cache: TerminologyCache, conflict_id: int, decisi
     if not decision.reason.strip():
         raise InvalidRequest("A decision needs a reason")
     target = _target_row(database, cache, decision)
+    for attempt in range(TABLE_RETRIES):
+        try:
+            changes = _record(database, cache, conflict_id, decision, target)
+            break
+        except (VersionConflict, PreconditionFailed):  # another decision wrote the same table: decide on top of it
+            if attempt == TABLE_RETRIES - 1:
+                raise
+    result: dict[str, Any] = {"changes": changes}
+    if follow:
+        result["changes"] = follow_decision(database, cache, conflict_id, changes, actor=decision.reviewer,
+                                            reason=decision.reason)
+    return result
+
+
+def _record(database: Database, cache: TerminologyCache, conflict_id: int, decision: Decision,
+            target: MappingRow | None) -> list[TableChange]:
+    """The decision, the table versions it implies and its log entry, in one transaction."""
     now = now_utc()
     with database.review_batch() as (service, store):
         conflict = store.get(conflict_id)
@@ -179,20 +215,27 @@ def decide(database: Database, cache: TerminologyCache, conflict_id: int, decisi
         chosen = {"target": decision.target, "scope": decision.scope,
                   "tables": [{"scope": c.scope, "version": c.version} for c in changes]}
         store.log_decision(conflict_id, decision.action, chosen, {}, decision.reviewer, decision.reason, now)
-    result = {"changes": changes}
-    if follow:
-        result["changes"] = [follow_change(database, cache, c, actor=decision.reviewer,
-                                           reason=f"冲突 {conflict_id}：{decision.reason}") for c in changes]
-        with database.conflicts(write=True) as store:
-            store.set_result(conflict_id, {"tables": [c.as_dict() for c in result["changes"]]})
-    return result
+    return changes
 
 
-def decided_view(database: Database, conflict_id: int, result: dict[str, Any]) -> dict[str, Any]:
-    """The API answer of a decision: the conflict as it is now and what the decision changed."""
+def follow_decision(database: Database, cache: TerminologyCache, conflict_id: int, changes: list[TableChange], *,
+                    actor: str, reason: str) -> list[TableChange]:
+    """After a decision committed: re-check the tables, re-normalize stored data, log the counts."""
+    followed = [follow_change(database, cache, c, actor=actor, reason=f"冲突 {conflict_id}：{reason}")
+                for c in changes]
+    with database.conflicts(write=True) as store:
+        store.set_result(conflict_id, {"tables": [c.as_dict() for c in followed]})
+    return followed
+
+
+def decided_view(database: Database, conflict_id: int, changes: list[TableChange],
+                 running: bool = False) -> dict[str, Any]:
+    """The API answer of a decision: the conflict as it is now and what the decision changed
+    (``running``: the re-normalization goes on in the background; the decision history will show its counts)."""
     with database.conflicts(write=False) as store:
         conflict = store.get(conflict_id)
-    return {"conflict": conflict, "tables": [c.as_dict() for c in result["changes"]]}
+    return {"conflict": conflict, "tables": [c.as_dict() for c in changes],
+            "renormalization": "running" if running else "done"}
 
 
 def bulk_approve(database: Database, cache: TerminologyCache, selection: ConflictFilter, *, reviewer: str,
@@ -205,8 +248,9 @@ def bulk_approve(database: Database, cache: TerminologyCache, selection: Conflic
         ids = store.ids(selection, limit)
     approved, skipped = [], []
     merged: dict[str, TableChange] = {}
+    context = review_context(database, cache)
     for conflict_id in ids:
-        detail = conflict_detail(database, cache, conflict_id)
+        detail = conflict_detail(database, cache, conflict_id, context)
         best = detail["suggestions"][0] if detail["suggestions"] else None
         if detail["kind"] not in ("unmapped", "display-drift") or best is None or best["score"] < min_score:
             skipped.append({"id": conflict_id, "why": "没有足够可信的建议" if detail["kind"] in

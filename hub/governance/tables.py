@@ -24,7 +24,6 @@ from hub.coding.mapping_tables import (
 from hub.coding.table_checks import TABLE_KINDS, check_tables
 from hub.coding.terminology import Terminology, TerminologyCache
 from hub.errors import InvalidRequest
-from hub.fhir import jsonio
 from hub.fhir.instants import now_utc
 from hub.fhir.service import FhirService
 from hub.governance.renormalize import Renormalized, expand_codes, renormalize, sources_of_scope
@@ -116,6 +115,12 @@ def export_table(database: Database, cache: TerminologyCache, scope: str) -> lis
     return from_concept_map(table)
 
 
+def renormalize_scope(database: Database, cache: TerminologyCache, scope: str, *, actor: str) -> Renormalized:
+    """Normalize again every stored resource carrying a code of ``scope``'s table."""
+    codes = sorted({row.key for row in export_table(database, cache, scope)})
+    return renormalize(database, cache, codes, actor=actor, reason=f"映射表 {scope} 重新标准化")
+
+
 def all_tables(terminology: Terminology) -> dict[str, list[MappingRow]]:
     """Every scope's current table."""
     tables = {}
@@ -123,7 +128,7 @@ def all_tables(terminology: Terminology) -> dict[str, list[MappingRow]]:
     for stored in terminology.service.find_matches(spec, limit=10_000):
         if stored.content is None:
             continue
-        concept_map = jsonio.loads_stored(stored.content)
+        concept_map = terminology.parsed(stored)
         scope = scope_of(concept_map)
         if scope:
             tables[scope] = from_concept_map(concept_map)

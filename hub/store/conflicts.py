@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, or_, select, update
 
+from hub.privacy import mask_text
 from hub.store.tables import mapping_conflict, mapping_decision
 
 OPEN, RESOLVED = "open", "resolved"
@@ -80,9 +81,13 @@ class ConflictStore:
         return self.connection.execute(select(mapping_conflict).where(
             c.kind == item.kind, c.system == item.system, c.code == item.code, c.detail == item.detail)).first()
 
-    def record(self, observed: Iterable[Observed], now: datetime, *, reopen_decided: bool = False) -> None:
-        """Add occurrences; a conflict that had resolved itself opens again (decided ones stay decided)."""
+    def record(self, observed: Iterable[Observed], now: datetime) -> None:
+        """Add occurrences; a conflict that had resolved itself opens again (decided ones stay decided).
+
+        Displays and samples are masked: a source that writes an ID or phone number into a lab item's
+        name must not put it in front of every reviewer."""
         for item in observed:
+            item = replace(item, display=mask_text(item.display), samples=[mask_text(s) for s in item.samples])
             row = self._find(item)
             if row is None:
                 self.connection.execute(insert(mapping_conflict).values(
@@ -94,7 +99,7 @@ class ConflictStore:
                     info=json.dumps(item.info or {}, ensure_ascii=False), version=1))
                 continue
             status = row.status
-            if status == RESOLVED or (reopen_decided and status in DECIDED):
+            if status == RESOLVED:
                 status = OPEN
             self.connection.execute(update(mapping_conflict).where(
                 mapping_conflict.c.conflict_id == row.conflict_id).values(

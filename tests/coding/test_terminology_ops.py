@@ -166,6 +166,13 @@ def test_subsumes_on_the_icd10_hierarchy(fhir: httpx.Client) -> None:
     assert fhir.get("/CodeSystem/$subsumes", params={"system": ICD, "codeA": "I10", "codeB": "ZZZ"}).status_code == 400
 
 
+def test_capability_statement_lists_the_terminology_operations(fhir: httpx.Client) -> None:
+    resources = {r["type"]: r for r in fhir.get("/metadata").json()["rest"][0]["resource"]}
+    assert {o["name"] for o in resources["CodeSystem"]["operation"]} == {"lookup", "validate-code", "subsumes"}
+    assert {o["name"] for o in resources["ValueSet"]["operation"]} == {"expand", "validate-code"}
+    assert resources["ConceptMap"]["operation"][0]["definition"].endswith("/ConceptMap-translate")
+
+
 def test_bad_operation_input_is_a_clear_400(fhir: httpx.Client) -> None:
     response = fhir.get("/CodeSystem/$validate-code", params={"url": SEX})
     assert response.status_code == 400 and response.json()["resourceType"] == "OperationOutcome"

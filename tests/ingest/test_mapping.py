@@ -162,3 +162,20 @@ def test_a_table_changed_by_another_process_reaches_a_running_normalizer(databas
     finally:
         other.dispose()
     assert normalizers.current().version == "frontdb@1"
+
+
+def test_renormalize_a_scope_finishes_what_an_interrupted_run_left(database: Database, frontdb_mariadb: str) -> None:
+    from hub.governance.tables import renormalize_scope, write_table
+
+    insert_rows(frontdb_mariadb, "hdr_patient", [patient_row(1)])
+    fill_labs(frontdb_mariadb, [lab(1, [("WBC", "白细胞计数", "6.5", "10*9/L", None)])])
+    source = register(database, "front-r", "frontdb", frontdb_mariadb)
+    assert run(database, source).status == "succeeded"
+    rows = read_csv(FRONTDB_TABLE.read_text(encoding="utf-8"), "frontdb")
+    with database.fhir_service(write=True) as service:  # the table changed, the follow-up never ran
+        write_table(service, PROCESS_CACHE, "frontdb", lambda _old: rows)
+    assert len(observations(database)["WBC"]["code"]["coding"]) == 1
+    done = renormalize_scope(database, PROCESS_CACHE, "frontdb", actor="test")
+    assert done.updated == 3  # the result, its report (血常规 → 58410-2), the patient (now tagged frontdb@1)
+    assert observations(database)["WBC"]["code"]["coding"][1]["code"] == "6690-2"
+    assert renormalize_scope(database, PROCESS_CACHE, "frontdb", actor="test").updated == 0  # idempotent

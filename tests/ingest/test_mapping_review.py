@@ -11,6 +11,7 @@ import pytest
 from hub.auth.principal import Principal
 from hub.auth.roles import Role
 from hub.store.database import Database
+from tests.auth.audit_support import empty_trail, events_of  # noqa: F401  (empty_trail is a fixture)
 from tests.conftest import bearer
 from tests.ingest.conftest import fill_labs, patient_row, register, run
 from tests.ingest.sources import insert_rows
@@ -93,6 +94,16 @@ def test_approve_renormalizes_stored_data_found_by_standard_code(review: httpx.C
     assert "lab-item,TG,甘油三酯,http://loinc.org,14927-8" in exported.text
 
 
+@pytest.mark.usefixtures("empty_trail")
+def test_decisions_are_in_the_audit_trail(review: httpx.Client, database: Database, ingested: str) -> None:
+    conflict = _conflict(review, "ZZ9")
+    review.post(f"/governance/conflicts/{conflict['id']}/$decide", json={
+        "action": "not-applicable", "version": conflict["version"], "reason": "本地项目"})
+    _listed, decided = events_of(database, REVIEWER.client_id, 2)  # the list and the decision
+    assert decided["entity"][0]["description"] == f"POST /governance/conflicts/{conflict['id']}/$decide"
+    assert decided["outcome"] == "0"
+
+
 def test_two_reviewers_on_one_conflict_one_wins_the_other_gets_409(server: str, review: httpx.Client,
                                                                     ingested: str) -> None:
     conflict = _conflict(review, "ZZ9")
@@ -161,3 +172,54 @@ def test_mapping_tables_over_http_and_who_may_review(server: str, review: httpx.
     with httpx.Client(base_url=server, headers=bearer(app), timeout=30) as client:
         assert client.get("/governance/conflicts").status_code == 403
     assert httpx.get(f"{server}/governance/conflicts").status_code == 401
+
+
+def test_large_decisions_renormalize_in_the_background(review: httpx.Client, fhir: httpx.Client, ingested: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import hub.api.governance_routes as routes
+
+    monkeypatch.setattr(routes, "SYNC_RENORMALIZE", 1)  # TG is on two stored results: more than one
+    conflict = _conflict(review, "TG")
+    answer = review.post(f"/governance/conflicts/{conflict['id']}/$decide", json={
+        "action": "approve", "version": conflict["version"], "reason": "后台重新标准化",
+        "target": {"system": LOINC, "code": "14927-8"}}).json()
+    assert answer["renormalization"] == "running" and answer["conflict"]["status"] == "approved"
+    deadline = time.monotonic() + 30
+    while True:
+        history = review.get(f"/governance/conflicts/{conflict['id']}").json()["decisions"]
+        if history[0]["result"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert history[0]["result"]["tables"][0]["renormalized"]["updated"] == 2
+    assert fhir.get("/Observation", params={"code": f"{LOINC}|14927-8"}).json()["total"] == 2
+
+
+def test_decisions_on_one_table_at_the_same_moment_both_land(server: str, review: httpx.Client,
+                                                               ingested: str) -> None:
+    tg, zz9 = _conflict(review, "TG"), _conflict(review, "ZZ9")
+    outcomes: list[int] = []
+
+    def decide(conflict: dict[str, Any], body: dict[str, Any]) -> None:
+        with httpx.Client(base_url=server, headers=bearer(REVIEWER), timeout=60) as client:
+            outcomes.append(client.post(f"/governance/conflicts/{conflict['id']}/$decide",
+                                        json={"version": conflict["version"], **body}).status_code)
+
+    threads = [threading.Thread(target=decide, args=(tg, {"action": "approve", "reason": "并发一",
+                                                          "target": {"system": LOINC, "code": "14927-8"}})),
+               threading.Thread(target=decide, args=(zz9, {"action": "not-applicable", "reason": "并发二"}))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [200, 200]
+    exported = review.get(f"/governance/mappings/{ingested}").text
+    assert "lab-item,TG,甘油三酯,http://loinc.org,14927-8" in exported and "lab-item,ZZ9,某本地项目,,,,unmatched" in exported
+
+
+def test_a_table_saved_by_chinese_excel_loads(review: httpx.Client, ingested: str) -> None:
+    table_text = "source_system,source_code,source_display,target_system,target_code\nlab-item,TG,甘油三酯,http://loinc.org,14927-8\n"
+    loaded = review.put(f"/governance/mappings/{ingested}", content=table_text.encode("gb18030"))
+    assert loaded.status_code == 200, loaded.text
+    assert "甘油三酯" in review.get(f"/governance/mappings/{ingested}").text
