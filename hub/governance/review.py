@@ -25,16 +25,14 @@ from hub.coding.suggest import suggest
 from hub.coding.table_checks import target_problem
 from hub.coding.terminology import Terminology, TerminologyCache
 from hub.coding.text import fold
-from hub.errors import Conflict, InvalidRequest, NotFound, PreconditionFailed, VersionConflict
+from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.fhir.instants import now_utc
-from hub.governance.tables import TableChange, all_tables, follow_change, write_table
+from hub.governance.tables import TableChange, all_tables, follow_change, lock_tables, write_table
 from hub.privacy import clip
 from hub.store.conflicts import ConflictFilter
 from hub.store.database import Database
 
 ACTIONS = {"approve": "approved", "reject": "rejected", "not-applicable": "not-applicable"}
-#: Attempts of a decision whose table another decision changed at the same moment.
-TABLE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -185,13 +183,7 @@ def decide(database: Database, cache: TerminologyCache, conflict_id: int, decisi
     if not decision.reason.strip():
         raise InvalidRequest("A decision needs a reason")
     target = _target_row(database, cache, decision)
-    for attempt in range(TABLE_RETRIES):
-        try:
-            changes = _record(database, cache, conflict_id, decision, target)
-            break
-        except (VersionConflict, PreconditionFailed):  # another decision wrote the same table: decide on top of it
-            if attempt == TABLE_RETRIES - 1:
-                raise
+    changes = _record(database, cache, conflict_id, decision, target)
     result: dict[str, Any] = {"changes": changes}
     if follow:
         result["changes"] = follow_decision(database, cache, conflict_id, changes, actor=decision.reviewer,
@@ -211,7 +203,9 @@ def _record(database: Database, cache: TerminologyCache, conflict_id: int, decis
                             decision.reason, now):
             raise Conflict(f"Conflict {conflict_id} changed since version {decision.version} "
                            f"(now {conflict['version']}, {conflict['status']}): reload it and decide again")
-        changes = [write_table(service, cache, scope, edit) for scope, edit in _edits(conflict, decision, target)]
+        edits = _edits(conflict, decision, target)
+        lock_tables(service, [scope for scope, _edit in edits])
+        changes = [write_table(service, cache, scope, edit) for scope, edit in edits]
         chosen = {"target": decision.target, "scope": decision.scope,
                   "tables": [{"scope": c.scope, "version": c.version} for c in changes]}
         store.log_decision(conflict_id, decision.action, chosen, {}, decision.reviewer, decision.reason, now)

@@ -68,8 +68,11 @@ def changed_codes(old: list[MappingRow], new: list[MappingRow]) -> list[tuple[st
 
 def write_table(service: FhirService, cache: TerminologyCache, scope: str,
                 edit: Callable[[list[MappingRow]], list[MappingRow]]) -> TableChange:
-    """Apply ``edit`` to the scope's rows and store the result as the next version (inside the caller's unit)."""
-    require_scope(scope)
+    """Apply ``edit`` to the scope's rows and store the result as the next version (inside the caller's unit).
+
+    The table is locked first, so concurrent changes of one table apply one after the other, each on
+    top of the last (never two edits of the same version, one lost)."""
+    lock_tables(service, [require_scope(scope)])
     stored = service.repository.read_current("ConceptMap", concept_map_id(scope))
     existing = mapping_table(Terminology(service, cache), scope)
     old = from_concept_map(existing) if existing else []
@@ -82,6 +85,11 @@ def write_table(service: FhirService, cache: TerminologyCache, scope: str,
     if_match = f'W/"{stored.version_id}"' if stored is not None and not stored.deleted else None
     service.update("ConceptMap", concept_map["id"], concept_map, if_match=if_match)
     return TableChange(scope, version, changed_codes(old, new))
+
+
+def lock_tables(service: FhirService, scopes: Iterable[str]) -> None:
+    """Hold the tables of ``scopes`` until the unit of work ends (all in one statement: no deadlock)."""
+    service.repository.lock([f"mapping-table:{scope}" for scope in scopes])
 
 
 def follow_change(database: Database, cache: TerminologyCache, change: TableChange, *, actor: str,
