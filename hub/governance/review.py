@@ -4,6 +4,7 @@ Decisions:
 - ``approve`` — map the local code to a target (a suggestion or one the reviewer enters);
   other active targets of the code are retired; for display drift the new display is adopted;
 - ``not-applicable`` — the code needs no standard code (an ``unmatched`` row: never flagged again);
+  for a unit conflict: the code keeps its target but its values are not converted;
 - ``reject`` — close the conflict without changing the tables (the flagged state is accepted).
 
 A decision names the conflict version the reviewer saw: when someone else decided first,
@@ -135,6 +136,36 @@ def _set_target(key: tuple[str, str], display: str, target: MappingRow | None, n
     return edit
 
 
+def _without_conversion(key: tuple[str, str], in_force: MappingRow, note: str
+                        ) -> Callable[[list[MappingRow]], list[MappingRow]]:
+    """An edit: ``key`` keeps its target, but its values are no longer converted."""
+    def edit(rows: list[MappingRow]) -> list[MappingRow]:
+        if any(row.key == key and row.status == "active" for row in rows):
+            return [replace(row, target_unit="", comment=note) if row.key == key and row.status == "active" else row
+                    for row in rows]
+        return [*rows, replace(in_force, source_system=key[0], source_code=key[1], target_unit="", comment=note)]
+
+    return edit
+
+
+def _row_in_force(database: Database, cache: TerminologyCache, conflict: dict[str, Any]) -> MappingRow | None:
+    """The active row a source's code is normalized with (its own table first, then its profile's)."""
+    local = split_local(conflict["system"])
+    if local is None:
+        return None
+    with database.sources(write=False) as sources:
+        source = sources.get(local[0])
+    scopes = [local[0], source.adapter] if source is not None else [local[0]]
+    with database.fhir_service(write=False) as service:
+        tables = all_tables(Terminology(service, cache))
+    for scope in scopes:
+        for row in tables.get(scope, []):
+            if (row.status == "active" and row.source_code == conflict["code"]
+                    and _element(row.source_system) == conflict["element"]):
+                return row
+    return None
+
+
 def _edits(conflict: dict[str, Any], decision: Decision, target: MappingRow | None
            ) -> list[tuple[str, Callable[[list[MappingRow]], list[MappingRow]]]]:
     if decision.action == "reject":
@@ -149,6 +180,10 @@ def _edits(conflict: dict[str, Any], decision: Decision, target: MappingRow | No
             raise InvalidRequest("This conflict is not about a local code")
         scope = decision.scope or local[0]
         pairs = [(scope, local_system(scope, element), conflict["code"])]
+    if conflict["kind"] == "unit" and decision.action == "not-applicable":
+        if target is None:
+            raise InvalidRequest("No mapping of this code is in force any more; reject the conflict instead")
+        return [(scope, _without_conversion((system, code), target, note)) for scope, system, code in pairs]
     drift = conflict["kind"] == "display-drift"
     return [(scope, _set_target((system, code), conflict["display"], target, note, drift))
             for scope, system, code in pairs]
@@ -183,6 +218,11 @@ def decide(database: Database, cache: TerminologyCache, conflict_id: int, decisi
     if not decision.reason.strip():
         raise InvalidRequest("A decision needs a reason")
     target = _target_row(database, cache, decision)
+    if decision.action == "not-applicable":
+        with database.conflicts(write=False) as store:
+            conflict = store.get(conflict_id)
+        if conflict is not None and conflict["kind"] == "unit":  # not applicable: keep the target, do not convert
+            target = _row_in_force(database, cache, conflict)
     changes = _record(database, cache, conflict_id, decision, target)
     result: dict[str, Any] = {"changes": changes}
     if follow:

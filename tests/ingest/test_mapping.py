@@ -14,7 +14,7 @@ from hub.coding.normalizer import MAPPED_EXTENSION, ORIGINAL_EXTENSION
 from hub.coding.terminology import PROCESS_CACHE
 from hub.config import Settings
 from hub.fhir.repository import SearchSpec
-from hub.governance.tables import load_table
+from hub.governance.tables import export_table, load_table
 from hub.ingest.mapping import SourceNormalizers
 from hub.store.conflicts import ConflictFilter
 from hub.store.database import Database
@@ -179,3 +179,24 @@ def test_renormalize_a_scope_finishes_what_an_interrupted_run_left(database: Dat
     assert done.updated == 3  # the result, its report (血常规 → 58410-2), the patient (now tagged frontdb@1)
     assert observations(database)["WBC"]["code"]["coding"][1]["code"] == "6690-2"
     assert renormalize_scope(database, PROCESS_CACHE, "frontdb", actor="test").updated == 0  # idempotent
+
+
+def test_a_unit_conflict_marked_not_applicable_keeps_the_target_without_conversion(
+        database: Database, frontdb_mariadb: str) -> None:
+    from hub.governance.review import Decision, decide
+
+    table(database, "frontdb", FRONTDB_TABLE.read_text(encoding="utf-8"))
+    insert_rows(frontdb_mariadb, "hdr_patient", [patient_row(1)])
+    fill_labs(frontdb_mariadb, [lab(1, [("CREA", "肌酐", "1.1", "kat/L", None)])])
+    source = register(database, "front-u", "frontdb", frontdb_mariadb)
+    assert run(database, source).status == "succeeded"
+    unit = conflicts(database)[("unit", "CREA")]
+    decide(database, PROCESS_CACHE, unit["id"], Decision("not-applicable", unit["version"], "tester", "该院肌酐单位特殊"))
+    rows = {r.source_code: r for r in export_table(database, PROCESS_CACHE, "front-u")}
+    assert rows["CREA"].target_code == "14682-9" and rows["CREA"].target_unit == ""
+    fill_labs(frontdb_mariadb, [lab(2, [("CREA", "肌酐", "1.3", "kat/L", None)])])
+    assert run(database, source).status == "succeeded"
+    after = conflicts(database, status="not-applicable")[("unit", "CREA")]
+    assert after["occurrences"] == 1  # no longer flagged
+    creatinine = [o for o in observations(database).values() if o["code"]["coding"][0]["code"] == "CREA"][0]
+    assert creatinine["code"]["coding"][1]["code"] == "14682-9" and creatinine["valueQuantity"]["unit"] == "kat/L"
