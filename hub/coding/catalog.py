@@ -9,6 +9,7 @@ ValueSet and ConceptMap resources with fixed ids, so loading twice changes nothi
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -19,8 +20,9 @@ import yaml
 from hub.coding.codesystems import PAD_EXTENSION
 from hub.errors import InvalidRequest
 
-#: The directory of the shipped terminology (the repository's ``terminology/``).
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "terminology"
+#: The directory of the shipped terminology: ``$HUB_TERMINOLOGY_DIR``, else the repository's ``terminology/``
+#: (its sibling ``mappings/`` holds the shipped mapping tables).
+DEFAULT_DIR = Path(os.environ.get("HUB_TERMINOLOGY_DIR") or Path(__file__).resolve().parents[2] / "terminology")
 PUBLISHER = "区域医疗健康数据中心"
 PARENT_PROPERTY = {"code": "parent", "uri": "http://hl7.org/fhir/concept-properties#parent", "type": "code"}
 STATUS_PROPERTY = {"code": "status", "uri": "http://hl7.org/fhir/concept-properties#status", "type": "code"}

@@ -57,6 +57,10 @@ _CURRENT_COLUMNS = (
 )
 
 
+#: Resources whose old index rows one DELETE removes.
+UPDATE_CHUNK = 1000
+
+
 class SqlRepository:
     """FHIR storage on one SQLAlchemy connection, inside its caller's transaction."""
 
@@ -309,9 +313,9 @@ class SqlRepository:
             creates = [w for w in writes if w.previous_version == 0]
             if creates:
                 self._insert_new(creates)
-            for w in writes:
-                if w.previous_version != 0:
-                    self._update_existing(w)
+            updates = [w for w in writes if w.previous_version != 0]
+            if updates:
+                self._update_existing(updates)
         except IntegrityError:
             raise VersionConflict("A resource in this request was changed concurrently") from None
 
@@ -387,28 +391,38 @@ class SqlRepository:
         self._insert_versions(writes, pks, contents)
         self._insert_index(writes, pks)
 
-    def _update_existing(self, write: VersionWrite) -> None:
-        new = write.new
-        content = self._sealed(new.content)
-        result = self.connection.execute(
-            update(resource)
-            .where(
-                resource.c.resource_type == new.resource_type,
-                resource.c.res_id == new.id,
-                resource.c.version_id == write.previous_version,
-            )
-            .values(version_id=new.version_id, last_updated=new.last_updated, deleted=new.deleted,
-                    content=content)
-            .returning(resource.c.res_pk)
-        )
-        row = result.first()
-        if row is None:
-            raise VersionConflict(f"{new.resource_type}/{new.id} is no longer at version {write.previous_version}")
-        for table in INDEX_TABLES.values():
-            self.connection.execute(delete(table).where(table.c.res_pk == row.res_pk))
-        self._insert_versions([write], [row.res_pk], [content])
-        if not new.deleted:
-            self._insert_index([write], [row.res_pk])
+    def _update_existing(self, writes: Sequence[VersionWrite]) -> None:
+        """New versions of existing resources: each current row moves only from the version its writer read
+        (else VersionConflict); the old index rows go and the versions and new index rows are written in
+        batches, as for creates."""
+        pks: list[int] = []
+        contents: list[str | None] = []
+        for write in writes:
+            new = write.new
+            content = self._sealed(new.content)
+            row = self.connection.execute(
+                update(resource)
+                .where(
+                    resource.c.resource_type == new.resource_type,
+                    resource.c.res_id == new.id,
+                    resource.c.version_id == write.previous_version,
+                )
+                .values(version_id=new.version_id, last_updated=new.last_updated, deleted=new.deleted,
+                        content=content)
+                .returning(resource.c.res_pk)
+            ).first()
+            if row is None:
+                raise VersionConflict(f"{new.resource_type}/{new.id} is no longer at version {write.previous_version}")
+            pks.append(row.res_pk)
+            contents.append(content)
+        for start in range(0, len(pks), UPDATE_CHUNK):
+            chunk = pks[start:start + UPDATE_CHUNK]
+            for table in INDEX_TABLES.values():
+                self.connection.execute(delete(table).where(table.c.res_pk.in_(chunk)))
+        self._insert_versions(writes, pks, contents)
+        live = [(w, pk) for w, pk in zip(writes, pks, strict=True) if not w.new.deleted]
+        if live:
+            self._insert_index([w for w, _pk in live], [pk for _w, pk in live])
 
     def _insert_versions(self, writes: Sequence[VersionWrite], pks: Sequence[int], contents: Sequence[str | None]) -> None:
         insert_rows(
