@@ -7,6 +7,7 @@ client's credentials and calls the JSON API below with the bearer token.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from importlib import resources
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.http import read_body
@@ -35,12 +36,35 @@ router = APIRouter(tags=["governance"])
 #: Decisions touching at most this many stored resources re-normalize them before answering; larger
 #: ones answer at once and re-normalize in the background (the decision history shows the counts).
 SYNC_RENORMALIZE = 5000
+#: The largest list offset (the database's integers end somewhere; no queue is that long).
+MAX_OFFSET = 1_000_000_000
 Reviewer = Annotated[Principal, Depends(requires(Permission.REVIEW_MAPPINGS))]
 ConflictId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
 _STATIC = resources.files("hub.api") / "static"
 
 
-class TargetRequest(BaseModel):
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(name: str, value: str | None) -> str | None:
+    """``value``, refused (400) when it holds control characters (a NUL cannot even be stored)."""
+    if value is not None and _CONTROL.search(value):
+        raise InvalidRequest(f"{name} must not contain control characters")
+    return value
+
+
+class _Request(BaseModel):
+    """A request body whose texts hold no control characters."""
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError(f"{info.field_name} must not contain control characters")
+        return value
+
+
+class TargetRequest(_Request):
     """The standard code a local code is mapped to."""
 
     system: str = Field(..., max_length=300)
@@ -50,17 +74,17 @@ class TargetRequest(BaseModel):
     target_unit: str | None = Field(None, max_length=40, description="UCUM unit to convert to, or 'canonical'")
 
 
-class DecisionRequest(BaseModel):
+class DecisionRequest(_Request):
     """A reviewer's decision on one conflict."""
 
     action: str = Field(..., description="approve, reject or not-applicable")
-    version: int = Field(..., ge=1, description="The conflict version the reviewer saw (409 if it changed)")
+    version: int = Field(..., ge=1, le=2**31 - 1, description="The conflict version the reviewer saw (409 if it changed)")
     reason: str = Field(..., min_length=1, max_length=1000)
     target: TargetRequest | None = Field(None, description="For approve")
     scope: str | None = Field(None, max_length=64, description="The table to write (default: the source's own)")
 
 
-class BulkRequest(BaseModel):
+class BulkRequest(_Request):
     """Approve the best suggestion of every open conflict the filter covers."""
 
     kind: str | None = None
@@ -86,10 +110,13 @@ def list_conflicts(
     request: Request, principal: Reviewer,
     kind: str | None = None, status: str | None = "open", element: str | None = None, source: str | None = None,
     institution: str | None = None, q: Annotated[str | None, Query(max_length=100)] = None,
-    sort: str = "-occurrences", offset: Annotated[int, Query(ge=0)] = 0,
+    sort: str = "-occurrences", offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     count: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:
     """Conflicts with occurrences, first/last seen, samples, institutions and sources."""
+    for name, value in (("kind", kind), ("status", status), ("element", element), ("source", source),
+                        ("institution", institution), ("q", q)):
+        _printable(name, value)
     if sort.lstrip("-") not in SORTS:
         raise InvalidRequest(f"sort must be one of {', '.join(SORTS)} (prefix '-' for descending)")
     selection = ConflictFilter(kind=kind or None, status=status or None, element=element or None,

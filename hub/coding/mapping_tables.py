@@ -95,6 +95,8 @@ def decode_table(raw: bytes) -> str:
 def read_csv(text: str, scope: str) -> list[MappingRow]:
     """The rows of a mapping CSV for ``scope``; an error names the line and column of the first problem."""
     require_scope(scope)
+    if "\x00" in text:
+        raise InvalidRequest("The mapping table contains NUL characters: it is not a CSV text file")
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
@@ -106,7 +108,11 @@ def read_csv(text: str, scope: str) -> list[MappingRow]:
                              f"columns are {', '.join(COLUMNS)}")
     rows: list[MappingRow] = []
     seen: dict[tuple[str, str, str, str], int] = {}
-    for line, raw in enumerate(reader, start=2):
+    try:
+        numbered = list(enumerate(reader, start=2))
+    except csv.Error as exc:
+        raise InvalidRequest(f"The mapping table is not valid CSV: {exc}") from None
+    for line, raw in numbered:
         values = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
         if not any(values.values()):
             continue

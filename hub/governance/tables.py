@@ -23,7 +23,7 @@ from hub.coding.mapping_tables import (
 )
 from hub.coding.table_checks import TABLE_KINDS, check_tables
 from hub.coding.terminology import Terminology, TerminologyCache
-from hub.errors import InvalidRequest
+from hub.errors import NotFound
 from hub.fhir.instants import now_utc
 from hub.fhir.service import FhirService
 from hub.governance.renormalize import Renormalized, expand_codes, renormalize, sources_of_scope
@@ -119,7 +119,7 @@ def export_table(database: Database, cache: TerminologyCache, scope: str) -> lis
     with database.fhir_service(write=False) as service:
         table = mapping_table(Terminology(service, cache), require_scope(scope))
     if table is None:
-        raise InvalidRequest(f"No mapping table has been loaded for {scope}")
+        raise NotFound(f"No mapping table has been loaded for {scope}")
     return from_concept_map(table)
 
 

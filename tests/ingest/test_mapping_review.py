@@ -223,3 +223,22 @@ def test_a_table_saved_by_chinese_excel_loads(review: httpx.Client, ingested: st
     loaded = review.put(f"/governance/mappings/{ingested}", content=table_text.encode("gb18030"))
     assert loaded.status_code == 200, loaded.text
     assert "甘油三酯" in review.get(f"/governance/mappings/{ingested}").text
+
+
+def test_hostile_input_gets_clear_4xx_and_changes_nothing(review: httpx.Client, ingested: str) -> None:
+    assert review.get("/governance/conflicts", params={"q": "a\x00b"}).status_code == 400
+    assert review.get("/governance/conflicts", params={"source": "x\x01"}).status_code == 400
+    assert review.get("/governance/conflicts", params={"offset": 2**63}).status_code == 400
+    tg = _conflict(review, "TG")
+    response = review.post(f"/governance/conflicts/{tg['id']}/$decide",
+                           json={"action": "reject", "version": tg["version"], "reason": "bad\x00reason"})
+    assert response.status_code == 400
+    assert review.post(f"/governance/conflicts/{tg['id']}/$decide",
+                       json={"action": "reject", "version": 2**63, "reason": "x"}).status_code == 400
+    assert review.put(f"/governance/mappings/{ingested}", content=b"source_system,source_code\nlab-item,A\x00B\n"
+                      ).status_code == 400
+    control = review.put(f"/governance/mappings/{ingested}",
+                         content="source_system,source_code,equivalence\nlab-item,A\x01B,unmatched\n".encode())
+    assert control.status_code == 400, control.text
+    assert review.get("/governance/mappings/nobody-has-this").status_code == 404
+    assert _conflict(review, "TG")["status"] == "open"
