@@ -24,7 +24,7 @@ from hub.auth.principal import Principal
 from hub.auth.roles import Permission
 from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
-from hub.errors import InvalidRequest
+from hub.errors import HubError, InvalidRequest
 from hub.governance.renormalize import estimate
 from hub.governance.review import Decision, bulk_approve, conflict_detail, decide, decided_view, follow_decision
 from hub.governance.tables import TableChange, export_table, load_table
@@ -148,8 +148,16 @@ async def decide_conflict(request: Request, conflict_id: ConflictId, body: Decis
         changes = decide(database, PROCESS_CACHE, conflict_id, decision, follow=False)["changes"]
         codes = [code for change in changes for code in change.changed_codes]
         if estimate(database, codes) <= SYNC_RENORMALIZE:
-            changes = follow_decision(database, PROCESS_CACHE, conflict_id, changes, actor=decision.reviewer,
-                                      reason=decision.reason)
+            try:
+                changes = follow_decision(database, PROCESS_CACHE, conflict_id, changes, actor=decision.reviewer,
+                                          reason=decision.reason)
+            except HubError as failure:  # the decision stands; the stored data can be caught up later
+                log.warning("re-normalization after the decision on conflict %s failed: %s", conflict_id,
+                            failure.message)
+                view = decided_view(database, conflict_id, changes)
+                view["renormalization"] = (f"failed ({failure.message}); the decision is saved: run "
+                                           f"`hub mappings renormalize <scope>` to bring the stored data up to date")
+                return view
             return decided_view(database, conflict_id, changes)
         threading.Thread(target=_follow_logged, args=(database, conflict_id, changes, decision), daemon=True,
                          name=f"renormalize-{conflict_id}").start()

@@ -37,7 +37,7 @@ class Match:
             coding = {"system": self.system, "code": self.code}
             if self.display:
                 coding["display"] = self.display
-        return part("match", ("concept", coding), ("source", self.source),
+        return part("match", ("concept", coding), {"name": "source", "valueUri": self.source} if self.source else None,
                     ("comment", self.comment) if self.comment else None,
                     {"name": "equivalence", "valueCode": self.equivalence})
 
@@ -51,8 +51,9 @@ def target_status(target: dict[str, Any]) -> str:
 
 
 def _source_of(concept_map: dict[str, Any]) -> str:
-    url = concept_map.get("url") or f"ConceptMap/{concept_map.get('id')}"
-    return f"{url}|{concept_map['version']}" if concept_map.get("version") else url
+    """The map a match came from (``url|version``; empty for an inline map without url or id)."""
+    url = concept_map.get("url") or (f"ConceptMap/{concept_map['id']}" if concept_map.get("id") else "")
+    return f"{url}|{concept_map['version']}" if url and concept_map.get("version") else url
 
 
 def translate(

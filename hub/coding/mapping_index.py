@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from hub.coding.codesystems import CodeSystemIndex
+from hub.coding.conceptmaps import NEGATIVE
 from hub.coding.mapping_tables import MappingRow, concept_map_id, from_concept_map, split_local
 from hub.coding.normalizer import ELEMENTS, MAPPED_EXTENSION, MappingIndex, Target
 from hub.coding.terminology import Terminology
@@ -66,13 +67,14 @@ def build_index(terminology: Terminology, scopes: list[str]) -> MappingIndex:
 
 
 def _target(rows: list[MappingRow], source: str, system: Any, units: Units | None) -> Target:
-    if any(r.equivalence == "unmatched" for r in rows):
-        return Target(None, "unmatched", fold(rows[0].source_display))
-    distinct = sorted({(r.target_system, r.target_code) for r in rows})
+    positive = [r for r in rows if r.equivalence not in NEGATIVE]
+    if not positive:  # unmatched / disjoint: the code has no counterpart (not flagged again)
+        return Target(None, rows[0].equivalence, fold(rows[0].source_display))
+    distinct = sorted({(r.target_system, r.target_code) for r in positive})
     if len(distinct) > 1:
-        return Target(None, "ambiguous", fold(rows[0].source_display),
-                      ambiguous=tuple(f"{s}|{c}" for s, c in distinct))
-    row = rows[0]
+        return Target(None, "ambiguous", fold(positive[0].source_display),
+                      ambiguous=tuple(f"{s}|{c}" for s, c in distinct), table_system=positive[0].source_system)
+    row = positive[0]
     index = system(row.target_system)
     concept = index.get(row.target_code) if index is not None else None
     coding: dict[str, Any] = {"extension": [{"url": MAPPED_EXTENSION, "valueUri": source}],

@@ -11,6 +11,7 @@ normalized again under newer tables.
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,7 @@ MAPPED_EXTENSION = "urn:hub:extension:mapped-by"
 #: On a converted Quantity: the value as the source reported it.
 ORIGINAL_EXTENSION = "urn:hub:extension:original-quantity"
 MAPPING_TAG = "urn:hub:mapping-version"
+ETHNICITY_EXTENSION = "urn:hub:extension:ethnicity"
 #: The codes a source gives that are already codes of the element's standard.
 DIRECT = "urn:hub:mapping:direct"
 ICD10_CN = "urn:oid:2.16.156.10011.2.3.3.11"
@@ -65,6 +67,8 @@ class Target:
     unit: Unit | None = None
     molar_mass: Decimal | None = None
     ambiguous: tuple[str, ...] = ()
+    #: For an ambiguous code: the local system of the table holding the rows (the conflict is the table's).
+    table_system: str = ""
 
 
 @dataclass
@@ -90,6 +94,11 @@ class MappingIndex:
         #: element → the standard's CodeSystemIndex, for codes that are already standard codes.
         self.direct = direct or {}
         self.units = units
+
+
+def display_key(display: str) -> str:
+    """The key of a drifted display (a hash: the text itself is stored masked, never as a key)."""
+    return "display:" + hashlib.sha256(fold(display).encode()).hexdigest()[:24]
 
 
 def _key(system: str) -> tuple[str, str | None]:
@@ -131,6 +140,8 @@ class MappingNormalizer:
         """``resource`` (changed in place) with standard codings added next to its local ones."""
         if resource.get("resourceType") == "Observation":
             _restore_quantities(resource)
+        elif resource.get("resourceType") == "Patient":
+            _upgrade_ethnicity(resource)
         for concept, is_code in _concepts(resource):
             codings = concept.get("coding")
             if not isinstance(codings, list):
@@ -162,11 +173,12 @@ class MappingNormalizer:
                 self._find("unmapped", system, code, "", coding.get("display") or "", _sample(resource, coding))
             return target
         if target.ambiguous:
-            self._find("ambiguous", system, code, "", coding.get("display") or "", _sample(resource, coding))
+            self._find("ambiguous", target.table_system or system, code, "", coding.get("display") or "",
+                       _sample(resource, coding))
             return None
         display = coding.get("display")
-        if display and target.source_display and fold(display) != target.source_display:
-            self._find("display-drift", system, code, fold(display), display, _sample(resource, coding))
+        if isinstance(display, str) and target.source_display and fold(display) != target.source_display:
+            self._find("display-drift", system, code, display_key(display), display, _sample(resource, coding))
         return target
 
     def _direct(self, element: str, code: str) -> Target | None:
@@ -234,6 +246,14 @@ def _restore_quantities(resource: dict[str, Any]) -> None:
         for bound in ("low", "high"):
             if bound in entry:
                 entry[bound] = original(entry[bound])
+
+
+def _upgrade_ethnicity(resource: dict[str, Any]) -> None:
+    """Patients stored before codings could be added keep the local ethnicity as a bare Coding: wrap it."""
+    for extension in resource.get("extension") or []:
+        if (isinstance(extension, dict) and extension.get("url") == ETHNICITY_EXTENSION
+                and isinstance(extension.get("valueCoding"), dict)):
+            extension["valueCodeableConcept"] = {"coding": [extension.pop("valueCoding")]}
 
 
 def _hub_added(coding: Any) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.coding.codesystems import CodeSystemIndex
+from hub.coding.conceptmaps import NEGATIVE
 from hub.coding.mapping_tables import MappingRow, split_local
 from hub.coding.text import fold
 
@@ -47,7 +48,7 @@ def check_tables(tables: dict[str, list[MappingRow]],
         active = [r for r in rows if r.status == "active"]
         targets: dict[tuple[str, str], list[MappingRow]] = defaultdict(list)
         for row in active:
-            if row.equivalence != "unmatched":
+            if row.equivalence not in NEGATIVE:
                 targets[row.key].append(row)
                 if row.source_display:
                     by_display[(_element(row), fold(row.source_display))].append((scope, row))

@@ -85,11 +85,11 @@ class Terminology:
 
     def parsed(self, stored: StoredResource) -> dict[str, Any]:
         """The JSON of a stored terminology resource, parsed once per version."""
-        return self.cache.get(("json", stored.resource_type, stored.id, stored.version_id),
+        return self.cache.get(("json", *_version_key(stored)),
                               lambda: jsonio.loads_stored(stored.content or b"{}"))
 
     def _index(self, stored: StoredResource) -> CodeSystemIndex:
-        return self.cache.get(("cs", stored.id, stored.version_id), lambda: CodeSystemIndex(self.parsed(stored)))
+        return self.cache.get(("cs", *_version_key(stored)), lambda: CodeSystemIndex(self.parsed(stored)))
 
     def code_system(self, url: str, version: str | None = None) -> CodeSystemIndex | None:
         """The stored code system with canonical ``url`` (and ``version``), or None."""
@@ -145,7 +145,7 @@ class Terminology:
         if self._stamp is None:
             repository = self.service.repository
             self._stamp = (repository.type_stamp("CodeSystem"), repository.type_stamp("ValueSet"))
-        return self.cache.get(("vs", stored.id, stored.version_id, self._stamp),
+        return self.cache.get(("vs", *_version_key(stored), self._stamp),
                               lambda: self._expander().members(value_set))
 
     def _value_set_input(self, inp: OperationInput, resource_id: str | None) -> tuple[dict[str, Any],
@@ -201,15 +201,16 @@ class Terminology:
 
     def validate_code_system(self, inp: OperationInput, resource_id: str | None = None) -> dict[str, Any]:
         """``CodeSystem/$validate-code``: is the code in the system (and the display one of its names)?"""
+        codings = _codings(inp, "url")
+        if not codings:
+            raise InvalidRequest("$validate-code needs code (with url), coding or codeableConcept")
         if resource_id:
             index = self._index(self._read("CodeSystem", resource_id))
-            codings = _codings(inp, "url") or []
             codings = [(s or index.url, c, d) for s, c, d in codings]
         else:
-            codings = _codings(inp, "url")
-            if not codings:
-                raise InvalidRequest("$validate-code needs code (with url), coding or codeableConcept")
-            index = self.require_code_system(codings[0][0], inp.text("version"))
+            url = inp.text("url") or next((s for s, _c, _d in codings if s and self.code_system(s) is not None),
+                                          codings[0][0])
+            index = self.require_code_system(url, inp.text("version"))
         messages = []
         for system, code, display in codings:
             if system != index.url:
@@ -254,9 +255,9 @@ class Terminology:
         chosen = [m for m in members if (not active_only or not m.inactive) and text_matches(m, text)]
         offset = inp.integer("offset", 0, high=10**9)
         count = inp.integer("count", MAX_EXPANSION_PAGE, high=MAX_EXPANSION_PAGE)
-        echoed = [{"name": name, "valueString": value} for name, value in
-                  (("filter", text or None), ("activeOnly", "true" if active_only else None))
-                  if value]
+        echoed: list[dict[str, Any]] = [{"name": "filter", "valueString": text}] if text else []
+        if active_only:
+            echoed.append({"name": "activeOnly", "valueBoolean": True})
         echoed += [{"name": "offset", "valueInteger": offset}, {"name": "count", "valueInteger": count}]
         expansion = {
             "identifier": f"urn:uuid:{uuid.uuid4()}",
@@ -278,10 +279,15 @@ class Terminology:
             raise InvalidRequest("$translate needs code (with system), coding or codeableConcept")
         reverse = inp.boolean("reverse")
         target_system = inp.text("targetsystem")
+        inline = inp.resource("conceptMap")
         if resource_id:
             maps = [self.parsed(self._read("ConceptMap", resource_id))]
-        elif inp.text("url") or inp.text("conceptMap"):
-            maps = self.concept_maps(url=inp.text("url") or inp.text("conceptMap"))
+        elif inline is not None:
+            if inline.get("resourceType") != "ConceptMap":
+                raise InvalidRequest("The conceptMap input must be a ConceptMap")
+            maps = [inline]
+        elif inp.text("url"):
+            maps = self.concept_maps(url=inp.text("url"))
             if not maps:
                 raise NotFound(f"ConceptMap '{clip(inp.text('url') or '', 100)}' is not on this server")
         elif reverse:
@@ -310,16 +316,42 @@ class Terminology:
         code_b = inp.text("codeB") or (b or {}).get("code")
         if not code_a or not code_b:
             raise InvalidRequest("$subsumes needs codeA and codeB (or codingA and codingB)")
-        for code in (code_a, code_b):
-            if index.get(code) is None:
+        canonical = []
+        for code in (str(code_a), str(code_b)):
+            concept = index.get(code)
+            if concept is None:
                 raise InvalidRequest(f"Code '{clip(code, 60)}' is not in {index.name} ({index.url})")
-        return parameters({"name": "outcome", "valueCode": index.subsumption(code_a, code_b)})
+            canonical.append(concept.code)
+        return parameters({"name": "outcome", "valueCode": index.subsumption(*canonical)})
+
+
+def _version_key(stored: StoredResource) -> tuple[Any, ...]:
+    """What identifies a stored version for the cache (its time too: a database restored or rebuilt under the
+    same process reuses ids and version numbers)."""
+    return stored.resource_type, stored.id, stored.version_id, stored.last_updated
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string")
+    return value
+
+
+def _coding(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
+    """(system, code, display) of a Coding input, its types checked."""
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{name} must be a Coding")
+    return (_text(value.get("system"), f"{name}.system"), _text(value.get("code"), f"{name}.code"),
+            _text(value.get("display"), f"{name}.display"))
 
 
 def _coding_input(inp: OperationInput, coding_name: str) -> tuple[str | None, str | None, str | None]:
     coding = inp.coding(coding_name)
     if coding:
-        return coding.get("system"), coding.get("code"), coding.get("version")
+        system, code, _display = _coding(coding, coding_name)
+        return system, code, _text(coding.get("version"), f"{coding_name}.version")
     return inp.text("system"), inp.text("code"), None
 
 
@@ -329,9 +361,14 @@ def _codings(inp: OperationInput, system_name: str) -> list[tuple[str | None, st
     if code:
         return [(inp.text(system_name) or inp.text("system"), code, inp.text("display"))]
     coding = inp.coding("coding")
-    if coding and coding.get("code"):
-        return [(coding.get("system"), coding["code"], coding.get("display"))]
+    if coding:
+        system, code, display = _coding(coding, "coding")
+        return [(system, code, display)] if code else []
     concept = inp.coding("codeableConcept")
     if concept:
-        return [(c.get("system"), c["code"], c.get("display")) for c in concept.get("coding") or [] if c.get("code")]
+        listed = concept.get("coding") or []
+        if not isinstance(listed, list):
+            raise InvalidRequest("codeableConcept.coding must be a list")
+        found = [_coding(c, "codeableConcept.coding") for c in listed]
+        return [(s, c, d) for s, c, d in found if c]
     return []

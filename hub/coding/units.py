@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from hub.coding.codesystems import CodeSystemIndex
 
@@ -74,7 +74,10 @@ class Units:
             if molar_mass is None or {source.dimension, target.dimension} != {_MASS, _SUBSTANCE}:
                 return None
             base = base * molar_mass if source.dimension == _SUBSTANCE else base / molar_mass
-        return significant(base / target.factor)
+        try:
+            return significant(base / target.factor)
+        except InvalidOperation:  # beyond decimal precision: not a lab value anyone can convert
+            return None
 
 
 def significant(value: Decimal, digits: int = SIGNIFICANT) -> Decimal:

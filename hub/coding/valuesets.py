@@ -12,6 +12,9 @@ from hub.coding.text import fold, initials, pinyin
 from hub.errors import InvalidRequest, NotFound, NotSupported
 from hub.privacy import clip
 
+#: Longest regex filter, and longest code it is matched against (bounding backtracking).
+MAX_REGEX = 64
+MAX_REGEX_SUBJECT = 32
 #: (canonical url, version or None) → the code system index, or None when the hub does not hold it.
 SystemResolver = Callable[[str, str | None], CodeSystemIndex | None]
 #: canonical url → a ValueSet resource, or None.
@@ -50,7 +53,7 @@ def _filter_codes(index: CodeSystemIndex, spec: dict[str, Any]) -> set[str]:
         raise InvalidRequest("A ValueSet filter needs property, op and value")
     if op in ("is-a", "descendent-of", "is-not-a", "generalizes") and prop == "concept":
         if value not in index.concepts:
-            return set()
+            return set(index.concepts) if op == "is-not-a" else set()
         if op == "is-a":
             return {value} | index.descendants(value)
         if op == "descendent-of":
@@ -59,15 +62,17 @@ def _filter_codes(index: CodeSystemIndex, spec: dict[str, Any]) -> set[str]:
             return {value} | index.ancestors(value)
         return set(index.concepts) - ({value} | index.descendants(value))
     if op == "regex":
+        # Only on codes (short), with a short pattern: a backtracking pattern over long displays would hold
+        # the interpreter for minutes (anyone who may read can post a ValueSet to $expand).
+        if prop not in ("code", "concept"):
+            raise NotSupported("ValueSet regex filters are supported on the code only")
+        if len(value) > MAX_REGEX:
+            raise InvalidRequest(f"A regex filter may be at most {MAX_REGEX} characters")
         try:
             pattern = re.compile(value)
         except re.error:
             raise InvalidRequest(f"The filter regex '{clip(value, 60)}' is not valid") from None
-        if prop in ("code", "concept"):
-            return {c for c in index.concepts if pattern.fullmatch(c)}
-        if prop == "display":
-            return {c.code for c in index.concepts.values() if c.display and pattern.fullmatch(c.display)}
-        return {c.code for c in index.concepts.values() if any(pattern.fullmatch(str(v)) for v in c.values(prop))}
+        return {c for c in index.concepts if len(c) <= MAX_REGEX_SUBJECT and pattern.fullmatch(c)}
     if op in ("=", "in", "not-in"):
         wanted = {value} if op == "=" else {v.strip() for v in value.split(",")}
 
@@ -104,6 +109,8 @@ class Expander:
                         for c in contains if c.get("system") and c.get("code")]
             raise InvalidRequest(f"ValueSet '{clip(str(value_set.get('url')), 100)}' has no compose to expand")
         found: dict[tuple[str, str], Member] = {}
+        for part in (*(compose.get("include") or []), *(compose.get("exclude") or [])):
+            _check_part(part)
         for include in compose.get("include") or []:
             for member in self._part(include, _depth):
                 found.setdefault((member.system, member.code), member)
@@ -152,6 +159,24 @@ class Expander:
             codes = matched if codes is None else codes & matched
         chosen = index.concepts.values() if codes is None else (index.concepts[c] for c in codes)
         return [Member(index.url, c.code, c.display, index.version, c.inactive, c) for c in chosen]
+
+
+def _check_part(part: Any) -> None:
+    """A compose include/exclude of the right shape (ValueSets may come inline from any caller)."""
+    if not isinstance(part, dict):
+        raise InvalidRequest("ValueSet.compose include and exclude entries must be objects")
+    for name in ("concept", "filter", "valueSet"):
+        if not isinstance(part.get(name, []), list):
+            raise InvalidRequest(f"ValueSet.compose.include.{name} must be a list")
+    if not all(isinstance(c, dict) and isinstance(c.get("code"), str) for c in part.get("concept") or []):
+        raise InvalidRequest("Each ValueSet.compose.include.concept needs a code")
+    if not all(isinstance(f, dict) for f in part.get("filter") or []):
+        raise InvalidRequest("ValueSet.compose.include.filter entries must be objects")
+    if not all(isinstance(v, str) for v in part.get("valueSet") or []):
+        raise InvalidRequest("ValueSet.compose.include.valueSet entries must be canonical URLs")
+    for name in ("system", "version"):
+        if name in part and not isinstance(part[name], str):
+            raise InvalidRequest(f"ValueSet.compose.include.{name} must be a string")
 
 
 def text_matches(member: Member, wanted: str) -> bool:

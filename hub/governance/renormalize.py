@@ -17,12 +17,15 @@ from hub.coding.mapping_index import build_index
 from hub.coding.mapping_tables import local_system, source_scopes, split_local
 from hub.coding.normalizer import ELEMENTS, MappingNormalizer
 from hub.coding.terminology import Terminology, TerminologyCache, escape
+from hub.errors import VersionConflict
 from hub.fhir import jsonio
 from hub.fhir.instants import now_utc
 from hub.store.database import Database
 from hub.store.sources import SourceRecord
 
 BATCH = 500
+#: Attempts of a page that a concurrent writer changed under it.
+BATCH_ATTEMPTS = 3
 
 
 @dataclass
@@ -96,41 +99,54 @@ def renormalize(database: Database, cache: TerminologyCache, codes: Iterable[tup
             with database.fhir_service(write=False) as service:
                 normalizers[source.source_id] = MappingNormalizer(build_index(
                     Terminology(service, cache), source_scopes(source.source_id, source.adapter)))
-        _run(database, normalizers[source.source_id], resource_type, criteria, done, actor, reason)
+        _run(database, normalizers[source.source_id], source, resource_type, criteria, done, actor, reason)
         if progress is not None:
             progress(done)
     return done
 
 
-def _run(database: Database, normalizer: MappingNormalizer, resource_type: str, criteria: str,
-         done: Renormalized, actor: str, reason: str) -> None:
-    after: int | None = None
-    while True:
-        with database.fhir_service(write=True) as service:
-            spec = replace(service.conditional_spec(resource_type, criteria), count=BATCH, after=after)
-            page = [s for s in service.repository.search(spec) if s.content is not None]
-            if not page:
-                return
-            after = max(s.pk for s in page)
-            resources = []
-            for stored in page:
-                resource = jsonio.loads_stored(stored.content or b"{}")
-                resources.append((resource_type, stored.id, normalizer.normalize(resource)))
-            normalizer.drain()  # what is still unanswered was already counted when it was ingested
-            outcomes = service.upsert_many(resources)
-            done.examined += len(page)
-            changed = [(t, i) for (t, i, _r), o in zip(resources, outcomes, strict=True) if o == "updated"]
-            done.updated += len(changed)
-            done.unchanged += len(page) - len(changed)
-            if changed:
-                current = service.repository.read_current_many(changed)
-                targets = [{"reference": f"{t}/{i}/_history/{current[(t, i)].version_id}"} for t, i in changed]
-                provenance = _provenance(targets, normalizer.version, actor, reason)
-                outcome = service.create("Provenance", provenance)
-                if outcome.resource is not None:
-                    done.provenance.append(outcome.resource.id)
-        if len(page) < BATCH:
-            return
+def _run(database: Database, normalizer: MappingNormalizer, source: SourceRecord, resource_type: str,
+         criteria: str, done: Renormalized, actor: str, reason: str) -> None:
+    after: int | None = 0
+    while after is not None:
+        for attempt in range(BATCH_ATTEMPTS):
+            try:
+                after = _batch(database, normalizer, source, resource_type, criteria, after, done, actor, reason)
+                break
+            except VersionConflict:  # an ingest run wrote one of these resources meanwhile: read them again
+                if attempt == BATCH_ATTEMPTS - 1:
+                    raise
+
+
+def _batch(database: Database, normalizer: MappingNormalizer, source: SourceRecord, resource_type: str,
+           criteria: str, after: int, done: Renormalized, actor: str, reason: str) -> int | None:
+    """Normalize one page again in one transaction; the key to continue after (None: the last page)."""
+    with database.review_batch() as (service, conflicts):
+        spec = replace(service.conditional_spec(resource_type, criteria), count=BATCH, after=after or None)
+        page = [s for s in service.repository.search(spec) if s.content is not None]
+        if not page:
+            return None
+        resources = [(resource_type, stored.id, normalizer.normalize(jsonio.loads_stored(stored.content or b"{}")))
+                     for stored in page]
+        # what is still unanswered (a new unit that does not convert, a retired row…) opens its conflict
+        # again; occurrences were counted when the data was ingested
+        conflicts.record_findings(normalizer.drain(), source.source_id, source.institution, now_utc(),
+                                  add_occurrences=False)
+        outcomes = service.upsert_many(resources)
+        changed = [(t, i) for (t, i, _r), o in zip(resources, outcomes, strict=True) if o == "updated"]
+        if changed:
+            current = service.repository.read_current_many(changed)
+            targets = [{"reference": f"{t}/{i}/_history/{current[(t, i)].version_id}"} for t, i in changed]
+            outcome = service.create("Provenance", _provenance(targets, normalizer.version, actor, reason))
+            provenance = outcome.resource.id if outcome.resource is not None else None
+        else:
+            provenance = None
+    done.examined += len(page)
+    done.updated += len(changed)
+    done.unchanged += len(page) - len(changed)
+    if provenance:
+        done.provenance.append(provenance)
+    return max(s.pk for s in page) if len(page) == BATCH else None
 
 
 def _provenance(targets: list[dict[str, str]], version: str, actor: str, reason: str) -> dict[str, Any]:

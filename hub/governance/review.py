@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hub.coding.codesystems import CodeSystemIndex
-from hub.coding.mapping_tables import MappingRow, local_system, split_local
+from hub.coding.mapping_tables import MappingRow, local_system, source_scopes, split_local
 from hub.coding.normalizer import ELEMENTS
 from hub.coding.suggest import suggest
 from hub.coding.table_checks import target_problem
@@ -148,14 +148,19 @@ def _without_conversion(key: tuple[str, str], in_force: MappingRow, note: str
     return edit
 
 
-def _row_in_force(database: Database, cache: TerminologyCache, conflict: dict[str, Any]) -> MappingRow | None:
-    """The active row a source's code is normalized with (its own table first, then its profile's)."""
+def _conflict_scopes(database: Database, conflict: dict[str, Any]) -> list[str]:
+    """The tables a conflict's code is looked up in: its own scope, then (for a source) its vendor profile's."""
     local = split_local(conflict["system"])
     if local is None:
-        return None
+        return []
     with database.sources(write=False) as sources:
         source = sources.get(local[0])
-    scopes = [local[0], source.adapter] if source is not None else [local[0]]
+    return source_scopes(source.source_id, source.adapter) if source is not None else [local[0]]
+
+
+def _row_in_force(database: Database, cache: TerminologyCache, conflict: dict[str, Any]) -> MappingRow | None:
+    """The active row a source's code is normalized with (its own table first, then its profile's)."""
+    scopes = _conflict_scopes(database, conflict)
     with database.fhir_service(write=False) as service:
         tables = all_tables(Terminology(service, cache))
     for scope in scopes:
@@ -218,11 +223,16 @@ def decide(database: Database, cache: TerminologyCache, conflict_id: int, decisi
     if not decision.reason.strip():
         raise InvalidRequest("A decision needs a reason")
     target = _target_row(database, cache, decision)
-    if decision.action == "not-applicable":
-        with database.conflicts(write=False) as store:
-            conflict = store.get(conflict_id)
-        if conflict is not None and conflict["kind"] == "unit":  # not applicable: keep the target, do not convert
-            target = _row_in_force(database, cache, conflict)
+    with database.conflicts(write=False) as store:
+        conflict = store.get(conflict_id)
+    if conflict is None:
+        raise NotFound(f"Mapping conflict {conflict_id} does not exist")
+    if decision.scope and conflict["kind"] != "inconsistent":
+        allowed = _conflict_scopes(database, conflict)
+        if decision.scope not in allowed:
+            raise InvalidRequest(f"This conflict's code can be mapped in the table of {' or '.join(allowed)} only")
+    if decision.action == "not-applicable" and conflict["kind"] == "unit":  # keep the target, do not convert
+        target = _row_in_force(database, cache, conflict)
     changes = _record(database, cache, conflict_id, decision, target)
     result: dict[str, Any] = {"changes": changes}
     if follow:

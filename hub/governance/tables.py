@@ -153,7 +153,7 @@ def sync_table_conflicts(database: Database, cache: TerminologyCache) -> dict[st
         sources = [s for scope in conflict.scopes for s in sources_of_scope(database, scope)]
         observed.append(Observed(
             conflict.kind, conflict.system, conflict.code, conflict.detail, conflict.element, conflict.display, 0,
-            sources=[s.source_id for s in sources] or list(conflict.scopes),
+            sources=[s.source_id for s in sources],
             institutions=sorted({s.institution for s in sources}), info={**conflict.info, "scopes": conflict.scopes}))
     with database.conflicts(write=True) as conflicts:
         return conflicts.sync(TABLE_KINDS, observed, now_utc())

@@ -67,7 +67,10 @@ class PageBuilder:
             return [], problem
         built = []
         for resource_type, resource_id, resource in build_resources(record, self.context):
-            resource = self.normalizer.normalize(resource)
+            try:
+                resource = self.normalizer.normalize(resource)
+            except Exception as exc:  # noqa: BLE001 - a value the mapping cannot handle quarantines the row
+                return [], f"the code mapping failed on this row ({type(exc).__name__})"
             content = jsonio.dumps(resource)
             problem = content_problem(content) or self.sampler.problem(resource)
             if problem is not None:

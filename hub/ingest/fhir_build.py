@@ -30,17 +30,16 @@ from adapters.base import (
     PatientRecord,
     ReferralRecord,
 )
+from hub.coding.normalizer import ETHNICITY_EXTENSION, MAPPING_TAG
 from hub.fhir.access import INSTITUTION_TAG
 from hub.fhir.protected import CITIZEN_ID_SYSTEM, CITIZEN_ID_TYPE_CODE, ID_DOCUMENT_TYPE_SYSTEM
 
 #: uuid5 namespace of the hub's deterministic resource ids.
 ID_NAMESPACE = uuid.UUID("6f1c2a4e-3b7d-5e8f-9a0b-1c2d3e4f5a6b")
 ADAPTER_TAG = "urn:hub:adapter"
-MAPPING_TAG = "urn:hub:mapping-version"
 SEX_EXTENSION = "urn:hub:extension:gb-t-2261.1-sex"
 SEX_SYSTEM = "urn:oid:2.16.156.10011.2.3.3.4"  # GB/T 2261.1 人的性别代码
 RANK_EXTENSION = "urn:hub:extension:diagnosis-rank"
-ETHNICITY_EXTENSION = "urn:hub:extension:ethnicity"
 FINDINGS_EXTENSION = "urn:hub:extension:exam-findings"
 _GENDER = {"1": "male", "2": "female", "0": "unknown", "9": "unknown"}
 _SEX_DISPLAY = {"0": "未知的性别", "1": "男性", "2": "女性", "9": "未说明的性别"}

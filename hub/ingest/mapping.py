@@ -15,7 +15,6 @@ from hub.coding.mapping_index import build_index
 from hub.coding.mapping_tables import source_scopes
 from hub.coding.normalizer import Finding, MappingNormalizer
 from hub.coding.terminology import PROCESS_CACHE, Terminology, TerminologyCache
-from hub.store.conflicts import Observed
 from hub.store.database import Database
 from hub.store.sources import SourceRecord
 
@@ -31,20 +30,6 @@ class Normalizer(Protocol):
 
     def drain(self) -> list[Finding]:
         """What the tables could not answer since the last call."""
-
-
-class PassThrough:
-    """No mapping: local codes pass through with their local code systems."""
-
-    version = "none"
-
-    def normalize(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """``resource`` unchanged."""
-        return resource
-
-    def drain(self) -> list[Finding]:
-        """Nothing is ever flagged."""
-        return []
 
 
 class SourceNormalizers:
@@ -68,13 +53,3 @@ class SourceNormalizers:
                                                                                self.source.adapter)))
                 self._stamp = stamp
         return self._normalizer
-
-
-def observed(findings: list[Finding], source: SourceRecord) -> list[Observed]:
-    """Findings of a page as conflict occurrences of ``source``."""
-    out = []
-    for finding in findings:
-        element = finding.system.rpartition(":")[2]
-        out.append(Observed(finding.kind, finding.system, finding.code, finding.detail, element, finding.display,
-                            finding.count, finding.samples, (source.source_id,), (source.institution,)))
-    return out

@@ -46,6 +46,7 @@ class MllpIngest:
                 raw = SourceRow("LabReport", f"mllp-{digest}", _Position(), {"message": message})
                 self._store(BuiltPage("LabReport", [raw], rejected=[(raw.key, dict(raw.raw), problem.reason)]))
                 return "AR", problem.reason
+            self._builder.normalizer = self.run.normalizer()  # tables changed since the last message apply
             page = self._builder.build("LabReport", rows)
             self._store(page)
             if page.rejected:

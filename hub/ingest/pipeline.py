@@ -25,7 +25,7 @@ from hub.fhir.access import Access
 from hub.fhir.instants import now_utc
 from hub.ingest.building import BuiltPage, PageBuilder
 from hub.ingest.fhir_build import SourceContext
-from hub.ingest.mapping import Normalizer, SourceNormalizers, observed
+from hub.ingest.mapping import Normalizer, SourceNormalizers
 from hub.privacy import clip, mask_text
 from hub.store.conflicts import ConflictStore
 from hub.store.database import Database
@@ -289,7 +289,8 @@ class IngestRun:
                     setattr(counts, outcome, getattr(counts, outcome) + 1)
             state.quarantine(rejected, now)
             if page.findings:
-                ConflictStore(state.connection).record(observed(page.findings, self.source), now)
+                ConflictStore(state.connection).record_findings(page.findings, self.source.source_id,
+                                                                self.source.institution, now)
             if page.stored_keys and state.has_open(self.source.source_id):
                 state.resolve(self.source.source_id, page.kind, page.stored_keys, now)
             if move_watermark and page.rows:

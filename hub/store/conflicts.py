@@ -81,13 +81,23 @@ class ConflictStore:
         return self.connection.execute(select(mapping_conflict).where(
             c.kind == item.kind, c.system == item.system, c.code == item.code, c.detail == item.detail)).first()
 
-    def record(self, observed: Iterable[Observed], now: datetime) -> None:
+    def record_findings(self, findings: Iterable[Any], source_id: str, institution: str, now: datetime, *,
+                        add_occurrences: bool = True) -> None:
+        """Record what one source's normalizer could not answer (each a :class:`hub.coding.normalizer.Finding`)."""
+        self.record([Observed(f.kind, f.system, f.code, f.detail, f.system.rpartition(":")[2], f.display, f.count,
+                              f.samples, (source_id,), (institution,)) for f in findings], now,
+                    add_occurrences=add_occurrences)
+
+    def record(self, observed: Iterable[Observed], now: datetime, *, add_occurrences: bool = True) -> None:
         """Add occurrences; a conflict that had resolved itself opens again (decided ones stay decided).
 
-        Displays and samples are masked: a source that writes an ID or phone number into a lab item's
-        name must not put it in front of every reviewer."""
+        ``add_occurrences=False`` (a re-normalization meeting data already counted at ingest) only
+        creates the conflicts that are missing and reopens resolved ones. Displays and samples are
+        masked: a source that writes an ID or phone number into a lab item's name must not put it in
+        front of every reviewer."""
         for item in observed:
-            item = replace(item, display=mask_text(item.display), samples=[mask_text(s) for s in item.samples])
+            item = replace(item, system=item.system[:300], code=item.code[:200], detail=item.detail[:300],
+                           display=mask_text(item.display)[:500], samples=[mask_text(s)[:100] for s in item.samples])
             row = self._find(item)
             if row is None:
                 self.connection.execute(insert(mapping_conflict).values(
@@ -101,6 +111,12 @@ class ConflictStore:
             status = row.status
             if status == RESOLVED:
                 status = OPEN
+            if not add_occurrences:
+                if status != row.status:
+                    self.connection.execute(update(mapping_conflict).where(
+                        mapping_conflict.c.conflict_id == row.conflict_id).values(status=status,
+                                                                                  version=row.version + 1))
+                continue
             self.connection.execute(update(mapping_conflict).where(
                 mapping_conflict.c.conflict_id == row.conflict_id).values(
                 occurrences=row.occurrences + item.count, last_seen=now, status=status,
@@ -122,13 +138,17 @@ class ConflictStore:
             if row is None:
                 self.record([item], now)
             else:
-                status = OPEN if row.status in (OPEN, RESOLVED) else row.status
-                self.connection.execute(update(mapping_conflict).where(c.conflict_id == row.conflict_id).values(
-                    status=status, display=item.display[:500] or row.display,
-                    sources=json.dumps(sorted(set(item.sources)), ensure_ascii=False),
-                    institutions=json.dumps(sorted(set(item.institutions)), ensure_ascii=False),
-                    info=json.dumps(item.info or {}, ensure_ascii=False),
-                    version=row.version + (1 if status != row.status else 0)))
+                values = {
+                    "status": OPEN if row.status in (OPEN, RESOLVED) else row.status,
+                    "display": mask_text(item.display)[:500] or row.display,
+                    "sources": json.dumps(sorted(set(item.sources)), ensure_ascii=False),
+                    "institutions": json.dumps(sorted(set(item.institutions)), ensure_ascii=False),
+                    "info": json.dumps(item.info or {}, ensure_ascii=False),
+                }
+                if any(values[name] != getattr(row, name) for name in values):
+                    # what the reviewer saw changed (an inconsistency now spans another table…): a new version
+                    self.connection.execute(update(mapping_conflict).where(c.conflict_id == row.conflict_id)
+                                            .values(**values, version=row.version + 1))
         resolved = 0
         for row in self.connection.execute(select(c.conflict_id, c.kind, c.system, c.code, c.detail, c.version)
                                            .where(c.kind.in_(kinds), c.status == OPEN)).all():

@@ -177,7 +177,8 @@ class Database:
 
     @contextmanager
     def review_batch(self) -> Iterator[tuple[FhirService, ConflictStore]]:
-        """A mapping decision: the conflict, the mapping table and the decision log in one transaction."""
+        """A mapping decision (the conflict, the mapping table and the decision log), or a batch of its
+        re-normalization (the resources and the conflicts they still raise), in one transaction."""
         with self.connection(write=True) as connection:
             service = FhirService(SqlRepository(connection, self.protector), search_parameters=self.search_parameters,
                                   protector=self.protector)

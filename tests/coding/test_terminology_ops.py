@@ -180,3 +180,48 @@ def test_bad_operation_input_is_a_clear_400(fhir: httpx.Client) -> None:
     assert response.status_code == 400
     response = fhir.get("/ValueSet/lab-cbc/$expand", params={"count": "many"})
     assert response.status_code == 400
+
+
+def test_review_fixes_of_r4_semantics(fhir: httpx.Client) -> None:
+    concept = {"coding": [{"system": "urn:hub:code:lis-1:lab-item", "code": "GLU"}, {"system": LOINC, "code": "2345-7"}]}
+    both = fhir.post("/CodeSystem/$validate-code", json={"resourceType": "Parameters", "parameter": [
+        {"name": "url", "valueUri": LOINC}, {"name": "codeableConcept", "valueCodeableConcept": concept}]}).json()
+    assert _param(both, "result") is True  # any coding of the concept in the named system
+    found_by_held = fhir.post("/CodeSystem/$validate-code", json={"resourceType": "Parameters", "parameter": [
+        {"name": "codeableConcept", "valueCodeableConcept": concept}]}).json()
+    assert _param(found_by_held, "result") is True
+    assert _param(fhir.get("/CodeSystem/$subsumes", params={"system": ETHNICITY, "codeA": "1", "codeB": "01"}
+                           ).json(), "outcome") == "equivalent"
+    assert fhir.get("/CodeSystem/gb-t-2261.1-sex/$validate-code").status_code == 400
+    inline = {"resourceType": "ConceptMap", "status": "draft", "group": [
+        {"source": "urn:test:x", "target": "urn:test:y", "element": [
+            {"code": "a", "target": [{"code": "b", "equivalence": "equivalent"}]}]}]}
+    translated = fhir.post("/ConceptMap/$translate", json={"resourceType": "Parameters", "parameter": [
+        {"name": "conceptMap", "resource": inline}, {"name": "system", "valueUri": "urn:test:x"},
+        {"name": "code", "valueCode": "a"}]}).json()
+    match = _params(translated, "match")[0]["part"]
+    assert not [p for p in match if p["name"] == "source"]  # an inline map has no url to name
+    assert _parts(_params(translated, "match")[0])["concept"]["code"] == "b"
+    sex_match = _params(fhir.get("/ConceptMap/$translate", params={"system": SEX, "code": "1"}).json(), "match")[0]
+    assert any(p["name"] == "source" and "valueUri" in p for p in sex_match["part"])
+
+
+def test_inline_value_sets_are_checked_and_regex_is_bounded(fhir: httpx.Client) -> None:
+    def expand(compose: Any) -> httpx.Response:
+        return fhir.post("/ValueSet/$expand", json={"resourceType": "Parameters", "parameter": [
+            {"name": "valueSet", "resource": {"resourceType": "ValueSet", "status": "draft", "compose": compose}}]})
+
+    not_a = expand({"include": [{"system": SEX, "filter": [{"property": "concept", "op": "is-not-a", "value": "x"}]}]})
+    assert not_a.json()["expansion"]["total"] == 4  # nothing is an unknown code: every concept is not one
+    by_code = expand({"include": [{"system": ICD, "filter": [{"property": "code", "op": "regex", "value": "I10\\..*"}]}]})
+    assert "I10.x00" in {c["code"] for c in by_code.json()["expansion"]["contains"]}
+    assert expand({"include": [{"system": ICD, "filter": [
+        {"property": "display", "op": "regex", "value": "(.|.)*!"}]}]}).status_code in (400, 501)
+    assert expand({"include": ["x"]}).status_code == 400
+    assert expand({"include": [{"system": "urn:none", "concept": [{"display": "no code"}]}]}).status_code == 400
+    bad = fhir.post("/CodeSystem/$validate-code", json={"resourceType": "Parameters", "parameter": [
+        {"name": "codeableConcept", "valueCodeableConcept": {"coding": ["x"]}}]})
+    assert bad.status_code == 400
+    bad = fhir.post("/CodeSystem/$lookup", json={"resourceType": "Parameters", "parameter": [
+        {"name": "coding", "valueCoding": {"system": SEX, "code": 1}}]})
+    assert bad.status_code == 400

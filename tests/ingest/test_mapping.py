@@ -200,3 +200,44 @@ def test_a_unit_conflict_marked_not_applicable_keeps_the_target_without_conversi
     assert after["occurrences"] == 1  # no longer flagged
     creatinine = [o for o in observations(database).values() if o["code"]["coding"][0]["code"] == "CREA"][0]
     assert creatinine["code"]["coding"][1]["code"] == "14682-9" and creatinine["valueQuantity"]["unit"] == "kat/L"
+
+
+def test_review_fixes_disjoint_huge_values_ambiguity_and_masked_drift(database: Database, frontdb_mariadb: str) -> None:
+    from hub.governance.review import Decision, decide
+
+    table(database, "frontdb", "source_system,source_code,source_display,target_system,target_code,equivalence,"
+                               "target_unit\n"
+                               f"lab-item,GLU,葡萄糖,{LOINC},14749-6,equivalent,canonical\n"
+                               f"lab-item,NOTX,某项目,{LOINC},2345-7,disjoint,\n"        # explicitly not 2345-7
+                               f"lab-item,AMB,某物,{LOINC},718-7,equivalent,\n"
+                               f"lab-item,AMB,某物,{LOINC},6690-2,equivalent,\n"
+                               f"lab-item,HGB,血红蛋白,{LOINC},718-7,equivalent,\n")
+    insert_rows(frontdb_mariadb, "hdr_patient", [patient_row(1)])
+    fill_labs(frontdb_mariadb, [lab(1, [("NOTX", "某项目", "1", None, None),
+                                        ("GLU", "葡萄糖", "1" + "0" * 40, "mg/dL", None),   # beyond any precision
+                                        ("AMB", "某物", "2", None, None),
+                                        ("HGB", "血红蛋白 患者身份证11010519491231002X", "150", "g/L", None)])])
+    source = register(database, "front-z", "frontdb", frontdb_mariadb)
+    result = run(database, source)
+    assert result.status == "succeeded" and result.counts.quarantined == 0
+    stored = observations(database)
+    assert len(stored["NOTX"]["code"]["coding"]) == 1  # disjoint adds nothing
+    assert stored["GLU"]["valueQuantity"]["unit"] == "mg/dL"  # left as sent, flagged
+    found = conflicts(database)
+    assert found[("unit", "GLU")]["detail"] == "mg/dL"
+    ambiguous = found[("ambiguous", "AMB")]
+    assert ambiguous["system"] == "urn:hub:code:frontdb:lab-item"  # the table's conflict, counted by ingest
+    assert ambiguous["occurrences"] == 1 and ambiguous["sources"] == ["front-z"]
+    drift = found[("display-drift", "HGB")]
+    assert drift["detail"].startswith("display:") and "11010519491231002" not in str(drift)
+    # another table change keeps the ambiguity open (it is still there)
+    table(database, "lis-other", f"source_system,source_code,target_system,target_code\nlab-item,X,{LOINC},718-7\n")
+    assert conflicts(database)[("ambiguous", "AMB")]["status"] == "open"
+    # a decision may only write the tables the code is looked up in
+    with pytest.raises(Exception, match="table of"):
+        decide(database, PROCESS_CACHE, drift["id"], Decision("approve", drift["version"], "t", "r",
+                                                              {"system": LOINC, "code": "718-7"}, scope="lis-other"))
+    decide(database, PROCESS_CACHE, drift["id"], Decision("approve", drift["version"], "t", "r",
+                                                          {"system": LOINC, "code": "718-7"}, scope="frontdb"))
+    hgb = [r for r in export_table(database, PROCESS_CACHE, "frontdb") if r.source_code == "HGB"]
+    assert [(r.target_code, r.status) for r in hgb] == [("718-7", "active")]
