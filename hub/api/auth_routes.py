@@ -7,10 +7,10 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.http import media_type_of, read_body, token_endpoint
+from hub.api.http import PrintableModel, media_type_of, read_body, token_endpoint
 from hub.api.security import Security, client_address, requires
 from hub.auth.clients import (
     ASSERTION_TYPE,
@@ -119,7 +119,7 @@ def jwks(request: Request) -> JSONResponse:
 # -- client administration (admin role) ------------------------------------------
 
 
-class ClientRequest(BaseModel):
+class ClientRequest(PrintableModel):
     """A client to register."""
 
     name: str = Field(min_length=1, max_length=200)

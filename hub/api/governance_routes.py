@@ -7,7 +7,6 @@ client's credentials and calls the JSON API below with the bearer token.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from importlib import resources
 from typing import Annotated, Any
@@ -15,10 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.http import read_body
+from hub.api.http import CONTROL_CHARACTERS, PrintableModel, read_body
 from hub.api.security import requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission
@@ -43,28 +42,14 @@ ConflictId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
 _STATIC = resources.files("hub.api") / "static"
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def _printable(name: str, value: str | None) -> str | None:
     """``value``, refused (400) when it holds control characters (a NUL cannot even be stored)."""
-    if value is not None and _CONTROL.search(value):
+    if value is not None and CONTROL_CHARACTERS.search(value):
         raise InvalidRequest(f"{name} must not contain control characters")
     return value
 
 
-class _Request(BaseModel):
-    """A request body whose texts hold no control characters."""
-
-    @field_validator("*")
-    @classmethod
-    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, str) and _CONTROL.search(value):
-            raise ValueError(f"{info.field_name} must not contain control characters")
-        return value
-
-
-class TargetRequest(_Request):
+class TargetRequest(PrintableModel):
     """The standard code a local code is mapped to."""
 
     system: str = Field(..., max_length=300)
@@ -74,7 +59,7 @@ class TargetRequest(_Request):
     target_unit: str | None = Field(None, max_length=40, description="UCUM unit to convert to, or 'canonical'")
 
 
-class DecisionRequest(_Request):
+class DecisionRequest(PrintableModel):
     """A reviewer's decision on one conflict."""
 
     action: str = Field(..., description="approve, reject or not-applicable")
@@ -84,7 +69,7 @@ class DecisionRequest(_Request):
     scope: str | None = Field(None, max_length=64, description="The table to write (default: the source's own)")
 
 
-class BulkRequest(_Request):
+class BulkRequest(PrintableModel):
     """Approve the best suggestion of every open conflict the filter covers."""
 
     kind: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationInfo, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -223,3 +225,20 @@ class CatchAllMiddleware:
                 raise
             response = internal_error_response(scope.get("method", ""), scope.get("path", ""))
             await response(scope, receive, send)
+
+
+#: Characters no stored text may hold (PostgreSQL cannot store a NUL at all).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class PrintableModel(BaseModel):
+    """A JSON request body whose texts hold no control characters (400 naming the field, never a 500)."""
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and CONTROL_CHARACTERS.search(value):
+            raise ValueError(f"{info.field_name} must not contain control characters")
+        if isinstance(value, list) and any(isinstance(v, str) and CONTROL_CHARACTERS.search(v) for v in value):
+            raise ValueError(f"{info.field_name} must not contain control characters")
+        return value

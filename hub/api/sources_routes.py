@@ -13,8 +13,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from hub.api.http import PrintableModel
 from hub.api.security import fhir_access, requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission, Role
@@ -38,7 +39,7 @@ Manager = Annotated[Principal, Depends(requires(Permission.MANAGE_SOURCES))]
 MAX_KEY = 2**63 - 1
 
 
-class SourceRequest(BaseModel):
+class SourceRequest(PrintableModel):
     """A source system as registered (on update, fields left out keep their values)."""
 
     source_id: str | None = Field(None, description="Lower-case letters, digits and '-'")

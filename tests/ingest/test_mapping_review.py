@@ -242,3 +242,13 @@ def test_hostile_input_gets_clear_4xx_and_changes_nothing(review: httpx.Client, 
     assert control.status_code == 400, control.text
     assert review.get("/governance/mappings/nobody-has-this").status_code == 404
     assert _conflict(review, "TG")["status"] == "open"
+
+
+def test_control_characters_in_admin_bodies_are_400(server: str, database: Database) -> None:
+    # schemathesis found POST /admin/clients {"name": "\u0000"} → 500 on PostgreSQL (a NUL cannot be stored)
+    with httpx.Client(base_url=server, headers=bearer(), timeout=30) as admin:
+        response = admin.post("/admin/clients", json={"name": "\u0000", "role": "app"})
+        assert response.status_code == 400 and "control characters" in response.text
+        response = admin.post("/admin/sources", json={"source_id": "s1", "institution": "org-x", "name": "a\u0001",
+                                                      "system_kind": "HIS", "adapter": "frontdb", "connection": "x"})
+        assert response.status_code == 400
