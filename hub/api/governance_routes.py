@@ -25,7 +25,15 @@ from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
 from hub.errors import HubError, InvalidRequest
 from hub.governance.renormalize import estimate
-from hub.governance.review import Decision, bulk_approve, conflict_detail, decide, decided_view, follow_decision
+from hub.governance.review import (
+    Decision,
+    bulk_approve,
+    conflict_detail,
+    decide,
+    decided_view,
+    follow_decision,
+    names_of,
+)
 from hub.governance.tables import TableChange, export_table, load_table
 from hub.store.conflicts import SORTS, ConflictFilter
 from hub.store.database import Database
@@ -106,15 +114,19 @@ def list_conflicts(
         raise InvalidRequest(f"sort must be one of {', '.join(SORTS)} (prefix '-' for descending)")
     selection = ConflictFilter(kind=kind or None, status=status or None, element=element or None,
                                source=source or None, institution=institution or None, text=q or None)
-    with _database(request).conflicts(write=False) as store:
+    database = _database(request)
+    with database.conflicts(write=False) as store:
         items, total = store.list(selection, sort=sort, offset=offset, limit=count)
-    return JSONResponse({"total": total, "offset": offset, "items": items})
+    return JSONResponse({"total": total, "offset": offset, "items": items, "names": names_of(database, items)})
 
 
 @router.get("/governance/conflicts/{conflict_id}", summary="One conflict with ranked suggestions")
 def read_conflict(request: Request, conflict_id: ConflictId, principal: Reviewer) -> JSONResponse:
-    """The conflict, its suggestions, the table rows in force for its code, and its decisions."""
-    return JSONResponse(conflict_detail(_database(request), PROCESS_CACHE, conflict_id))
+    """The conflict, its suggestions, the table rows in force for its code, and its decisions; ``names``
+    gives the names of its sources and institutions."""
+    database = _database(request)
+    conflict = conflict_detail(database, PROCESS_CACHE, conflict_id)
+    return JSONResponse({**conflict, "names": names_of(database, [conflict])})
 
 
 @router.post("/governance/conflicts/{conflict_id}/$decide", summary="Decide a conflict")

@@ -27,6 +27,7 @@ from hub.coding.table_checks import target_problem
 from hub.coding.terminology import Terminology, TerminologyCache
 from hub.coding.text import fold
 from hub.errors import Conflict, InvalidRequest, NotFound
+from hub.fhir import jsonio
 from hub.fhir.instants import now_utc
 from hub.governance.tables import TableChange, all_tables, follow_change, lock_tables, write_table
 from hub.privacy import clip
@@ -94,6 +95,24 @@ def conflict_detail(database: Database, cache: TerminologyCache, conflict_id: in
         conflict["display"], code, index, [(s, c, d, n) for (s, c, d), n in approved.most_common()])]
     conflict["mappings"] = rows_in_force
     return conflict
+
+
+def names_of(database: Database, conflicts: list[dict[str, Any]]) -> dict[str, str]:
+    """The names of the sources and institutions ``conflicts`` mention (ids → names, for people to read)."""
+    source_ids = {s for c in conflicts for s in c["sources"]}
+    institution_ids = {i for c in conflicts for i in c["institutions"]}
+    names: dict[str, str] = {}
+    if source_ids:
+        with database.sources(write=False) as sources:
+            names.update({s.source_id: s.name for s in sources.all() if s.source_id in source_ids and s.name})
+    if institution_ids:
+        with database.unit_of_work(write=False) as repository:
+            found = repository.read_current_many([("Organization", i) for i in sorted(institution_ids)])
+        for (_type, org_id), stored in found.items():
+            name = jsonio.loads_stored(stored.content).get("name") if stored.content else None
+            if isinstance(name, str):
+                names[org_id] = name
+    return names
 
 
 def _element(system: str) -> str:

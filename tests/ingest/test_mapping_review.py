@@ -51,6 +51,7 @@ def test_list_filters_sorts_and_shows_occurrences(review: httpx.Client, ingested
     assert page["total"] == 2
     assert [c["code"] for c in page["items"]] == ["TG", "ZZ9"]
     assert page["items"][0]["occurrences"] == 2 and page["items"][0]["sources"] == [ingested]
+    assert page["names"]["org-ingest-a"] == "测试医院甲"  # institutions named for the reviewer
     assert review.get("/governance/conflicts", params={"source": "elsewhere"}).json()["total"] == 0
     assert review.get("/governance/conflicts", params={"sort": "bogus"}).status_code == 400
 

@@ -70,6 +70,7 @@ def test_reviewer_signs_in_sees_the_conflicts_and_approves_a_suggestion(
     expect(first.locator("[data-testid=kind]")).to_have_text("未映射")
     expect(first.locator("[data-testid=occurrences]")).to_have_text("2")
     expect(first.locator("[data-testid=status]")).to_have_text("待审核")
+    expect(first.locator("[data-testid=institutions]")).to_have_text("测试医院甲（org-ingest-a）")
     expect(rows.nth(1).locator("[data-testid=kind]")).to_have_text("名称变化")
 
     page.select_option("#f-kind", "display-drift")

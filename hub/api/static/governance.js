@@ -21,6 +21,10 @@ function say(text, ok) {
   box.className = ok ? "ok" : "error";
 }
 
+function named(ids, names) {
+  return ids.map((id) => names && names[id] ? `${names[id]}（${id}）` : id).join("、");
+}
+
 function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : ""; }
 
 async function api(path, options) {
@@ -106,8 +110,8 @@ async function load() {
     cell(tr, item.occurrences, "occurrences");
     cell(tr, when(item.first_seen));
     cell(tr, when(item.last_seen));
-    cell(tr, item.sources.join("、"), "sources");
-    cell(tr, item.institutions.join("、"));
+    cell(tr, named(item.sources, page.names), "sources");
+    cell(tr, named(item.institutions, page.names), "institutions");
     cell(tr, STATUSES[item.status] || item.status, "status");
     tr.addEventListener("click", () => open(item.id).catch((e) => say(e.message)));
     tbody.appendChild(tr);
@@ -131,8 +135,8 @@ async function open(id) {
   $("d-occurrences").textContent = c.occurrences;
   $("d-seen").textContent = when(c.first_seen) + " / " + when(c.last_seen);
   $("d-samples").textContent = c.samples.join("；");
-  $("d-sources").textContent = c.sources.join("、");
-  $("d-institutions").textContent = c.institutions.join("、");
+  $("d-sources").textContent = named(c.sources, c.names);
+  $("d-institutions").textContent = named(c.institutions, c.names);
   $("d-status").textContent = STATUSES[c.status] || c.status;
   $("t-system").value = TARGETS[c.element] || "";
   $("t-code").value = "";
