@@ -17,13 +17,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.http import CONTROL_CHARACTERS, PrintableModel, read_body
+from hub.api.http import PrintableModel, read_body
 from hub.api.security import requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission
 from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
 from hub.errors import HubError, InvalidRequest
+from hub.fhir.search import CONTROL_CHARACTERS
 from hub.governance.renormalize import estimate
 from hub.governance.review import (
     Decision,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from hub.errors import (
 from hub.fhir import jsonio
 from hub.fhir.outcome import from_error, operation_outcome
 from hub.fhir.response import Rendered, parse_handling, parse_prefer, render
+from hub.fhir.search import CONTROL_CHARACTERS
 from hub.fhir.service import FhirService, Outcome
 from hub.privacy import clip
 from hub.store.database import Database
@@ -225,10 +225,6 @@ class CatchAllMiddleware:
                 raise
             response = internal_error_response(scope.get("method", ""), scope.get("path", ""))
             await response(scope, receive, send)
-
-
-#: Characters no stored text may hold (PostgreSQL cannot store a NUL at all).
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class PrintableModel(BaseModel):

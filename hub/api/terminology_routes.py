@@ -59,30 +59,6 @@ def _post(request: Request, ctx: Context, body: bytes, operation: Operation,
     return _run(ctx, OperationInput.from_body(parsed, request.query_params.multi_items()), operation, resource_id)
 
 
-def _lookup(t: Terminology, i: OperationInput, _r: str | None) -> dict[str, Any]:
-    return t.lookup(i)
-
-
-def _cs_validate(t: Terminology, i: OperationInput, r: str | None) -> dict[str, Any]:
-    return t.validate_code_system(i, r)
-
-
-def _subsumes(t: Terminology, i: OperationInput, r: str | None) -> dict[str, Any]:
-    return t.subsumes(i, r)
-
-
-def _expand(t: Terminology, i: OperationInput, r: str | None) -> dict[str, Any]:
-    return t.expand(i, r)
-
-
-def _vs_validate(t: Terminology, i: OperationInput, r: str | None) -> dict[str, Any]:
-    return t.validate_value_set(i, r)
-
-
-def _translate(t: Terminology, i: OperationInput, r: str | None) -> dict[str, Any]:
-    return t.translate(i, r)
-
-
 def _register(path: str, operation: Operation, summary: str, instance: bool) -> None:
     """GET and POST of an operation at type level (and instance level)."""
 
@@ -112,9 +88,9 @@ def _register(path: str, operation: Operation, summary: str, instance: bool) -> 
         method(f"/{resource_type}/{{resource_id}}/{name}", summary=f"{resource_type} instance {name}")(function)
 
 
-_register("CodeSystem/$lookup", _lookup, "Display, designations and properties of a code", instance=False)
-_register("CodeSystem/$validate-code", _cs_validate, "Is a code (and display) in the code system?", instance=True)
-_register("CodeSystem/$subsumes", _subsumes, "How code A relates to code B in the hierarchy", instance=True)
-_register("ValueSet/$expand", _expand, "The codes of a value set (filter, offset, count)", instance=True)
-_register("ValueSet/$validate-code", _vs_validate, "Is a code in the value set?", instance=True)
-_register("ConceptMap/$translate", _translate, "A code's mappings (R4 equivalence; reverse)", instance=True)
+_register("CodeSystem/$lookup", lambda terminology, inp, _id: terminology.lookup(inp), "Display, designations and properties of a code", instance=False)
+_register("CodeSystem/$validate-code", Terminology.validate_code_system, "Is a code (and display) in the code system?", instance=True)
+_register("CodeSystem/$subsumes", Terminology.subsumes, "How code A relates to code B in the hierarchy", instance=True)
+_register("ValueSet/$expand", Terminology.expand, "The codes of a value set (filter, offset, count)", instance=True)
+_register("ValueSet/$validate-code", Terminology.validate_value_set, "Is a code in the value set?", instance=True)
+_register("ConceptMap/$translate", Terminology.translate, "A code's mappings (R4 equivalence; reverse)", instance=True)

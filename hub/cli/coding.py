@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hub.cli.registry import failed
 from hub.coding.catalog import DEFAULT_DIR, catalog_resources
 from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
@@ -24,9 +27,16 @@ mappings_app = typer.Typer(help="Local-code mapping tables and their conflicts (
 console = Console(soft_wrap=True)
 
 
-def _failed(action: str, error: HubError) -> typer.Exit:
-    console.print(f"[red]{action}:[/] {error.message}")
-    return typer.Exit(1)
+@contextmanager
+def _hub(action: str) -> Iterator[Database]:
+    """The hub's database for one command; a HubError is printed as ``action`` failing (exit 1)."""
+    database = Database(Settings.from_env())
+    try:
+        yield database
+    except HubError as error:
+        raise failed(action, error) from None
+    finally:
+        database.dispose()
 
 
 def load_terminology(database: Database, directory: Path = DEFAULT_DIR) -> dict[str, int]:
@@ -55,13 +65,8 @@ def terminology_load(
                                    help="A terminology directory (catalog.yaml + data/*.csv)"),
 ) -> None:
     """Store the code systems, value sets and concept maps of the catalog (again: nothing changes)."""
-    database = Database(Settings.from_env())
-    try:
+    with _hub("Terminology not loaded") as database:
         counts = load_terminology(database, directory)
-    except HubError as error:
-        raise _failed("Terminology not loaded", error) from None
-    finally:
-        database.dispose()
     console.print(f"Terminology loaded from {directory}: {counts}")
 
 
@@ -73,14 +78,9 @@ def mappings_load(
 ) -> None:
     """Load a mapping table as the scope's next ConceptMap version; stored data carrying a changed code follows."""
     scope = scope or path.stem
-    database = Database(Settings.from_env())
-    try:
+    with _hub(f"{path.name} not loaded") as database:
         rows = read_csv(decode_table(path.read_bytes()), scope)
         change = load_table(database, PROCESS_CACHE, scope, rows, actor=actor)
-    except HubError as error:
-        raise _failed(f"{path.name} not loaded", error) from None
-    finally:
-        database.dispose()
     summary = change.as_dict()
     console.print(f"Mapping table {scope}: version {summary['version']}, {len(rows)} rows, "
                   f"{summary['changed_codes']} codes changed")
@@ -95,13 +95,8 @@ def mappings_export(
     output: Path = typer.Option(None, "-o", "--output", help="File to write (default: print)"),
 ) -> None:
     """Write a scope's current table as CSV (decisions made in the review included)."""
-    database = Database(Settings.from_env())
-    try:
+    with _hub("Not exported") as database:
         text = write_csv(export_table(database, PROCESS_CACHE, scope), scope)
-    except HubError as error:
-        raise _failed("Not exported", error) from None
-    finally:
-        database.dispose()
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -116,13 +111,8 @@ def mappings_renormalize(
 ) -> None:
     """Normalize again the stored resources carrying any code of a scope's table (after a terminology change,
     or to finish a background re-normalization that was interrupted)."""
-    database = Database(Settings.from_env())
-    try:
+    with _hub("Not re-normalized") as database:
         done = renormalize_scope(database, PROCESS_CACHE, scope, actor=actor)
-    except HubError as error:
-        raise _failed("Not re-normalized", error) from None
-    finally:
-        database.dispose()
     console.print(f"Re-normalized under {scope}'s table: {done.as_dict()}")
 
 
@@ -134,13 +124,9 @@ def mappings_conflicts(
     limit: int = typer.Option(50, help="How many"),
 ) -> None:
     """The mapping conflicts, most frequent first (review them at /governance/)."""
-    database = Database(Settings.from_env())
-    try:
-        with database.conflicts(write=False) as store:
-            rows, total = store.list(ConflictFilter(kind=kind or None, status=status or None, source=source or None),
-                                     limit=limit)
-    finally:
-        database.dispose()
+    with _hub("Cannot list") as database, database.conflicts(write=False) as store:
+        rows, total = store.list(ConflictFilter(kind=kind or None, status=status or None, source=source or None),
+                                 limit=limit)
     table = Table("id", "kind", "code", "display", "occurrences", "sources", "status")
     for row in rows:
         table.add_row(str(row["id"]), row["kind"], row["code"], row["display"], str(row["occurrences"]),

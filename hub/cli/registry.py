@@ -19,7 +19,7 @@ console = Console(soft_wrap=True)
 _BATCH = 500
 
 
-def _failed(action: str, error: HubError) -> typer.Exit:
+def failed(action: str, error: HubError) -> typer.Exit:
     """Print ``error`` (every issue, no stack trace) and return the exit to raise."""
     console.print(f"[red]{action}:[/] {error.message}")
     if len(error.issues) > 1:
@@ -58,7 +58,7 @@ def registry_load(
         with database.fhir_service(write=True) as service:
             counts = apply_roster(service, organizations)
     except HubError as error:
-        raise _failed("Not loaded", error) from None
+        raise failed("Not loaded", error) from None
     finally:
         database.dispose()
     table = Table("Organizations", "count")
@@ -75,7 +75,7 @@ def registry_list() -> None:
     try:
         rows = [summary(o) for o in _organizations(database)]
     except HubError as error:
-        raise _failed("Cannot list", error) from None
+        raise failed("Cannot list", error) from None
     finally:
         database.dispose()
     table = Table("id", "name", "kind", "role", "level", "parent")

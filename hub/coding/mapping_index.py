@@ -13,7 +13,7 @@ from typing import Any
 
 from hub.coding.codesystems import CodeSystemIndex
 from hub.coding.conceptmaps import NEGATIVE
-from hub.coding.mapping_tables import MappingRow, concept_map_id, from_concept_map, split_local
+from hub.coding.mapping_tables import MappingRow, concept_map_id, element_of, from_concept_map
 from hub.coding.normalizer import ELEMENTS, MAPPED_EXTENSION, MappingIndex, Target
 from hub.coding.terminology import Terminology
 from hub.coding.text import fold
@@ -31,8 +31,7 @@ def mapping_table(terminology: Terminology, scope: str) -> dict[str, Any] | None
 
 def row_key(row: MappingRow) -> tuple[str, str]:
     """The index key of a row: (element, code) for local systems, (system, code) otherwise."""
-    local = split_local(row.source_system)
-    return (local[1] if local else row.source_system), row.source_code
+    return element_of(row.source_system), row.source_code
 
 
 def build_index(terminology: Terminology, scopes: list[str]) -> MappingIndex:

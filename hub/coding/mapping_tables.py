@@ -75,6 +75,12 @@ def split_local(system: str) -> tuple[str, str] | None:
     return (scope, element) if scope and element else None
 
 
+def element_of(system: str) -> str:
+    """The element of a local code system (``lab-item``…); any other system stands for itself."""
+    local = split_local(system)
+    return local[1] if local else system
+
+
 def concept_map_id(scope: str) -> str:
     """The ConceptMap id of ``scope``'s table (FHIR ids allow no underscore)."""
     return "mapping-" + require_scope(scope).replace("_", "-")

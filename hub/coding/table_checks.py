@@ -14,7 +14,7 @@ from typing import Any
 
 from hub.coding.codesystems import CodeSystemIndex
 from hub.coding.conceptmaps import NEGATIVE
-from hub.coding.mapping_tables import MappingRow, split_local
+from hub.coding.mapping_tables import MappingRow, element_of
 from hub.coding.text import fold
 
 TABLE_KINDS = ("ambiguous", "invalid-target", "inconsistent")
@@ -34,11 +34,6 @@ class TableConflict:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _element(row: MappingRow) -> str:
-    local = split_local(row.source_system)
-    return local[1] if local else row.source_system
-
-
 def check_tables(tables: dict[str, list[MappingRow]],
                  code_system: Callable[[str], CodeSystemIndex | None]) -> list[TableConflict]:
     """Every table conflict among ``tables`` (scope → rows)."""
@@ -51,17 +46,17 @@ def check_tables(tables: dict[str, list[MappingRow]],
             if row.equivalence not in NEGATIVE:
                 targets[row.key].append(row)
                 if row.source_display:
-                    by_display[(_element(row), fold(row.source_display))].append((scope, row))
+                    by_display[(element_of(row.source_system), fold(row.source_display))].append((scope, row))
         for (system, code), rows_of_code in targets.items():
             distinct = sorted({f"{r.target_system}|{r.target_code}" for r in rows_of_code})
             if len(distinct) > 1:
-                found.append(TableConflict("ambiguous", system, code, "", _element(rows_of_code[0]),
+                found.append(TableConflict("ambiguous", system, code, "", element_of(rows_of_code[0].source_system),
                                            rows_of_code[0].source_display, (scope,), {"targets": distinct}))
             for row in rows_of_code:
                 problem = target_problem(row, code_system)
                 if problem:
                     found.append(TableConflict("invalid-target", system, code, f"{row.target_system}|{row.target_code}",
-                                               _element(row), row.source_display, (scope,), {"problem": problem}))
+                                               element_of(row.source_system), row.source_display, (scope,), {"problem": problem}))
     for (element, folded), entries in by_display.items():
         distinct = sorted({f"{r.target_system}|{r.target_code}" for _s, r in entries})
         scopes = sorted({s for s, _r in entries})
@@ -84,6 +79,6 @@ def target_problem(row: MappingRow, code_system: Callable[[str], CodeSystemIndex
     if concept.inactive:
         return f"{row.target_code} 在 {index.name} 中已停用"
     kinds = concept.values("kind")
-    if kinds and kinds[0] in ("chapter", "block", "panel") and _element(row) != "lab-panel":
+    if kinds and kinds[0] in ("chapter", "block", "panel") and element_of(row.source_system) != "lab-panel":
         return f"{row.target_code} 是分类节点（{kinds[0]}），不能作为映射目标"
     return None

@@ -11,11 +11,11 @@ spellings.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from hub.coding.codesystems import CodeSystemIndex
+from hub.coding.text import fold
 
 UCUM = "http://unitsofmeasure.org"
 _MASS, _SUBSTANCE = "mass-concentration", "substance-concentration"
@@ -39,7 +39,7 @@ class Units:
     def __init__(self, units: dict[str, Unit], aliases: dict[str, str]) -> None:
         self.units = units
         self._exact = {**{code: code for code in units}, **aliases}
-        self._folded = {_fold(k): v for k, v in self._exact.items()}
+        self._folded = {fold(k): v for k, v in self._exact.items()}
 
     @classmethod
     def from_code_system(cls, index: CodeSystemIndex) -> "Units":
@@ -62,7 +62,7 @@ class Units:
         """The unit written as ``text`` (a UCUM code or a known spelling), or None."""
         if not text:
             return None
-        code = self._exact.get(text.strip()) or self._folded.get(_fold(text))
+        code = self._exact.get(text.strip()) or self._folded.get(fold(text))
         return self.units.get(code) if code else None
 
     def convert(self, value: Decimal, source: Unit, target: Unit, molar_mass: Decimal | None = None) -> Decimal | None:
@@ -86,7 +86,3 @@ def significant(value: Decimal, digits: int = SIGNIFICANT) -> Decimal:
         return Decimal(0)
     places = max(digits - value.adjusted() - 1, 0)
     return value.quantize(Decimal(1).scaleb(-places))
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).replace(" ", "").casefold()

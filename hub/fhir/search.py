@@ -71,7 +71,8 @@ class Paging:
     rest: list[tuple[str, str]]
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: Characters no search value (nor any text the hub stores) may hold; PostgreSQL cannot store a NUL at all.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 #: More parameters than this in one search are refused (each can be a subquery).
@@ -84,8 +85,8 @@ def check_parameters(params: list[tuple[str, str]]) -> None:
     if len(params) > MAX_PARAMETERS:
         raise InvalidRequest(f"A search takes at most {MAX_PARAMETERS} parameters; this one has {len(params)}")
     for name, value in params:
-        if _CONTROL.search(name) or _CONTROL.search(value):
-            raise InvalidRequest(f"Parameter '{clip(_CONTROL.sub('?', name), 64)}' contains a control character")
+        if CONTROL_CHARACTERS.search(name) or CONTROL_CHARACTERS.search(value):
+            raise InvalidRequest(f"Parameter '{clip(CONTROL_CHARACTERS.sub('?', name), 64)}' contains a control character")
 
 
 def parse_paging(params: list[tuple[str, str]], default_count: int, max_count: int) -> Paging:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hub.coding.codesystems import CodeSystemIndex
-from hub.coding.mapping_tables import MappingRow, local_system, source_scopes, split_local
+from hub.coding.mapping_tables import MappingRow, element_of, local_system, source_scopes, split_local
 from hub.coding.normalizer import ELEMENTS
 from hub.coding.suggest import suggest
 from hub.coding.table_checks import target_problem
@@ -88,7 +88,7 @@ def conflict_detail(database: Database, cache: TerminologyCache, conflict_id: in
             if row.key == own:
                 rows_in_force.append({"scope": scope, **row.__dict__})
             elif (row.status == "active" and row.target_code and wanted and fold(row.source_display) == wanted
-                  and _element(row.source_system) == conflict["element"]):
+                  and element_of(row.source_system) == conflict["element"]):
                 approved[(row.target_system, row.target_code, row.target_display)] += 1
     code = conflict["code"] if conflict["kind"] != "inconsistent" else ""
     conflict["suggestions"] = [s.as_dict() for s in suggest(
@@ -113,11 +113,6 @@ def names_of(database: Database, conflicts: list[dict[str, Any]]) -> dict[str, s
             if isinstance(name, str):
                 names[org_id] = name
     return names
-
-
-def _element(system: str) -> str:
-    local = split_local(system)
-    return local[1] if local else system
 
 
 def _local_key(conflict: dict[str, Any]) -> tuple[str, str]:
@@ -185,7 +180,7 @@ def _row_in_force(database: Database, cache: TerminologyCache, conflict: dict[st
     for scope in scopes:
         for row in tables.get(scope, []):
             if (row.status == "active" and row.source_code == conflict["code"]
-                    and _element(row.source_system) == conflict["element"]):
+                    and element_of(row.source_system) == conflict["element"]):
                 return row
     return None
 

@@ -17,6 +17,7 @@ from hub.coding.mapping_tables import (
     MappingRow,
     concept_map_id,
     from_concept_map,
+    local_system,
     require_scope,
     scope_of,
     to_concept_map,
@@ -97,7 +98,7 @@ def follow_change(database: Database, cache: TerminologyCache, change: TableChan
     """After a committed table change: check the tables, settle conflicts, re-normalize stored data."""
     change.conflicts = sync_table_conflicts(database, cache)
     if change.changed_codes:
-        settled = [(f"urn:hub:code:{source.source_id}:{element}", code)
+        settled = [(local_system(source.source_id, element), code)
                    for source, element, code in expand_codes(database, change.changed_codes)]
         with database.conflicts(write=True) as conflicts:
             change.conflicts["settled"] = conflicts.resolve_codes(SETTLED_BY_TABLE, settled)
