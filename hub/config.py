@@ -59,6 +59,13 @@ class Settings:
     max_bundle_entries: int = 10_000
     query_timeout_seconds: int = 30
     rate_limit_per_minute: int = 1200
+    #: EMPI: the matching rules (YAML; default: the hub's own), the region whose overrides apply,
+    #: the 6-digit administrative code that starts every regional identifier (区域主索引号), and
+    #: whether the API process runs the matching worker in the background.
+    empi_rules_file: str = ""
+    empi_region: str = ""
+    empi_region_code: str = "320583"
+    empi_worker: bool = True
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -83,6 +90,10 @@ class Settings:
             max_bundle_entries=_int_env("HUB_MAX_BUNDLE_ENTRIES", 10_000),
             query_timeout_seconds=_int_env("HUB_QUERY_TIMEOUT_SECONDS", 30),
             rate_limit_per_minute=_int_env("HUB_RATE_LIMIT_PER_MINUTE", 1200),
+            empi_rules_file=os.environ.get("HUB_EMPI_RULES_FILE", ""),
+            empi_region=os.environ.get("HUB_EMPI_REGION", ""),
+            empi_region_code=os.environ.get("HUB_EMPI_REGION_CODE") or "320583",
+            empi_worker=(os.environ.get("HUB_EMPI_WORKER") or "on").strip().lower() not in ("off", "0", "false", "no"),
         )
 
     def __post_init__(self) -> None:
@@ -92,6 +103,8 @@ class Settings:
             raise ValueError("HUB_AUDIT_RETENTION_DAYS must be at least 180 (network-log retention rules)")
         if not 30 <= self.token_lifetime_seconds <= 3600:
             raise ValueError("HUB_TOKEN_LIFETIME_SECONDS must be between 30 and 3600")
+        if not (len(self.empi_region_code) == 6 and self.empi_region_code.isdigit()):
+            raise ValueError("HUB_EMPI_REGION_CODE must be a 6-digit administrative division code (GB/T 2260)")
 
     @property
     def production(self) -> bool:

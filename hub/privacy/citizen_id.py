@@ -60,3 +60,19 @@ def sex_of(value: str) -> str | None:
     text = "".join(value.split())
     digit = text[16] if len(text) == 18 else text[14] if len(text) == 15 else ""
     return ("1" if int(digit) % 2 else "2") if digit.isdigit() else None
+
+
+def upgrade_to_18(value: str) -> str | None:
+    """The 18-character form of a valid number: a legacy 15-digit number gets the century ``19``
+    before its 2-digit year and a computed check character (GB 11643-1999, 附录); an 18-character
+    number comes back normalized. None when the number is not valid.
+
+    ``110105491231002`` → ``11010519491231002X``.
+    """
+    text = "".join(value.split()).upper()
+    if citizen_id_problem(text) is not None:
+        return None
+    if len(text) == 18:
+        return text
+    first17 = text[:6] + "19" + text[6:]
+    return first17 + check_character(first17)

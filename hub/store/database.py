@@ -25,6 +25,7 @@ from hub.privacy import DataKeyring, resolve_keyring
 from hub.store.audit_log import AuditLog
 from hub.store.clients import SqlClientStore
 from hub.store.conflicts import ConflictStore
+from hub.store.empi import EmpiStore
 from hub.store.ingest_state import IngestState
 from hub.store.organizations import institutions_under
 from hub.store.repository import SqlRepository
@@ -183,6 +184,23 @@ class Database:
             service = FhirService(SqlRepository(connection, self.protector), search_parameters=self.search_parameters,
                                   protector=self.protector)
             yield service, ConflictStore(connection)
+
+    @contextmanager
+    def empi_batch(self) -> Iterator[tuple[FhirService, EmpiStore]]:
+        """A unit of EMPI work: its tables and the golden Patients it writes, in one transaction.
+
+        Its own Patient writes (golden records) are not queued back to it.
+        """
+        with self.connection(write=True) as connection:
+            service = FhirService(SqlRepository(connection, self.protector, empi_queue=False),
+                                  search_parameters=self.search_parameters, protector=self.protector)
+            yield service, EmpiStore(connection)
+
+    @contextmanager
+    def empi(self, *, write: bool) -> Iterator[EmpiStore]:
+        """The EMPI tables alone (review lists, history), inside one transaction."""
+        with self.connection(write=write) as connection:
+            yield EmpiStore(connection)
 
     @contextmanager
     def conflicts(self, *, write: bool) -> Iterator[ConflictStore]:

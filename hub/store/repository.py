@@ -20,6 +20,7 @@ from hub.store.search_sql import SearchSql, token_hash
 from hub.store.sorted_search import index_sortable, search_few_sorted, search_index_sorted
 from hub.store.tables import (
     INDEX_TABLES,
+    empi_queue,
     reference_index,
     resource,
     resource_version,
@@ -64,8 +65,11 @@ UPDATE_CHUNK = 1000
 class SqlRepository:
     """FHIR storage on one SQLAlchemy connection, inside its caller's transaction."""
 
-    def __init__(self, connection: Connection, protector: PersonalDataProtector | None = None) -> None:
+    def __init__(self, connection: Connection, protector: PersonalDataProtector | None = None, *,
+                 empi_queue: bool = True) -> None:
         self.connection = connection
+        #: Patient writes are queued for the EMPI in the writing transaction (not the EMPI's own).
+        self._empi_queue = empi_queue
         self._sql = SearchSql(probe_after_first=connection.dialect.name == "sqlite")
         #: ID and phone numbers are sealed (encrypted) on the way in and revealed on the way out.
         self._protector = protector
@@ -390,6 +394,7 @@ class SqlRepository:
             pks = [row.res_pk for row in result]
         self._insert_versions(writes, pks, contents)
         self._insert_index(writes, pks)
+        self._queue_patients(writes)
 
     def _update_existing(self, writes: Sequence[VersionWrite]) -> None:
         """New versions of existing resources: each current row moves only from the version its writer read
@@ -423,6 +428,15 @@ class SqlRepository:
         live = [(w, pk) for w, pk in zip(writes, pks, strict=True) if not w.new.deleted]
         if live:
             self._insert_index([w for w, _pk in live], [pk for _w, pk in live])
+        self._queue_patients(writes)
+
+    def _queue_patients(self, writes: Sequence[VersionWrite]) -> None:
+        """Queue the Patients written for the EMPI: it sees every write that commits, and none that does not."""
+        if not self._empi_queue:
+            return
+        rows = [{"patient_id": w.new.id, "enqueued": w.new.last_updated}
+                for w in writes if w.new.resource_type == "Patient"]
+        insert_rows(self.connection, empi_queue, rows)
 
     def _insert_versions(self, writes: Sequence[VersionWrite], pks: Sequence[int], contents: Sequence[str | None]) -> None:
         insert_rows(

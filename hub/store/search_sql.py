@@ -6,6 +6,12 @@ from every resource of the type), ``NOT IN`` for ``:not``, a correlated ``EXISTS
 for ``:missing``. Chains nest the same conditions on another alias of
 ``hub_resource``; ``_has`` turns them around. The prefix rules are those of
 :func:`hub.fhir.search_values.range_rule`, written as SQL.
+
+The EMPI's links widen Patient targets (query-time, so a link change shows at once): a chain
+through Patient (``Observation?patient.identifier=…``) matches what refers to any source Patient
+of the same regional person, and a reference to a golden Patient (``subject=Patient/<person>``,
+its compartment, ``$everything``) matches what refers to any of its sources. A reference to a
+source Patient stays exact.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import hashlib
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, func, literal, not_, or_, select, union, union_all
 from sqlalchemy.sql.expression import FromClause
 
 from hub.fhir.criteria import (
@@ -40,6 +46,7 @@ from hub.fhir.search_values import micros_to_datetime, normalize_string, prefix_
 from hub.store.tables import (
     INDEX_TABLES,
     date_index,
+    empi_record,
     number_index,
     reference_index,
     resource,
@@ -188,8 +195,11 @@ class SearchSql:
             members = pk.in_(self._compartment(criterion, resource_type))
             if not criterion.include_self:
                 return members
-            return or_(members, and_(alias.c.resource_type == criterion.target_type,
-                                     alias.c.res_id == criterion.target_id))
+            own = alias.c.res_id == criterion.target_id
+            if criterion.target_type == "Patient":  # a golden Patient's compartment holds its sources too
+                own = or_(own, alias.c.res_id.in_(
+                    select(empi_record.c.patient_id).where(empi_record.c.person_id == criterion.target_id)))
+            return or_(members, and_(alias.c.resource_type == criterion.target_type, own))
         table, matches = self._index_match(criterion)
         query = select(table.c.res_pk).where(table.c.param == criterion.param, matches)
         if resource_type is not None:
@@ -247,10 +257,28 @@ class SearchSql:
         if value.url is not None:
             return ref.url == value.url
         if value.target_type is not None:
-            return and_(ref.target_id == value.target_id, ref.target_type == value.target_type)
+            return and_(self._target(value.target_type, value.target_id), ref.target_type == value.target_type)
         if criterion.targets:
-            return and_(ref.target_id == value.target_id, ref.target_type.in_(criterion.targets))
-        return and_(ref.target_id == value.target_id, ref.target_type != "")
+            target = self._target("Patient" if "Patient" in criterion.targets else "", value.target_id)
+            return and_(target, ref.target_type.in_(criterion.targets))
+        return and_(self._target("Patient", value.target_id), ref.target_type != "")
+
+    @staticmethod
+    def _target(target_type: str, target_id: str) -> ColumnElement[bool]:
+        """``target_id`` is the id, or (for a Patient) a source Patient of the golden Patient with that id."""
+        ref = reference_index.c
+        if target_type != "Patient":
+            return ref.target_id == target_id
+        sources = select(empi_record.c.patient_id).where(empi_record.c.person_id == target_id)
+        return ref.target_id.in_(union_all(select(literal(target_id)), sources))
+
+    @staticmethod
+    def _same_person(patient_ids: Any) -> Any:
+        """The Patient ids of ``patient_ids`` and of every Patient of the same regional person."""
+        linked = empi_record.alias("linked")
+        persons = union(select(linked.c.person_id).where(linked.c.patient_id.in_(patient_ids)), patient_ids)
+        members = select(empi_record.c.patient_id).where(empi_record.c.person_id.in_(persons))
+        return union(patient_ids, members)
 
     def _last_updated(self, column: Any, value: RangeValue) -> ColumnElement[bool]:
         start, end = micros_to_datetime(int(value.low)), micros_to_datetime(int(value.high))
@@ -267,6 +295,8 @@ class SearchSql:
 
     def _chain(self, criterion: ChainCriterion, resource_type: str | None) -> Any:
         targets = self._matching(criterion.target_type, criterion.criteria, "res_id")
+        if criterion.target_type == "Patient":
+            targets = self._same_person(targets)
         ref = reference_index.c
         query = select(ref.res_pk).where(
             ref.param == criterion.param, ref.target_type == criterion.target_type, ref.target_id.in_(targets)
@@ -289,7 +319,7 @@ class SearchSql:
             if resource_type is None or source_type == resource_type
         ]
         return select(ref.res_pk).where(
-            ref.target_id == criterion.target_id,
+            self._target(criterion.target_type, criterion.target_id),
             ref.target_type == criterion.target_type,
             or_(*per_type) if per_type else false(),
         )

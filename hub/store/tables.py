@@ -361,3 +361,112 @@ mapping_decision = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Index("ix_hub_mapping_decision_conflict", "conflict_id", "decision_id"),
 )
+
+# -- EMPI (master patient index) --------------------------------------------------------------
+
+#: Regional persons: one golden Patient each (res_id = person_id), with the regional identifier.
+empi_person = Table(
+    "hub_empi_person",
+    metadata,
+    Column("person_pk", BigId, primary_key=True, autoincrement=True),
+    Column("person_id", String(64), nullable=False),
+    #: 区域主索引号: region code, sequence, Luhn check digit.
+    Column("regional_id", String(32), nullable=True),
+    #: active, merged (into ``merged_into``), retired (no source left).
+    Column("status", String(16), nullable=False),
+    Column("merged_into", String(64), nullable=True),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("person_id", name="uq_hub_empi_person_person_id"),
+    UniqueConstraint("regional_id", name="uq_hub_empi_person_regional_id"),
+)
+
+#: Source Patients and the person each belongs to (exactly one), with how the link was made.
+empi_record = Table(
+    "hub_empi_record",
+    metadata,
+    Column("record_pk", BigId, primary_key=True, autoincrement=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("person_id", String(64), nullable=False),
+    #: certain, probable (automatic links), possible (alone while in review); manual links are certain.
+    Column("grade", String(16), nullable=False),
+    #: auto or manual: manual links are never changed by the engine.
+    Column("origin", String(8), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("institution", String(64), nullable=False),
+    #: The comparable features (JSON; ID and phone numbers as blind indexes only).
+    Column("features", Text, nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("patient_id", name="uq_hub_empi_record_patient_id"),
+    Index("ix_hub_empi_record_person", "person_id", "patient_id"),
+)
+
+#: Blocking keys of the records (candidates share a key).
+empi_block = Table(
+    "hub_empi_block",
+    metadata,
+    Column("block_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("record_pk", BigInteger, primary_key=True, autoincrement=False),
+    Index("ix_hub_empi_block_record", "record_pk"),
+)
+
+#: Pairs of source Patients decided to be different people (never linked automatically).
+empi_no_match = Table(
+    "hub_empi_no_match",
+    metadata,
+    Column("patient_a", String(64), primary_key=True),
+    Column("patient_b", String(64), primary_key=True),
+    Column("decided_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Index("ix_hub_empi_no_match_b", "patient_b", "patient_a"),
+)
+
+#: Possible matches for governance review: a record against a candidate person.
+empi_review = Table(
+    "hub_empi_review",
+    metadata,
+    Column("review_id", BigId, primary_key=True, autoincrement=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("candidate_person", String(64), nullable=False),
+    Column("score", Float, nullable=False),
+    #: JSON: the field levels and weights (no values).
+    Column("comparison", Text, nullable=False),
+    #: open, linked, not-linked, obsolete (the records changed or were linked otherwise).
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(200), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    Index("ix_hub_empi_review_status", "status", "score"),
+    Index("ix_hub_empi_review_patient", "patient_id", "candidate_person"),
+)
+
+#: The history of every link change: automatic and manual, with who and why.
+empi_event = Table(
+    "hub_empi_event",
+    metadata,
+    Column("event_id", BigId, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    #: new-person, auto-link, moved, removed, review, link, not-link, merge, unmerge, not-duplicate, unlink.
+    Column("action", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("person_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=True),
+    Column("other_person", String(64), nullable=True),
+    Column("reason", Text, nullable=False),
+    #: JSON: scores, moved records (what an unmerge needs).
+    Column("detail", Text, nullable=False),
+    Index("ix_hub_empi_event_person", "person_id", "event_id"),
+    Index("ix_hub_empi_event_patient", "patient_id", "event_id"),
+)
+
+#: Patients written since the EMPI last looked (filled by the store in the writing transaction).
+empi_queue = Table(
+    "hub_empi_queue",
+    metadata,
+    Column("queue_pk", BigId, primary_key=True, autoincrement=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("enqueued", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Synthetic data for benchmarks, tests and the demo."""
