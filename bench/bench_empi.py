@@ -129,7 +129,7 @@ def _bulk_load(database: Database, persons: int, seed: int) -> list[dict]:
             person_rows.append({"person_pk": person_pk, "person_id": person_id, "regional_id": f"R{person_pk}",
                                 "status": "active", "merged_into": None, "created": moment, "updated": moment})
             copies = generator.random.choices((1, 2, 3), (50, 35, 15))[0]
-            for copy in range(copies):
+            for _copy in range(copies):
                 record_pk += 1
                 institution = generator.random.choice(generator.institutions)
                 resource = generator.record(person, institution, f"B{record_pk}")

@@ -13,7 +13,15 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub import __version__
-from hub.api import audit, auth_routes, fhir_routes, governance_routes, sources_routes, terminology_routes
+from hub.api import (
+    audit,
+    auth_routes,
+    empi_routes,
+    fhir_routes,
+    governance_routes,
+    sources_routes,
+    terminology_routes,
+)
 from hub.api.audit import AuditMiddleware
 from hub.api.http import (
     CatchAllMiddleware,
@@ -23,6 +31,8 @@ from hub.api.http import (
 )
 from hub.api.security import Security
 from hub.config import Settings
+from hub.empi.engine import Engine
+from hub.empi.worker import EmpiWorker
 from hub.errors import HubError, StorageError
 from hub.store.database import Database
 
@@ -34,6 +44,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings = settings or Settings.from_env()
     security = Security.create(settings)  # refuses production without a signing key
     database = database or Database(settings)
+    empi = Engine(database, settings=settings)  # refuses unreadable matching rules at start
+    worker = EmpiWorker(empi) if settings.empi_worker else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -44,7 +56,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         except StorageError:
             log.warning("database unreachable at start-up; requests will get 503 until it answers")
         database.audit.start()
+        if worker is not None:
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
         database.dispose()
 
     app = FastAPI(
@@ -59,6 +75,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.database = database
     app.state.security = security
+    app.state.empi = empi
     app.add_exception_handler(HubError, hub_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -69,6 +86,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(sources_routes.router)
     app.include_router(governance_routes.router)
     app.include_router(terminology_routes.router)
+    app.include_router(empi_routes.router)
+    app.include_router(empi_routes.fhir_router)
     app.include_router(fhir_routes.router)
 
     @app.get("/health", tags=["service"], summary="Liveness and database check")

@@ -19,6 +19,7 @@ from hub.auth.audit import AuditRecord
 from hub.auth.roles import Role
 from hub.cli.coding import load_mapping_dir, load_terminology, mappings_app, terminology_app
 from hub.cli.demo_source import DEMO_SOURCE, run_demo_source
+from hub.cli.empi import describe, drain_queue, empi_app
 from hub.cli.ingest import ingest_app, sources_app
 from hub.cli.registry import registry_app
 from hub.cli.security import audit_app, clients_app, keys_app, register_client
@@ -46,6 +47,7 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(terminology_app, name="terminology")
 app.add_typer(mappings_app, name="mappings")
+app.add_typer(empi_app, name="empi")
 console = Console(soft_wrap=True)
 
 
@@ -181,6 +183,7 @@ def demo(
     else:
         console.print(f"Ingested the demo front-end database of 玉山镇社区卫生服务中心 over ODBC "
                       f"(source {DEMO_SOURCE}, run {ingested.run_id} {ingested.status}): {ingested.counts.as_dict()}")
+    console.print(f"Master patient index: {describe(drain_queue(database))}")
     base = f"http://{host}:{port}"
     demo_clients = (
         ("demo admin", Role.ADMIN, {}),
@@ -211,6 +214,7 @@ def demo(
     console.print(f"Ingested lab results: {base}/fhir/Observation?_source=urn:hub:source:{DEMO_SOURCE}")
     console.print(f"Source systems (IT): {base}/admin/sources  and  hub sources list / hub ingest runs")
     console.print(f"Mapping review page: {base}/governance/  (sign in as the demo data governance client)")
+    console.print(f"Match review page:   {base}/governance/match-review  and  POST {base}/fhir/Patient/$match")
     console.print(f"Terminology:         {base}/fhir/ValueSet/lab-cbc/$expand?filter=xhdb  and  "
                   f"{base}/fhir/CodeSystem/$lookup?system=http://loinc.org&code=718-7")
     console.print(f"OpenAPI spec:        {base}/openapi.json")

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from adapters.hl7v2.mllp import MllpServer
+from hub.cli.empi import describe, drain_queue
 from hub.config import Settings
 from hub.errors import HubError
 from hub.fhir.instants import now_utc
@@ -165,6 +166,8 @@ def ingest_run(
     colour = "green" if result.status == "succeeded" else "red"
     console.print(f"[{colour}]run {result.run_id} {result.status}[/] in {result.seconds:.1f} s "
                   f"({rate:.0f} records/s): {_show_counts(result.counts)}")
+    if result.counts.created or result.counts.updated:
+        console.print(f"Master patient index: {describe(drain_queue(database))}")
     if result.error:
         console.print(f"[red]{result.error}[/]")
         raise typer.Exit(1)

@@ -81,17 +81,18 @@ class Matcher:
     """
 
     def __init__(self, service: FhirService, store: EmpiStore, rules: MatchRules, region_code: str,
-                 actor: str = ENGINE) -> None:
+                 actor: str = ENGINE, *, write: bool = True) -> None:
         self.service, self.store, self.rules = service, store, rules
         self.region_code = region_code
         self.actor = actor
         self.now = now_utc()
-        service.repository.lock([EMPI_LOCK])
+        if write:
+            service.repository.lock([EMPI_LOCK])
         #: Persons whose golden Patient is rewritten when the unit of work finishes.
         self.touched: set[str] = set()
         #: Persons left without sources, and the person that absorbed them (their golden Patient points there).
         self.absorbed: dict[str, str] = {}
-        self._next_person, self._next_record = store.next_keys()
+        self._next_person, self._next_record = store.next_keys() if write else (0, 0)
         self._pending: dict[str, RecordRow] = {}
         self._pending_keys: dict[str, list[int]] = {}
         self._known: set[str] = set()
@@ -218,7 +219,7 @@ class Matcher:
         if best is not None and best.comparison.decision == AUTO_LINK:
             person, grade, score = best.person_id, best.comparison.grade, best.comparison.score
             if person != current:
-                self._leave(record, person)
+                self.leave(record, person)
                 self.log("auto-link", person, patient_id=patient_id, reason="automatic match",
                          detail=best.comparison.as_json())
                 stats.auto_links += 1
@@ -227,7 +228,7 @@ class Matcher:
             if record is not None and all(m.patient_id == patient_id for m in self.members(record.person_id)):
                 person = record.person_id
             else:
-                self._leave(record, None)
+                self.leave(record, None)
                 person = self.new_person()
                 self.log("new-person", person, patient_id=patient_id, reason="no automatic match")
                 stats.new_persons += 1
@@ -242,7 +243,7 @@ class Matcher:
                          reason=candidate.comparison.held_back or "possible match", detail=candidate.comparison.as_json())
                 stats.reviews += 1
 
-    def _leave(self, record: RecordRow | None, joining: str | None) -> None:
+    def leave(self, record: RecordRow | None, joining: str | None) -> None:
         """The record is about to leave its person (for ``joining``): that person's golden record changes."""
         if record is not None:
             self.touched.add(record.person_id)
@@ -306,9 +307,9 @@ class Engine:
         self.rules = rules or load_rules(settings.empi_rules_file, settings.empi_region)
         self.region_code = settings.empi_region_code
 
-    def matcher(self, service: FhirService, store: EmpiStore, actor: str = ENGINE) -> Matcher:
-        """A matcher for one unit of work."""
-        return Matcher(service, store, self.rules, self.region_code, actor)
+    def matcher(self, service: FhirService, store: EmpiStore, actor: str = ENGINE, *, write: bool = True) -> Matcher:
+        """A matcher for one unit of work (``write``: it holds the EMPI lock and may change links)."""
+        return Matcher(service, store, self.rules, self.region_code, actor, write=write)
 
     def run_once(self, batch: int = 200) -> RunStats:
         """Process up to ``batch`` queued writes in one transaction."""

@@ -83,7 +83,8 @@ def is_golden(resource: dict[str, Any]) -> bool:
     return GOLDEN_CODE in _tags(resource, EMPI_TAG)
 
 
-def _name_text(resource: dict[str, Any]) -> str:
+def name_text(resource: dict[str, Any]) -> str:
+    """The name a Patient goes by (official or usual first; text, else family + given)."""
     names = [n for n in resource.get("name") or () if isinstance(n, dict)]
     names.sort(key=lambda n: (n.get("use") not in ("official", "usual", None), n.get("use") == "old"))
     for name in names:
@@ -114,7 +115,7 @@ def _address(resource: dict[str, Any]) -> str:
 
 def features_of(resource: dict[str, Any], protector: PersonalDataProtector) -> Features:
     """The features of a source Patient (its ID and phone numbers decrypted, as read from the store)."""
-    name = normalize_name(_name_text(resource))
+    name = normalize_name(name_text(resource))
     birth = str(resource.get("birthDate") or "")[:10]
     birth = birth if len(birth) == 10 else ""
     sex = _sex(resource)

@@ -186,12 +186,12 @@ class Database:
             yield service, ConflictStore(connection)
 
     @contextmanager
-    def empi_batch(self) -> Iterator[tuple[FhirService, EmpiStore]]:
+    def empi_batch(self, *, write: bool = True) -> Iterator[tuple[FhirService, EmpiStore]]:
         """A unit of EMPI work: its tables and the golden Patients it writes, in one transaction.
 
         Its own Patient writes (golden records) are not queued back to it.
         """
-        with self.connection(write=True) as connection:
+        with self.connection(write=write) as connection:
             service = FhirService(SqlRepository(connection, self.protector, empi_queue=False),
                                   search_parameters=self.search_parameters, protector=self.protector)
             yield service, EmpiStore(connection)

@@ -281,6 +281,16 @@ class EmpiStore:
             query = query.where(c.candidate_person.not_in(keep))
         self.connection.execute(query.values(status="obsolete", decided_at=now, version=c.version + 1))
 
+    def settle_reviews(self, patient_ids: Sequence[str], candidate_person: str, status: str, actor: str, reason: str,
+                       now: datetime) -> None:
+        """Close the open items of these records against one person (a decision settled them)."""
+        if not patient_ids:
+            return
+        c = empi_review.c
+        self.connection.execute(update(empi_review).where(
+            c.status == "open", c.candidate_person == candidate_person, c.patient_id.in_(list(patient_ids)),
+        ).values(status=status, decided_by=actor, decided_at=now, reason=reason, version=c.version + 1))
+
     def obsolete_reviews_of_person(self, person_id: str, now: datetime) -> None:
         """Close the open items naming a person that no longer stands alone (merged, retired)."""
         c = empi_review.c
@@ -313,10 +323,11 @@ class EmpiStore:
                  "patient_id": r.patient_id, "other_person": r.other_person, "reason": r.reason,
                  "detail": orjson.loads(r.detail)} for r in rows]
 
-    def event(self, event_id: int) -> dict[str, Any] | None:
-        """One event."""
-        row = self.connection.execute(select(empi_event).where(empi_event.c.event_id == event_id)).first()
+    def last_merge_into(self, merged: str) -> dict[str, Any] | None:
+        """The last merge of person ``merged`` into another (the records it moved are in its detail)."""
+        c = empi_event.c
+        row = self.connection.execute(select(empi_event).where(c.action == "merge", c.other_person == merged)
+                                      .order_by(c.event_id.desc()).limit(1)).first()
         if row is None:
             return None
-        return {"id": row.event_id, "action": row.action, "person_id": row.person_id,
-                "other_person": row.other_person, "detail": orjson.loads(row.detail)}
+        return {"id": row.event_id, "survivor": row.person_id, "detail": orjson.loads(row.detail)}
