@@ -26,6 +26,7 @@ from bench.common import fresh_database_url  # noqa: E402
 from bench.ingest_data import fill  # noqa: E402
 from hub.cli.coding import load_mapping_dir, load_terminology  # noqa: E402
 from hub.config import Settings  # noqa: E402
+from hub.empi.engine import Engine, RunStats  # noqa: E402
 from hub.ingest.pipeline import IngestOptions, IngestRun, RunCounts  # noqa: E402
 from hub.registry.sources import open_adapter, register_source  # noqa: E402
 from hub.store.database import Database  # noqa: E402
@@ -76,6 +77,8 @@ def main() -> None:
     parser.add_argument("--reuse-source", action="store_true", help="keep the source filled by an earlier run")
     parser.add_argument("--mapping", action="store_true",
                         help="load the terminology and mappings/frontdb.csv first (normalization on the hot path)")
+    parser.add_argument("--empi", action="store_true",
+                        help="run the master patient index after every page (as the API's worker keeps up)")
     parser.add_argument("--rerun", action="store_true",
                         help="then forget the watermark and read everything again (every resource unchanged)")
     args = parser.parse_args()
@@ -97,22 +100,31 @@ def main() -> None:
     print(f"source read alone: {read_rate:.0f} rows/s", flush=True)
 
     last = [time.monotonic()]
+    engine = Engine(database) if args.empi else None
+    placed = RunStats()
 
     def progress(kind: str, counts: RunCounts) -> None:
+        if engine is not None:
+            placed.add(engine.run(batch=500))
         if time.monotonic() - last[0] > 30:
             last[0] = time.monotonic()
             print(f"  {kind}: {counts.as_dict()}", flush=True)
 
+    started = time.monotonic()
     result = IngestRun(database, source, open_adapter, options=IngestOptions(page_size=args.page_size),
                        progress=progress).run()
+    if engine is not None:
+        placed.add(engine.run(batch=500))
+    seconds = time.monotonic() - started if engine is not None else result.seconds
     written = result.counts.created + result.counts.updated
     summary = {
         "database": args.database, "source": args.source, "results": args.results, "mapping": args.mapping,
         "status": result.status,
-        "resources": written, "seconds": round(result.seconds, 1),
-        "resources_per_second": round(written / result.seconds), "source_rows_per_second": round(read_rate),
+        "resources": written, "seconds": round(seconds, 1),
+        "resources_per_second": round(written / seconds), "source_rows_per_second": round(read_rate),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "validated_sample": result.validated, "counts": result.counts.as_dict(),
+        "empi": placed.as_dict() if engine is not None else None,
     }
     if args.rerun:
         with database.ingest_state(write=True) as state:

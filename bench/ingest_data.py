@@ -38,6 +38,10 @@ def _insert(cursor: pyodbc.Cursor, table: str, columns: list[str], rows: list[tu
                        [value for row in chunk for value in row])
 
 
+_SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕苏卢蒋蔡贾丁魏薛叶阎"
+_GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国红梅玉兰志强文辉海燕春梅晓东永刚振华德明"
+
+
 def fill(connection: str, dialect: str, *, patients: int, reports: int, results_per_report: int = 10,
          seed: int = 7) -> None:
     """Create the front-end tables in an empty database and fill them."""
@@ -52,7 +56,8 @@ def fill(connection: str, dialect: str, *, patients: int, reports: int, results_
         rows = []
         for number in range(patients):
             birth = datetime(1940, 1, 1) + timedelta(days=rng.randint(0, 30000))
-            rows.append((f"P{number:07d}", f"患者{number}", rng.choice("12"), birth.date(), citizen_id(rng, birth),
+            name = rng.choice(_SURNAMES) + "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2, 2))))
+            rows.append((f"P{number:07d}", name, rng.choice("12"), birth.date(), citizen_id(rng, birth),
                          f"13{rng.randint(100000000, 999999999)}", start))
         _insert(cursor, "hdr_patient", ["patient_id", "name", "sex_code", "birth_date", "id_card_no", "phone",
                                         "update_time"], rows)

@@ -54,8 +54,10 @@ def test_demo_loads_the_sample_once(tmp_path: Path) -> None:
     assert "/fhir/metadata" in first.stdout
     count = _versions(db_url)
     # the roster's Organizations, the sample bundle, the demo source's resources, the terminology
-    # (10 code systems with their all-codes value sets, 7 more value sets, 2 concept maps), 3 mapping tables
-    assert count == 35 + 9 + 14 + 29 + 3
+    # (10 code systems with their all-codes value sets, 7 more value sets, 2 concept maps), 3 mapping tables,
+    # the golden Patients of 7 regional persons (8 source Patients: 张伟 at two institutions)
+    assert count == 35 + 9 + 15 + 29 + 3 + 7
+    assert "8 Patient writes placed: 7 new persons, 1 automatic links" in first.stdout
     assert "Mapping tables (versions): {'frontdb': 1, 'his-pinyin': 1, 'lis-english': 1}" in first.stdout
     engine = create_engine(db_url)
     with engine.connect() as connection:  # the demo's lab results are normalized; the one unmapped item waits

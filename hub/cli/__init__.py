@@ -215,6 +215,8 @@ def demo(
     console.print(f"Source systems (IT): {base}/admin/sources  and  hub sources list / hub ingest runs")
     console.print(f"Mapping review page: {base}/governance/  (sign in as the demo data governance client)")
     console.print(f"Match review page:   {base}/governance/match-review  and  POST {base}/fhir/Patient/$match")
+    console.print(f"One regional person: {base}/empi/patients/pat-1  (张伟 of the lead hospital and 張偉 of 玉山镇; "
+                  "the golden Patient's $everything covers both)")
     console.print(f"Terminology:         {base}/fhir/ValueSet/lab-cbc/$expand?filter=xhdb  and  "
                   f"{base}/fhir/CodeSystem/$lookup?system=http://loinc.org&code=718-7")
     console.print(f"OpenAPI spec:        {base}/openapi.json")

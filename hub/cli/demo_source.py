@@ -18,6 +18,9 @@ _PATIENTS = [
     ("Y0003", "吴立新", "1", "1972-01-15", "320583197201150019", None),
     # a mistyped ID number (wrong check character): quarantined with the reason, shown by hub ingest quarantine
     ("Y0004", "郑小红", "2", "1980-02-29", "320583198002290027", None),
+    # 张伟 of the lead hospital (pat-1), registered here in traditional characters with his old 15-digit
+    # number: the master patient index links the two records to one regional person
+    ("Y0005", "張偉", "1", "1968-03-12", "320583680312001", "+86 139 1234 5678"),
 ]
 _LABS = [  # report id, patient, name, [(code, name, value, unit, range, flag)]
     ("LR001", "Y0001", "空腹血糖", [("GLU", "葡萄糖", "7.8", "mmol/L", "3.9-6.1", "H")]),

@@ -49,6 +49,10 @@ FAMILIES: dict[str, Call] = {
     "audit trail": lambda c: c.get("/fhir/AuditEvent"),
     "list clients": lambda c: c.get("/admin/clients"),
     "register client": lambda c: c.post("/admin/clients", json=_CLIENT),
+    "patient match": lambda c: c.post("/fhir/Patient/$match", json={"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": {"resourceType": "Patient", "gender": "male"}}]}),
+    "match review": lambda c: c.get("/governance/matches"),
+    "empi decision": lambda c: c.post("/empi/$unlink", json={"patient": "pa", "reason": "测试"}),
 }
 
 # anonymous, admin, source-admin (of org-a), app, governance, reader, clinician-cds
@@ -69,6 +73,9 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "audit trail":         (401, 200, 403, 403, 403, 403, 403),
     "list clients":        (401, 200, 403, 403, 403, 403, 403),
     "register client":     (401, 201, 403, 403, 403, 403, 403),
+    "patient match":       (401, 200, 403, 200, 200, 200, 200),
+    "match review":        (401, 200, 403, 403, 200, 403, 403),
+    "empi decision":       (401, 404, 403, 403, 404, 403, 403),
 }
 CASES = [(family, role, EXPECTED[family][i]) for family in FAMILIES for i, role in enumerate(ROLES)]
 
