@@ -14,7 +14,6 @@ Placeholder identities (无名氏, newborns under the mother, the no-match tag) 
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,6 @@ from hub.fhir.service import FhirService
 from hub.store.database import Database
 from hub.store.empi import EmpiStore, RecordRow
 
-log = logging.getLogger("hub.empi")
 #: The advisory lock every EMPI unit of work holds (one matcher at a time, as the invariants need).
 EMPI_LOCK = "hub:empi"
 ENGINE = "empi-engine"
