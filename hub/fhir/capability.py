@@ -60,6 +60,12 @@ def capability_statement(
             resources[-1]["operation"] = [
                 {"name": name, "definition": f"http://hl7.org/fhir/OperationDefinition/{resource_type}-{name}"}
                 for name in TERMINOLOGY_OPERATIONS[resource_type]]
+        if resource_type == "Patient":
+            resources[-1]["operation"] = [
+                {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+                 "documentation": "Regional persons (golden Patients) a Patient may be, graded and scored"},
+                {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                 "documentation": "On a golden Patient: every linked source Patient and their data"}]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -180,3 +180,9 @@ def test_links_never_show_an_institution_bound_client_another_institutions_data(
         assert hospital_it.get(f"/Patient/{linked}").status_code == 404  # golden Patients span institutions
         everything = hospital_it.get("/Patient/org-a-1/$everything").json()
         assert _values(everything) == [5.1]
+
+
+def test_the_capability_statement_declares_match(fhir: httpx.Client) -> None:
+    statement = fhir.get("/metadata").json()
+    patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+    assert {"match", "everything"} <= {o["name"] for o in patient["operation"]}
