@@ -169,6 +169,13 @@ async def unlink(request: Request, body: UnlinkRequest, principal: Reviewer) -> 
     return await _decide(request, lambda ops: ops.unlink(body.patient, _actor(principal), body.reason))
 
 
+@router.post("/empi/$do-not-match", summary="Mark a source Patient a placeholder identity: never matched")
+async def do_not_match(request: Request, body: UnlinkRequest, principal: Reviewer) -> JSONResponse:
+    """For 无名氏 admissions, shared test records and the like: it stands alone, nothing links to it."""
+    _ids(body.patient)
+    return await _decide(request, lambda ops: ops.do_not_match(body.patient, _actor(principal), body.reason))
+
+
 @router.post("/empi/$merge", summary="Merge two persons (the source is replaced by the target)")
 async def merge(request: Request, body: MergeRequest, principal: Reviewer) -> JSONResponse:
     _ids(body.source, body.target)

@@ -15,12 +15,12 @@ Placeholder identities (无名氏, newborns under the mother, the no-match tag) 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hub.config import Settings
 from hub.empi.blocking import blocking_keys
-from hub.empi.features import Features, features_of, is_golden
+from hub.empi.features import MARKED_NO_MATCH, Features, features_of, is_golden
 from hub.empi.golden import golden_patient, merged_patient, regional_id
 from hub.empi.rules import MatchRules, load_rules
 from hub.empi.scoring import AUTO_LINK, CERTAIN, REVIEW, Comparison, compare
@@ -208,6 +208,8 @@ class Matcher:
             stats.unchanged += 1
             return
         if record is not None and record.origin == "manual":
+            if record.features.get("placeholder") == MARKED_NO_MATCH:
+                features = replace(features, placeholder=MARKED_NO_MATCH)
             self.save(record, patient_id, record.person_id, record.grade, "manual", record.score, features)
             return
         barred = self.store.no_match_with(patient_id) if record is not None else None

@@ -28,6 +28,9 @@ GOLDEN_CODE = "golden"
 #: The tag a source puts on a placeholder identity the EMPI must never match (无名氏 admissions).
 NO_MATCH_CODE = "no-match"
 
+#: The placeholder reason of a record governance staff marked "do not match" (kept across its updates).
+MARKED_NO_MATCH = "marked do-not-match"
+
 #: Names front desks give unidentified patients: 无名氏, 未知, 不详, 急诊患者3 …
 _PLACEHOLDER_NAME = re.compile(
     r"^(无名氏?|未知|不详|匿名|待查|某某|无|无名男|无名女|患者|病人|急诊|急诊患者|三无|unknown|anonymous|noname|x+)"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from hub.empi.engine import Engine, Matcher
-from hub.empi.features import Features
+from hub.empi.features import MARKED_NO_MATCH, Features
 from hub.empi.scoring import CERTAIN
 from hub.errors import BusinessRuleViolation, Conflict, InvalidRequest, NotFound
 from hub.store.empi import PersonRow, RecordRow
@@ -101,6 +102,26 @@ class EmpiOperations:
             matcher.store.add_no_match(((patient_id, o) for o in others), matcher.actor, reason, matcher.now)
             matcher.store.obsolete_reviews([patient_id], matcher.now)
             matcher.log("unlink", record.person_id, patient_id=patient_id, other_person=person, reason=reason)
+            return {"patient": patient_id, "person": person, "previous_person": record.person_id}
+
+    def do_not_match(self, patient_id: str, actor: str, reason: str) -> dict[str, Any]:
+        """Mark a source Patient a placeholder identity (无名氏, a shared test record): it stands alone under a
+        person of its own, and no record is ever linked to it automatically, through all its updates."""
+        reason = _reason(reason)
+        with self._unit(actor) as matcher:
+            record = self._record(matcher, patient_id)
+            others = [m.patient_id for m in matcher.members(record.person_id) if m.patient_id != patient_id]
+            person = record.person_id
+            if others:
+                matcher.leave(record, None)
+                person = matcher.new_person()
+                matcher.store.add_no_match(((patient_id, o) for o in others), matcher.actor, reason, matcher.now)
+            features = replace(Features.from_json(record.features), placeholder=MARKED_NO_MATCH)
+            matcher.save(record, patient_id, person, CERTAIN, "manual", None, features)
+            matcher.store.obsolete_reviews([patient_id], matcher.now)
+            matcher.store.obsolete_reviews_of_person(person, matcher.now)
+            matcher.log("do-not-match", person, patient_id=patient_id, other_person=record.person_id
+                        if person != record.person_id else None, reason=reason)
             return {"patient": patient_id, "person": person, "previous_person": record.person_id}
 
     def merge(self, source: str, target: str, actor: str, reason: str) -> dict[str, Any]:

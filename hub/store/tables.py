@@ -449,7 +449,8 @@ empi_event = Table(
     metadata,
     Column("event_id", BigId, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False),
-    #: new-person, auto-link, moved, removed, review, link, not-link, merge, unmerge, not-duplicate, unlink.
+    #: new-person, auto-link, moved, removed, review, link, not-link, merge, unmerge, not-duplicate, unlink,
+    #: do-not-match.
     Column("action", String(16), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("person_id", String(64), nullable=False),

@@ -193,3 +193,20 @@ def test_decisions_need_a_reason_and_a_sense(database: Database) -> None:
         operations.merge(person, person, "client:reviewer", "试试")
     with pytest.raises(BusinessRuleViolation, match="only source"):
         operations.unlink("org-a-1", "client:reviewer", "试试")
+
+
+def test_a_record_marked_do_not_match_stays_alone_through_its_updates(database: Database) -> None:
+    shared = source_patient("org-a", "1", "测试患者", phone="13812345678", address=HOME)
+    store(database, shared, source_patient("org-b", "2", "测试患者", phone="13812345678", address=HOME))
+    run_empi(database)
+    assert person_of(database, "org-a-1") == person_of(database, "org-b-2")
+    operations = EmpiOperations(Engine(database))
+    operations.do_not_match("org-a-1", "client:reviewer", "信息科的测试病历，多人共用")
+    marked = person_of(database, "org-a-1")
+    assert marked != person_of(database, "org-b-2")
+    store(database, {**shared, "birthDate": "1980-05-13"},
+          source_patient("org-c", "3", "测试患者", phone="13812345678", address=HOME))
+    run_empi(database)
+    assert person_of(database, "org-a-1") == marked
+    assert person_of(database, "org-c-3") == person_of(database, "org-b-2")  # never to the marked record
+    assert all(item["candidate_person"] != marked for item in open_reviews(database))
