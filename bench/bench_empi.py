@@ -32,8 +32,8 @@ from hub.config import Settings  # noqa: E402
 from hub.empi.blocking import blocking_keys  # noqa: E402
 from hub.empi.engine import Engine, RunStats  # noqa: E402
 from hub.empi.features import features_of  # noqa: E402
+from hub.fhir.instants import now_utc  # noqa: E402
 from hub.store.database import Database  # noqa: E402
-from hub.store.empi import EmpiStore  # noqa: E402
 from hub.store.index_rows import insert_rows  # noqa: E402
 from hub.store.migrate import upgrade  # noqa: E402
 from hub.store.tables import empi_block, empi_person, empi_record, empi_review  # noqa: E402
@@ -116,8 +116,7 @@ def _bulk_load(database: Database, persons: int, seed: int) -> list[dict]:
     person_pk = 0
     record_pk = 0
     made = 0
-    now = time.time()
-    from hub.fhir.instants import now_utc
+    began = time.time()
     moment = now_utc()
     while made < persons:
         batch = generator.persons(min(chunk, persons - made))
@@ -145,7 +144,7 @@ def _bulk_load(database: Database, persons: int, seed: int) -> list[dict]:
             insert_rows(connection, empi_person, person_rows)
             insert_rows(connection, empi_record, record_rows)
             insert_rows(connection, empi_block, block_rows)
-        print(f"  loaded {made} persons, {record_pk} records ({time.time() - now:.0f} s)", file=sys.stderr)
+        print(f"  loaded {made} persons, {record_pk} records ({time.time() - began:.0f} s)", file=sys.stderr)
     if database.engine.dialect.name == "postgresql":
         with database.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
@@ -188,8 +187,6 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict:
         began = time.perf_counter()
         engine.run_once()
         place_times.append(time.perf_counter() - began)
-    with database.empi(write=False) as store:
-        assert isinstance(store, EmpiStore)
     database.dispose()
     return {"persons": args.persons, "load_seconds": round(load_seconds), "probes": len(probes),
             "probes_linked_automatically": auto,
