@@ -44,12 +44,9 @@ class PersonRow:
 
 
 _block = empi_block.c
-#: Records under the given blocking keys, leaving out keys held by more than ``max_size`` records
-#: (built once: this runs for every record the EMPI places).
-_CANDIDATES = select(empi_record).where(empi_record.c.record_pk.in_(
-    select(_block.record_pk).where(_block.block_key.in_(
-        select(_block.block_key).where(_block.block_key.in_(bindparam("keys", expanding=True)))
-        .group_by(_block.block_key).having(func.count() <= bindparam("max_size")))))).limit(bindparam("limit"))
+# The candidate lookups (built once: they run for every record the EMPI places).
+_BLOCK_RECORDS = select(_block.block_key, _block.record_pk).where(_block.block_key.in_(bindparam("keys", expanding=True)))
+_RECORDS_BY_PK = select(empi_record).where(empi_record.c.record_pk.in_(bindparam("pks", expanding=True)))
 
 
 def _record(row: Any) -> RecordRow:
@@ -112,8 +109,15 @@ class EmpiStore:
         """Records sharing a blocking key, skipping keys shared by more than ``max_block_size`` records."""
         if not keys:
             return []
-        rows = self.connection.execute(_CANDIDATES, {"keys": list(keys), "max_size": max_block_size, "limit": limit})
-        return [_record(r) for r in rows]
+        # two index lookups rather than one statement: each has one plan, the same with or without
+        # planner statistics (a table growing from empty has none for a while)
+        by_key: dict[int, list[int]] = {}
+        for key, pk in self.connection.execute(_BLOCK_RECORDS, {"keys": list(keys)}):
+            by_key.setdefault(key, []).append(pk)
+        pks = sorted({pk for found in by_key.values() if len(found) <= max_block_size for pk in found})[:limit]
+        if not pks:
+            return []
+        return [_record(r) for r in self.connection.execute(_RECORDS_BY_PK, {"pks": pks})]
 
     def next_keys(self) -> tuple[int, int]:
         """The next free person and record keys (the EMPI assigns them itself, under its lock)."""
