@@ -126,7 +126,14 @@ def _ids(*values: str) -> None:
 
 
 async def _decide(request: Request, run: Any) -> JSONResponse:
+    """Run a decision; the answer names every Patient it touched as a reference (the audit trail notes them)."""
     result = await run_in_threadpool(run, EmpiOperations(_engine(request)))
+    touched: set[str] = set()
+    for value in result.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                touched.add(item)
+    result["patients"] = [{"reference": f"Patient/{i}"} for i in sorted(touched - {LINK, NOT_LINK})]
     return JSONResponse(result)
 
 

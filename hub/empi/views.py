@@ -42,7 +42,7 @@ def patient_summary(resource: dict[str, Any] | None, protector: PersonalDataProt
     institution = next((t.get("code") for t in (resource.get("meta") or {}).get("tag") or ()
                         if isinstance(t, dict) and t.get("system") == INSTITUTION_TAG), None)
     return {
-        "id": resource.get("id"), "institution": institution, "record_numbers": record_numbers,
+        "id": resource.get("id"), "reference": f"Patient/{resource.get('id')}", "institution": institution, "record_numbers": record_numbers,
         "name": name_text(resource), "sex": _SEX_TEXT.get(resource.get("gender") or "", ""),
         "birth_date": resource.get("birthDate") or "", "id_number": mask_id_number(citizen_id) if citizen_id else "",
         "phones": phones, "address": address,
@@ -95,7 +95,7 @@ def person_view(service: FhirService, store: EmpiStore, person_id: str) -> dict[
     patients = _patients(service, [m.patient_id for m in members])
     return {
         "person": person.person_id, "regional_id": person.regional_id, "regional_id_system": REGIONAL_ID_SYSTEM,
-        "status": person.status, "merged_into": person.merged_into, "golden": f"Patient/{person.person_id}",
+        "status": person.status, "merged_into": person.merged_into, "golden": {"reference": f"Patient/{person.person_id}"},
         "created": _iso(person.created), "updated": _iso(person.updated),
         "sources": [_link(m, patients.get(m.patient_id), protector) for m in members],
         "history": [{**event, "at": _iso(event["at"])} for event in store.history(person_id=person.person_id)],

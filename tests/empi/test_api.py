@@ -186,3 +186,20 @@ def test_the_capability_statement_declares_match(fhir: httpx.Client) -> None:
     statement = fhir.get("/metadata").json()
     patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
     assert {"match", "everything"} <= {o["name"] for o in patient["operation"]}
+
+
+def test_decisions_and_review_reads_are_in_the_audit_trail(server: str, database: Database) -> None:
+    from tests.auth.audit_support import events_of, patients_of
+
+    store(database, source_patient("org-a", "1", "张丽", gender="female"),
+          source_patient("org-b", "2", "张莉", gender="female"))
+    run_empi(database)
+    reviewer = principal(Role.GOVERNANCE, client_id="audited-reviewer")
+    with httpx.Client(base_url=server, headers=bearer(reviewer), timeout=30) as client:
+        [item] = client.get("/governance/matches").json()["items"]
+        assert client.post(f"/governance/matches/{item['id']}/$decide", json={
+            "decision": "not-link", "reason": "姐妹", "version": item["version"]}).status_code == 200
+    listed, decided = events_of(database, "audited-reviewer", 2)
+    assert {"Patient/org-a-1", "Patient/org-b-2"} <= set(patients_of(listed))
+    assert "Patient/org-b-2" in patients_of(decided)
+    assert decided["outcome"] == "0"
