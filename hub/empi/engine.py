@@ -33,6 +33,8 @@ from hub.store.empi import EmpiStore, RecordRow
 #: The advisory lock every EMPI unit of work holds (one matcher at a time, as the invariants need).
 EMPI_LOCK = "hub:empi"
 ENGINE = "empi-engine"
+#: A run refreshes the planner statistics after placing this many writes.
+ANALYZE_EVERY = 20_000
 
 
 @dataclass
@@ -333,11 +335,19 @@ class Engine:
         return stats
 
     def run(self, batch: int = 200, limit: int | None = None) -> RunStats:
-        """Process the queue until it is empty (or ``limit`` writes were processed)."""
+        """Process the queue until it is empty (or ``limit`` writes were processed).
+
+        A long run refreshes the planner statistics as it goes (as ingest does): the EMPI tables grow
+        from empty, and the golden Patients it writes join the store."""
         total = RunStats()
+        since_analyze = 0
         while limit is None or total.processed < limit:
             stats = self.run_once(batch)
             total.add(stats)
+            since_analyze += stats.processed
+            if since_analyze >= ANALYZE_EVERY:
+                self.database.analyze_store()
+                since_analyze = 0
             if stats.processed == 0:
                 break
         return total
