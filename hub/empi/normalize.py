@@ -100,6 +100,18 @@ def normalize_address(value: str) -> str:
     return text.removeprefix("中华人民共和国").removeprefix("中国")
 
 
+#: The administrative part that opens most addresses: province, city, district or county (a town's
+#: 市 as in 周市镇 is not taken for a city).
+_ADMINISTRATIVE = re.compile(
+    r"^(?:.{2,8}?(?:省|自治区))?(?:.{2,8}?(?:市|自治州|地区|盟)(?![镇乡]))?(?:.{1,8}?(?:区|县|市|旗)(?![镇乡]))?")
+
+
+def street_part(address: str) -> str:
+    """A normalized address without its province, city and district (``江苏省苏州市昆山市玉山镇人民路1号`` →
+    ``玉山镇人民路1号``): what tells two addresses of one city apart."""
+    return _ADMINISTRATIVE.sub("", address, count=1)
+
+
 def normalize_mobile(value: str) -> str | None:
     """An 11-digit mainland mobile number (``+86``/``0086`` removed), or the digits of another phone.
 

@@ -14,7 +14,7 @@ from rapidfuzz.distance import JaroWinkler, Levenshtein
 from rapidfuzz.fuzz import ratio
 
 from hub.empi.features import Features
-from hub.empi.normalize import name_readings
+from hub.empi.normalize import name_readings, street_part
 from hub.empi.rules import LEVELS, MatchRules
 
 #: Decisions: link automatically, queue for review, keep apart.
@@ -103,11 +103,19 @@ def birth_level(a: str, b: str) -> str:
     return "different"
 
 
+#: Street-level parts shorter than this (a town alone) agree at most as ``similar``.
+_STREET_LEVEL = 6
+
+
 def address_level(a: str, b: str, rules: MatchRules) -> str:
-    """How close two normalized addresses are (rapidfuzz ratio)."""
-    similarity = ratio(a, b) / 100
+    """How close two normalized addresses are: rapidfuzz ratio of their parts below the district (the
+    shared province and city prefix would make every address of a city look alike)."""
+    street_a, street_b = street_part(a), street_part(b)
+    if not street_a or not street_b:
+        street_a, street_b = a, b
+    similarity = ratio(street_a, street_b) / 100
     if similarity >= rules.address_same_ratio:
-        return "same"
+        return "same" if min(len(street_a), len(street_b)) >= _STREET_LEVEL else "similar"
     return "similar" if similarity >= rules.address_similar_ratio else "different"
 
 
@@ -144,6 +152,8 @@ def compare(a: Features, b: Features, rules: MatchRules) -> Comparison:
             held_back = f"names only {levels['name'] or 'missing'} (family members look alike)"
         elif levels["birth_date"] != "exact" and not (levels["birth_date"] == "transposed" and levels["phone"] == "same"):
             held_back = "birth dates differ"
+        elif levels["id_number"] is None and levels["phone"] == "different" and levels["address"] != "same":
+            held_back = "phones differ and no ID number or address confirms"
         if not held_back:
             return Comparison(tuple(parts), score, AUTO_LINK, PROBABLE)
     if score >= rules.review or held_back:

@@ -139,3 +139,25 @@ def test_bad_rules_are_refused_with_the_reason(change: dict, message: str) -> No
 def test_unknown_region_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="no overrides for region"):
         load_rules("", "999999")
+
+
+def test_addresses_compare_below_the_district() -> None:
+    from hub.empi.normalize import normalize_address
+    from hub.empi.scoring import address_level
+
+    def level(a: str, b: str) -> str:
+        return address_level(normalize_address(a), normalize_address(b), RULES)
+
+    assert level("江苏省苏州市昆山市玉山镇人民路1号", "昆山市玉山镇人民路1号") == "same"
+    assert level("江苏省苏州市昆山市玉山镇", "江苏省苏州市昆山市周市镇") == "different"  # one city, two towns
+    assert level("江苏省苏州市昆山市玉山镇", "昆山市玉山镇") == "similar"  # a town alone confirms little
+
+
+def test_namesakes_born_the_same_day_with_different_phones_are_not_linked_automatically() -> None:
+    # 张伟 is a common name: a shared birthday in a region of a million happens; different phones and
+    # no confirming ID number or street address keep it in front of a reviewer
+    a = person(phones=("p1",), address="江苏省苏州市昆山市玉山镇")
+    b = person(phones=("p2",), address="江苏省苏州市昆山市玉山镇")
+    result = compare(a, b, RULES)
+    assert result.decision == REVIEW and "phones differ" in result.held_back
+    assert compare(a, replace(b, phones=()), RULES).decision == AUTO_LINK
