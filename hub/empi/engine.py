@@ -98,6 +98,14 @@ class Matcher:
         self._known: set[str] = set()
         self._new_persons: list[tuple[int, str, str]] = []
         self._events: list[dict[str, Any]] = []
+        #: The database's records under the blocking keys of the page being placed (read in one go).
+        self._prefetched: dict[int, list[RecordRow]] = {}
+        self._removed: set[str] = set()
+
+    def prefetch(self, features: list[Features]) -> None:
+        """Read the candidates of a whole page of records at once (their blocking keys' records)."""
+        keys = {key for f in features for key in blocking_keys(f)}
+        self._prefetched = self.store.blocked(keys, self.rules.max_block_size) if keys else {}
 
     # -- state (the database plus what this unit has not written yet) ----------------------
 
@@ -169,7 +177,11 @@ class Matcher:
         if features.placeholder:
             return []
         keys = blocking_keys(features)
-        rows = [r for r in self.store.candidates(keys, self.rules.max_block_size) if r.patient_id not in self._pending]
+        if all(key in self._prefetched for key in keys):
+            stored = list({r.record_pk: r for key in keys for r in self._prefetched[key]}.values())
+        else:
+            stored = self.store.candidates(keys, self.rules.max_block_size)
+        rows = [r for r in stored if r.patient_id not in self._pending and r.patient_id not in self._removed]
         wanted = set(keys)
         rows += [self._pending[p] for p, k in self._pending_keys.items() if wanted.intersection(k)]
         if barred:
@@ -191,12 +203,13 @@ class Matcher:
     # -- one record ------------------------------------------------------------------------
 
     def place(self, patient_id: str, resource: dict[str, Any] | None, record: RecordRow | None,
-              stats: RunStats) -> None:
-        """Place one written source Patient (None: deleted)."""
+              stats: RunStats, features: Features | None = None) -> None:
+        """Place one written source Patient (None: deleted); ``features`` when already computed."""
         if resource is None:
             if record is not None:
                 self.flush()
                 self.store.remove_record(record)
+                self._removed.add(patient_id)
                 self.store.obsolete_reviews([patient_id], self.now)
                 self.log("removed", record.person_id, patient_id=patient_id, reason="the source Patient was deleted")
                 self.touched.add(record.person_id)
@@ -205,7 +218,7 @@ class Matcher:
         if is_golden(resource):
             stats.skipped += 1
             return
-        features = features_of(resource, self.service.protector)  # type: ignore[arg-type]
+        features = features or features_of(resource, self.service.protector)  # type: ignore[arg-type]
         if record is not None and record.features == features.as_json():
             stats.unchanged += 1
             return
@@ -324,11 +337,20 @@ class Engine:
             ids = list(dict.fromkeys(patient_id for _key, patient_id in queued))
             current = service.repository.read_current_many([("Patient", i) for i in ids])
             records = matcher.records(ids)
+            resources: dict[str, dict[str, Any] | None] = {}
+            features: dict[str, Features] = {}
             for patient_id in ids:
                 stored = current.get(("Patient", patient_id))
                 live = stored is not None and not stored.deleted and stored.content is not None
-                resource = jsonio.loads_stored(stored.content) if live and stored and stored.content else None
-                matcher.place(patient_id, resource, records.get(patient_id), stats)
+                resources[patient_id] = jsonio.loads_stored(stored.content) if live and stored and stored.content \
+                    else None
+                resource = resources[patient_id]
+                if resource is not None and not is_golden(resource):
+                    features[patient_id] = features_of(resource, self.database.protector)
+            matcher.prefetch(list(features.values()))
+            for patient_id in ids:
+                matcher.place(patient_id, resources[patient_id], records.get(patient_id), stats,
+                              features.get(patient_id))
                 stats.processed += 1
             matcher.finish()
             store.dequeue([key for key, _id in queued])

@@ -119,6 +119,21 @@ class EmpiStore:
             return []
         return [_record(r) for r in self.connection.execute(_RECORDS_BY_PK, {"pks": pks})]
 
+    def blocked(self, keys: Iterable[int], max_block_size: int) -> dict[int, list[RecordRow]]:
+        """The records under each of many blocking keys at once (a page's candidates in a few statements);
+        keys held by more than ``max_block_size`` records map to none."""
+        wanted = sorted(set(keys))
+        by_key: dict[int, list[int]] = {k: [] for k in wanted}
+        for start in range(0, len(wanted), 1000):
+            for key, pk in self.connection.execute(_BLOCK_RECORDS, {"keys": wanted[start:start + 1000]}):
+                by_key[key].append(pk)
+        usable = sorted({pk for pks in by_key.values() if len(pks) <= max_block_size for pk in pks})
+        rows: dict[int, RecordRow] = {}
+        for start in range(0, len(usable), 1000):
+            for row in self.connection.execute(_RECORDS_BY_PK, {"pks": usable[start:start + 1000]}):
+                rows[row.record_pk] = _record(row)
+        return {key: [rows[pk] for pk in pks] if len(pks) <= max_block_size else [] for key, pks in by_key.items()}
+
     def next_keys(self) -> tuple[int, int]:
         """The next free person and record keys (the EMPI assigns them itself, under its lock)."""
         person = self.connection.execute(select(func.max(empi_person.c.person_pk))).scalar()
