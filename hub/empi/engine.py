@@ -188,7 +188,7 @@ class Matcher:
             barred_persons = {r.person_id for r in self.records(sorted(barred)).values()}
             rows = [r for r in rows if r.person_id not in barred_persons]
         best: dict[str, Candidate] = {}
-        for row in rows:
+        for row in sorted(rows, key=lambda r: r.record_pk):  # equal scores: the older record's person
             if row.patient_id == exclude:
                 continue
             other = Features.from_json(row.features)
