@@ -107,21 +107,13 @@ class EmpiStore:
 
     def candidates(self, keys: Sequence[int], max_block_size: int, limit: int = 2000) -> list[RecordRow]:
         """Records sharing a blocking key, skipping keys shared by more than ``max_block_size`` records."""
-        if not keys:
-            return []
-        # two index lookups rather than one statement: each has one plan, the same with or without
-        # planner statistics (a table growing from empty has none for a while)
-        by_key: dict[int, list[int]] = {}
-        for key, pk in self.connection.execute(_BLOCK_RECORDS, {"keys": list(keys)}):
-            by_key.setdefault(key, []).append(pk)
-        pks = sorted({pk for found in by_key.values() if len(found) <= max_block_size for pk in found})[:limit]
-        if not pks:
-            return []
-        return [_record(r) for r in self.connection.execute(_RECORDS_BY_PK, {"pks": pks})]
+        found = {r.record_pk: r for rows in self.blocked(keys, max_block_size).values() for r in rows}
+        return [found[pk] for pk in sorted(found)[:limit]]
 
     def blocked(self, keys: Iterable[int], max_block_size: int) -> dict[int, list[RecordRow]]:
-        """The records under each of many blocking keys at once (a page's candidates in a few statements);
-        keys held by more than ``max_block_size`` records map to none."""
+        """The records under each blocking key (a page's candidates in a few statements); keys held by more
+        than ``max_block_size`` records map to none. Two index lookups rather than one statement: each has
+        one plan, the same with or without planner statistics (a table growing from empty has none)."""
         wanted = sorted(set(keys))
         by_key: dict[int, list[int]] = {k: [] for k in wanted}
         for start in range(0, len(wanted), 1000):
