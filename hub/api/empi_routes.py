@@ -7,12 +7,11 @@ routes (``/fhir/Patient/$match`` is not a search of id ``$match``).
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastApiPath
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
@@ -234,18 +233,3 @@ async def decide_match(request: Request, review_id: ReviewId, body: MatchDecisio
     return await _decide(request, lambda ops: ops.decide(review_id, body.version, body.decision, _actor(principal),
                                                          body.reason))
 
-
-# -- the review page --------------------------------------------------------------------------
-
-_STATIC = resources.files("hub.api") / "static"
-
-
-@router.get("/governance/match-review", include_in_schema=False)
-def match_review_page() -> HTMLResponse:
-    """The match-review page (Chinese; everything it loads comes from the hub)."""
-    return HTMLResponse((_STATIC / "matches.html").read_text(encoding="utf-8"))
-
-
-@router.get("/governance/matches.js", include_in_schema=False)
-def match_review_script() -> Response:
-    return Response((_STATIC / "matches.js").read_text(encoding="utf-8"), media_type="text/javascript")

@@ -1,13 +1,15 @@
-"""The mapping-conflict review over HTTP (data-governance staff), the mapping tables, and the review page.
+"""The mapping-conflict review over HTTP (data-governance staff), the mapping tables, and the review pages.
 
-The page ``/governance/`` is static (Chinese, no CDN); it signs in with a governance
-client's credentials and calls the JSON API below with the bearer token.
+The pages ``/governance/`` (mapping conflicts) and ``/governance/match-review`` (patient matches,
+API in :mod:`hub.api.empi_routes`) are static (Chinese, no CDN); they sign in with a governance
+client's credentials (``session.js``) and call the JSON APIs with the bearer token.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from importlib import resources
 from typing import Annotated, Any
 
@@ -207,14 +209,26 @@ async def put_table(request: Request, scope: str, principal: Reviewer) -> JSONRe
     return JSONResponse(await run_in_threadpool(run))
 
 
-@router.get("/governance/", include_in_schema=False)
-@router.get("/governance", include_in_schema=False)
-def review_page() -> HTMLResponse:
-    """The review page (Chinese, self-contained: no CDN)."""
-    return HTMLResponse((_STATIC / "governance.html").read_text(encoding="utf-8"))
+#: The governance pages (Chinese, self-contained: no CDN) and their scripts, by path.
+_PAGES = {"/governance/": "governance.html", "/governance": "governance.html",
+          "/governance/match-review": "matches.html"}
+_SCRIPTS = {"/governance/review.js": "governance.js", "/governance/matches.js": "matches.js",
+            "/governance/session.js": "session.js"}
 
 
-@router.get("/governance/review.js", include_in_schema=False)
-def review_script() -> Response:
-    """The review page's script."""
-    return Response((_STATIC / "governance.js").read_text(encoding="utf-8"), media_type="text/javascript")
+def _page(file: str) -> Callable[[], HTMLResponse]:
+    def page() -> HTMLResponse:
+        return HTMLResponse((_STATIC / file).read_text(encoding="utf-8"))
+    return page
+
+
+def _script(file: str) -> Callable[[], Response]:
+    def script() -> Response:
+        return Response((_STATIC / file).read_text(encoding="utf-8"), media_type="text/javascript")
+    return script
+
+
+for _path, _file in _PAGES.items():
+    router.get(_path, include_in_schema=False)(_page(_file))
+for _path, _file in _SCRIPTS.items():
+    router.get(_path, include_in_schema=False)(_script(_file))

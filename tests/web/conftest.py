@@ -6,7 +6,11 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from hub.auth.roles import Role
+from hub.cli.security import register_client
+from hub.store.database import Database
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -30,3 +34,14 @@ def page(browser: Browser, server: str) -> Iterator[Page]:
     yield page
     context.close()
     assert external == [], f"the page loaded from outside the hub: {external}"
+
+
+def sign_in(page: Page, database: Database, path: str, panel: str) -> None:
+    """Open a governance page at ``path`` and sign in as a new data-governance client; ``panel`` then shows."""
+    client, secret = register_client(database, "数据治理科", Role.GOVERNANCE)
+    page.goto(path)
+    expect(page.get_by_role("heading", name="登录")).to_be_visible()
+    page.fill("#client-id", client.client_id)
+    page.fill("#client-secret", secret)
+    page.click("#login")
+    expect(page.locator(panel)).to_be_visible()

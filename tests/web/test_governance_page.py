@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from hub.auth.roles import Role
-from hub.cli.security import register_client
 from hub.store.database import Database
 from tests.ingest.conftest import fill_labs, patient_row, register, run
 from tests.ingest.sources import insert_rows
 from tests.ingest.test_mapping import FRONTDB_TABLE, LOINC, lab, table
+from tests.web.conftest import sign_in
 
 pytestmark = pytest.mark.usefixtures("terminology", "institutions")
 
@@ -26,13 +25,7 @@ def conflicts_ingested(database: Database, frontdb_mariadb: str) -> None:
 
 
 def _sign_in(page: Page, database: Database) -> None:
-    client, secret = register_client(database, "数据治理科", Role.GOVERNANCE)
-    page.goto("/governance/")
-    expect(page.get_by_role("heading", name="登录")).to_be_visible()
-    page.fill("#client-id", client.client_id)
-    page.fill("#client-secret", secret)
-    page.click("#login")
-    expect(page.locator("#review")).to_be_visible()
+    sign_in(page, database, "/governance/", "#review")
 
 
 def test_reviewer_signs_in_sees_the_conflicts_and_approves_a_suggestion(

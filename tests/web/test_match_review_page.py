@@ -6,11 +6,11 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from hub.auth.roles import Role
-from hub.cli.security import register_client
 from hub.store.database import Database
 from tests.auth.support import principal
 from tests.conftest import bearer
 from tests.empi.support import ZHANG_WEI_ID, open_reviews, person_of, run_empi, source_patient, store
+from tests.web.conftest import sign_in
 
 
 def _possible_matches(database: Database) -> None:
@@ -22,13 +22,7 @@ def _possible_matches(database: Database) -> None:
 
 
 def _sign_in(page: Page, database: Database) -> None:
-    client, secret = register_client(database, "数据治理科", Role.GOVERNANCE)
-    page.goto("/governance/match-review")
-    expect(page.get_by_role("heading", name="登录")).to_be_visible()
-    page.fill("#client-id", client.client_id)
-    page.fill("#client-secret", secret)
-    page.click("#login")
-    expect(page.locator("#matches")).to_be_visible()
+    sign_in(page, database, "/governance/match-review", "#matches")
 
 
 def test_a_reviewer_compares_side_by_side_and_links(page: Page, database: Database) -> None:

@@ -9,11 +9,10 @@ const PAGE = 50;
 const TARGETS = {"diagnosis": "urn:oid:2.16.156.10011.2.3.3.11", "lab-item": "http://loinc.org",
   "lab-panel": "http://loinc.org", "marital-status": "urn:oid:2.16.156.10011.2.3.3.5",
   "ethnicity": "urn:oid:2.16.156.10011.2.3.3.3"};
-let token = sessionStorage.getItem("hub-token");
+session.panels = ["review", "detail"];
+session.stale = "该冲突已被他人处理或已变化，请刷新后再决定：";
 let offset = 0;
 let current = null;
-
-const $ = (id) => document.getElementById(id);
 
 function say(text, ok) {
   const box = $("message");
@@ -26,44 +25,6 @@ function named(ids, names) {
 }
 
 function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : ""; }
-
-async function api(path, options) {
-  const response = await fetch(path, {...options, headers: {"Authorization": "Bearer " + token,
-    "Content-Type": "application/json", ...((options || {}).headers || {})}});
-  const body = await response.json().catch(() => ({}));
-  if (response.status === 401) { showLogin(); throw new Error("登录已过期，请重新登录"); }
-  if (!response.ok) {
-    const text = body.issue ? body.issue.map((i) => i.diagnostics).join("；") : (body.detail || response.statusText);
-    const error = new Error(response.status === 409 ? "该冲突已被他人处理或已变化，请刷新后再决定：" + text : text);
-    error.status = response.status;
-    throw error;
-  }
-  return body;
-}
-
-function showLogin() {
-  token = null;
-  sessionStorage.removeItem("hub-token");
-  $("login-panel").hidden = false;
-  $("review").hidden = true;
-  $("detail").hidden = true;
-}
-
-async function login() {
-  const id = $("client-id").value.trim(), secret = $("client-secret").value;
-  const response = await fetch("/auth/token", {method: "POST", body: "grant_type=client_credentials",
-    headers: {"Authorization": "Basic " + btoa(id + ":" + secret), "X-Requested-With": "XMLHttpRequest",
-              "Content-Type": "application/x-www-form-urlencoded"}});
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    $("login-message").textContent = "登录失败：" + (body.error_description || body.error || response.status);
-    return;
-  }
-  $("login-message").textContent = "";
-  token = body.access_token;
-  sessionStorage.setItem("hub-token", token);
-  start();
-}
 
 function start() {
   $("login-panel").hidden = true;
@@ -231,7 +192,7 @@ async function bulkApprove() {
   }
 }
 
-$("login").addEventListener("click", () => login().catch((e) => { $("login-message").textContent = e.message; }));
+$("login").addEventListener("click", () => login(start).catch((e) => { $("login-message").textContent = e.message; }));
 $("search").addEventListener("click", () => { offset = 0; load().catch((e) => say(e.message)); });
 $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load().catch((e) => say(e.message)); });
 $("next").addEventListener("click", () => { offset += PAGE; load().catch((e) => say(e.message)); });
@@ -243,4 +204,4 @@ $("approve-manual").addEventListener("click", () => {
   if (!code) { say("请填写目标代码"); return; }
   decideOn("approve", {system: $("t-system").value.trim(), code, display: $("t-display").value.trim() || undefined});
 });
-if (token) start();
+if (session.token) start();

@@ -7,11 +7,10 @@ const LEVELS = {"exact": "完全一致", "same": "一致", "homophone": "同音"
   "similar": "相似", "transposed": "数字颠倒/相近", "same-year": "同年", "different": "不一致"};
 const AGREE = new Set(["exact", "same"]);
 const PAGE = 20;
-let token = sessionStorage.getItem("hub-token");
+session.panels = ["matches", "detail"];
+session.stale = "该匹配已被他人处理或已变化，请刷新后再决定：";
 let offset = 0;
 let current = null;
-
-const $ = (id) => document.getElementById(id);
 
 function say(text, ok) {
   const box = $("message");
@@ -24,41 +23,6 @@ function cell(tag, text, className) {
   element.textContent = text;
   if (className) element.className = className;
   return element;
-}
-
-async function api(path, options) {
-  const response = await fetch(path, {...options, headers: {"Authorization": "Bearer " + token,
-    "Content-Type": "application/json", ...((options || {}).headers || {})}});
-  const body = await response.json().catch(() => ({}));
-  if (response.status === 401) { showLogin(); throw new Error("登录已过期，请重新登录"); }
-  if (!response.ok) {
-    const text = body.issue ? body.issue.map((i) => i.diagnostics).join("；") : (body.detail || response.statusText);
-    throw new Error(response.status === 409 ? "该匹配已被他人处理或已变化，请刷新后再决定：" + text : text);
-  }
-  return body;
-}
-
-function showLogin() {
-  token = null;
-  sessionStorage.removeItem("hub-token");
-  $("login-panel").hidden = false;
-  $("matches").hidden = true;
-  $("detail").hidden = true;
-}
-
-async function login() {
-  const id = $("client-id").value.trim(), secret = $("client-secret").value;
-  const response = await fetch("/auth/token", {method: "POST", body: "grant_type=client_credentials",
-    headers: {"Authorization": "Basic " + btoa(id + ":" + secret), "X-Requested-With": "XMLHttpRequest",
-              "Content-Type": "application/x-www-form-urlencoded"}});
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    $("login-message").textContent = "登录失败：" + (body.error_description || body.error || response.status);
-    return;
-  }
-  token = body.access_token;
-  sessionStorage.setItem("hub-token", token);
-  start();
 }
 
 async function start() {
@@ -156,10 +120,10 @@ async function decide(decision) {
   } catch (error) { say(error.message, false); }
 }
 
-$("login").addEventListener("click", login);
+$("login").addEventListener("click", () => login(start).catch((e) => { $("login-message").textContent = e.message; }));
 $("search").addEventListener("click", () => { offset = 0; load(); });
 $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
 $("next").addEventListener("click", () => { offset += PAGE; load(); });
 $("link").addEventListener("click", () => decide("link"));
 $("not-link").addEventListener("click", () => decide("not-link"));
-if (token) start();
+if (session.token) start();
