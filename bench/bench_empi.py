@@ -36,7 +36,7 @@ from hub.fhir.instants import now_utc  # noqa: E402
 from hub.store.database import Database  # noqa: E402
 from hub.store.index_rows import insert_rows  # noqa: E402
 from hub.store.migrate import upgrade  # noqa: E402
-from hub.store.tables import empi_block, empi_person, empi_record, empi_review  # noqa: E402
+from hub.store.tables import empi_block, empi_person, empi_record  # noqa: E402
 from hub.synthetic.population import PopulationGenerator, link_quality  # noqa: E402
 
 NAMESPACE = uuid.UUID("6f1c2c44-5f0e-4d59-9a57-7f7b8a3c0e01")
@@ -70,11 +70,8 @@ def _store(database: Database, records: list[tuple[int, str, dict]], engine: Eng
 
 
 def _quality_of(database: Database, labels: dict[str, int]) -> dict:
-    with database.connection(write=False) as connection:
-        person_of = dict(connection.execute(empi_record.select().with_only_columns(
-            empi_record.c.patient_id, empi_record.c.person_id)).all())
-        reviews = [tuple(r) for r in connection.execute(empi_review.select().with_only_columns(
-            empi_review.c.patient_id, empi_review.c.candidate_person).where(empi_review.c.status == "open"))]
+    with database.empi(write=False) as store:
+        person_of, reviews = store.assignments()
     return link_quality(labels, person_of, reviews).as_dict()
 
 

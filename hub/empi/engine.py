@@ -65,7 +65,6 @@ class Candidate:
 
     person_id: str
     comparison: Comparison
-    record: RecordRow
 
 
 def _rank(comparison: Comparison) -> tuple[int, int, float]:
@@ -197,7 +196,7 @@ class Matcher:
             comparison = compare(features, other, self.rules)
             current = best.get(row.person_id)
             if current is None or _rank(comparison) > _rank(current.comparison):
-                best[row.person_id] = Candidate(row.person_id, comparison, row)
+                best[row.person_id] = Candidate(row.person_id, comparison)
         return sorted(best.values(), key=lambda c: _rank(c.comparison), reverse=True)
 
     # -- one record ------------------------------------------------------------------------
@@ -373,8 +372,3 @@ class Engine:
             if stats.processed == 0:
                 break
         return total
-
-    def queue_length(self) -> int:
-        """How many Patient writes wait."""
-        with self.database.empi(write=False) as store:
-            return store.queue_length()

@@ -81,6 +81,11 @@ def _tags(resource: dict[str, Any], system: str) -> set[str]:
     return {t.get("code") for t in meta.get("tag") or () if isinstance(t, dict) and t.get("system") == system}
 
 
+def institution_of(resource: dict[str, Any]) -> str:
+    """The institution a Patient is tagged with (the first, in code order; empty if none)."""
+    return next(iter(sorted(_tags(resource, INSTITUTION_TAG) - {None})), "")
+
+
 def is_golden(resource: dict[str, Any]) -> bool:
     """Whether a Patient is one of the EMPI's golden (regional person) records."""
     return GOLDEN_CODE in _tags(resource, EMPI_TAG)
@@ -147,9 +152,8 @@ def features_of(resource: dict[str, Any], protector: PersonalDataProtector) -> F
         placeholder = "placeholder name"
     elif _NEWBORN_NAME.search(name):
         placeholder = "newborn registered under the mother"
-    institution = next(iter(sorted(_tags(resource, INSTITUTION_TAG) - {None})), "")
     return Features(
         name=name, pinyin=fuzzy_pinyin(name), birth_date=birth, sex=sex, id_hash=id_hash,
         id_conflict=id_conflict, phones=tuple(phones), address=_address(resource), placeholder=placeholder,
-        institution=str(institution),
+        institution=institution_of(resource),
     )

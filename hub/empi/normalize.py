@@ -22,7 +22,6 @@ _T2S = opencc.OpenCC("t2s")
 #: Separators inside names: spaces, the middle dots of 维吾尔族/藏族 names, hyphens.
 _NAME_NOISE = re.compile(r"[\s·•・‧∙⋅．.\-_,，、]+")
 _ADDRESS_NOISE = re.compile(r"[\s,，、.。·\-—_()（）#＃]+")
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 
 #: Surnames whose surname reading differs from the common reading pypinyin gives.
 SURNAME_READINGS: dict[str, str] = {
@@ -121,11 +120,6 @@ def normalize_mobile(value: str) -> str | None:
     if len(digits) < 7 or is_placeholder_phone(digits):
         return None
     return digits
-
-
-def is_mobile(digits: str) -> bool:
-    """Whether normalized digits are a mainland mobile number."""
-    return bool(_MOBILE.match(digits))
 
 
 def is_placeholder_phone(digits: str) -> bool:

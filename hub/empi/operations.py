@@ -88,6 +88,14 @@ class EmpiOperations:
                     reason=reason)
         return {"patient": patient_id, "person": person_id, "previous_person": old}
 
+    @staticmethod
+    def _set_apart(matcher: Matcher, record: RecordRow, others: list[str], reason: str) -> str:
+        """Move a record out of its person into a new one, kept apart from ``others`` for good; the new person."""
+        matcher.leave(record, None)
+        person = matcher.new_person()
+        matcher.store.add_no_match(((record.patient_id, o) for o in others), matcher.actor, reason, matcher.now)
+        return person
+
     def unlink(self, patient_id: str, actor: str, reason: str) -> dict[str, Any]:
         """Take a source Patient out of its person into a new person of its own, for good."""
         reason = _reason(reason)
@@ -96,10 +104,8 @@ class EmpiOperations:
             others = [m.patient_id for m in matcher.members(record.person_id) if m.patient_id != patient_id]
             if not others:
                 raise BusinessRuleViolation(f"Patient/{patient_id} is already its person's only source")
-            matcher.leave(record, None)
-            person = matcher.new_person()
+            person = self._set_apart(matcher, record, others, reason)
             matcher.save(record, patient_id, person, CERTAIN, "manual", None, Features.from_json(record.features))
-            matcher.store.add_no_match(((patient_id, o) for o in others), matcher.actor, reason, matcher.now)
             matcher.store.obsolete_reviews([patient_id], matcher.now)
             matcher.log("unlink", record.person_id, patient_id=patient_id, other_person=person, reason=reason)
             return {"patient": patient_id, "person": person, "previous_person": record.person_id}
@@ -111,11 +117,7 @@ class EmpiOperations:
         with self._unit(actor) as matcher:
             record = self._record(matcher, patient_id)
             others = [m.patient_id for m in matcher.members(record.person_id) if m.patient_id != patient_id]
-            person = record.person_id
-            if others:
-                matcher.leave(record, None)
-                person = matcher.new_person()
-                matcher.store.add_no_match(((patient_id, o) for o in others), matcher.actor, reason, matcher.now)
+            person = self._set_apart(matcher, record, others, reason) if others else record.person_id
             features = replace(Features.from_json(record.features), placeholder=MARKED_NO_MATCH)
             matcher.save(record, patient_id, person, CERTAIN, "manual", None, features)
             matcher.store.obsolete_reviews([patient_id], matcher.now)

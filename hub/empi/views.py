@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from hub.empi.features import name_text
+from hub.empi.features import institution_of, name_text
 from hub.empi.golden import REGIONAL_ID_SYSTEM
 from hub.errors import NotFound
 from hub.fhir import jsonio
-from hub.fhir.access import INSTITUTION_TAG
 from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.service import FhirService
 from hub.privacy import mask_id_number, mask_phone
@@ -39,10 +38,8 @@ def patient_summary(resource: dict[str, Any] | None, protector: PersonalDataProt
               if isinstance(t, dict) and t.get("system") in ("phone", "sms") and t.get("value")]
     address = next((a.get("text") or "".join(a.get("line") or ()) for a in resource.get("address") or ()
                     if isinstance(a, dict)), "")
-    institution = next((t.get("code") for t in (resource.get("meta") or {}).get("tag") or ()
-                        if isinstance(t, dict) and t.get("system") == INSTITUTION_TAG), None)
     return {
-        "id": resource.get("id"), "reference": f"Patient/{resource.get('id')}", "institution": institution, "record_numbers": record_numbers,
+        "id": resource.get("id"), "reference": f"Patient/{resource.get('id')}", "institution": institution_of(resource) or None, "record_numbers": record_numbers,
         "name": name_text(resource), "sex": _SEX_TEXT.get(resource.get("gender") or "", ""),
         "birth_date": resource.get("birthDate") or "", "id_number": mask_id_number(citizen_id) if citizen_id else "",
         "phones": phones, "address": address,

@@ -81,6 +81,14 @@ class EmpiStore:
         for start in range(0, len(keys), 500):
             self.connection.execute(delete(empi_queue).where(empi_queue.c.queue_pk.in_(keys[start:start + 500])))
 
+    def assignments(self) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        """Every record's person, and the open review items as (record, candidate person): the state a
+        quality measurement compares with the truth."""
+        person_of = dict(self.connection.execute(select(empi_record.c.patient_id, empi_record.c.person_id)).all())
+        reviews = [(r.patient_id, r.candidate_person) for r in self.connection.execute(
+            select(empi_review.c.patient_id, empi_review.c.candidate_person).where(empi_review.c.status == "open"))]
+        return person_of, reviews
+
     def queue_length(self) -> int:
         """How many Patient writes wait for the EMPI."""
         return int(self.connection.execute(select(func.count()).select_from(empi_queue)).scalar_one())
@@ -153,13 +161,6 @@ class EmpiStore:
         insert_rows(self.connection, empi_block, [
             {"block_key": key, "record_pk": pk} for pk, record_keys in keys.items() for key in record_keys])
 
-    def move_records(self, patient_ids: Sequence[str], person_id: str, *, grade: str, origin: str,
-                     now: datetime) -> None:
-        """Put records under another person (their features and keys stay)."""
-        if patient_ids:
-            self.connection.execute(update(empi_record).where(empi_record.c.patient_id.in_(list(patient_ids)))
-                                    .values(person_id=person_id, grade=grade, origin=origin, updated=now))
-
     def remove_record(self, record: RecordRow) -> None:
         """Forget a record (its Patient was deleted)."""
         self.connection.execute(delete(empi_block).where(empi_block.c.record_pk == record.record_pk))
@@ -190,13 +191,6 @@ class EmpiStore:
         """Mark a person active, merged (into another) or retired."""
         self.connection.execute(update(empi_person).where(empi_person.c.person_id == person_id)
                                 .values(status=status, merged_into=merged_into, updated=now))
-
-    def lock_persons(self, person_ids: Iterable[str]) -> None:
-        """Hold these persons' rows until the transaction ends (PostgreSQL; SQLite writers are serial)."""
-        ids = sorted(set(person_ids))
-        if ids and self.connection.dialect.name == "postgresql":
-            self.connection.execute(select(empi_person.c.person_pk).where(empi_person.c.person_id.in_(ids))
-                                    .order_by(empi_person.c.person_pk).with_for_update())
 
     # -- not-duplicate pairs ---------------------------------------------------------------
 

@@ -6,7 +6,6 @@ import uuid
 
 from hub.empi.engine import Engine
 from hub.store.database import Database
-from hub.store.tables import empi_record, empi_review
 from hub.synthetic.population import PopulationGenerator, link_quality
 
 
@@ -35,11 +34,8 @@ def test_auto_links_are_precise_and_review_catches_the_rest(database: Database) 
         service.upsert_many(page)
     stats = Engine(database).run(batch=300)
     assert stats.processed == len(population.records)
-    with database.connection(write=False) as connection:
-        person_of = dict(connection.execute(empi_record.select().with_only_columns(
-            empi_record.c.patient_id, empi_record.c.person_id)).all())
-        reviews = [tuple(r) for r in connection.execute(empi_review.select().with_only_columns(
-            empi_review.c.patient_id, empi_review.c.candidate_person).where(empi_review.c.status == "open"))]
+    with database.empi(write=False) as store:
+        person_of, reviews = store.assignments()
     quality = link_quality(labels, person_of, reviews)
     assert quality.true_pairs > 300
     assert quality.auto_precision >= 0.995, quality.as_dict()
