@@ -22,6 +22,11 @@ def _int_env(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _flag_env(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    return default if not raw else raw not in ("off", "0", "false", "no")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings; build with :meth:`from_env` or directly in tests."""
@@ -66,6 +71,20 @@ class Settings:
     empi_region: str = ""
     empi_region_code: str = "320583"
     empi_worker: bool = True
+    #: Subscriptions (rest-hook): whether the API process matches writes and sends notifications,
+    #: attempts per notification before the Subscription goes to ``error``, the first retry delay
+    #: (doubled after each failure, at most an hour) and the endpoint's time to answer.
+    subscription_worker: bool = True
+    subscription_max_attempts: int = 10
+    subscription_retry_seconds: int = 10
+    subscription_timeout_seconds: int = 10
+    #: Bulk Data export: where the NDJSON files are written, whether the API process runs export
+    #: jobs, how long finished files are kept, resources per file, and jobs one client may have open.
+    export_dir: str = "./var/exports"
+    export_worker: bool = True
+    export_retention_hours: int = 24
+    export_file_resources: int = 100_000
+    export_jobs_per_client: int = 5
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -93,7 +112,16 @@ class Settings:
             empi_rules_file=os.environ.get("HUB_EMPI_RULES_FILE", ""),
             empi_region=os.environ.get("HUB_EMPI_REGION", ""),
             empi_region_code=os.environ.get("HUB_EMPI_REGION_CODE") or "320583",
-            empi_worker=(os.environ.get("HUB_EMPI_WORKER") or "on").strip().lower() not in ("off", "0", "false", "no"),
+            empi_worker=_flag_env("HUB_EMPI_WORKER", True),
+            subscription_worker=_flag_env("HUB_SUBSCRIPTION_WORKER", True),
+            subscription_max_attempts=_int_env("HUB_SUBSCRIPTION_MAX_ATTEMPTS", 10),
+            subscription_retry_seconds=_int_env("HUB_SUBSCRIPTION_RETRY_SECONDS", 10),
+            subscription_timeout_seconds=_int_env("HUB_SUBSCRIPTION_TIMEOUT_SECONDS", 10),
+            export_dir=os.environ.get("HUB_EXPORT_DIR") or "./var/exports",
+            export_worker=_flag_env("HUB_EXPORT_WORKER", True),
+            export_retention_hours=_int_env("HUB_EXPORT_RETENTION_HOURS", 24),
+            export_file_resources=_int_env("HUB_EXPORT_FILE_RESOURCES", 100_000),
+            export_jobs_per_client=_int_env("HUB_EXPORT_JOBS_PER_CLIENT", 5),
         )
 
     def __post_init__(self) -> None:
@@ -103,6 +131,11 @@ class Settings:
             raise ValueError("HUB_AUDIT_RETENTION_DAYS must be at least 180 (network-log retention rules)")
         if not 30 <= self.token_lifetime_seconds <= 3600:
             raise ValueError("HUB_TOKEN_LIFETIME_SECONDS must be between 30 and 3600")
+        if self.subscription_max_attempts < 1 or self.subscription_retry_seconds < 1 \
+                or self.subscription_timeout_seconds < 1:
+            raise ValueError("HUB_SUBSCRIPTION_MAX_ATTEMPTS, _RETRY_SECONDS and _TIMEOUT_SECONDS must be at least 1")
+        if self.export_retention_hours < 1 or self.export_file_resources < 1 or self.export_jobs_per_client < 1:
+            raise ValueError("HUB_EXPORT_RETENTION_HOURS, _FILE_RESOURCES and _JOBS_PER_CLIENT must be at least 1")
         if not (len(self.empi_region_code) == 6 and self.empi_region_code.isdigit()):
             raise ValueError("HUB_EMPI_REGION_CODE must be a 6-digit administrative division code (GB/T 2260)")
 

@@ -20,6 +20,7 @@ from hub.api import (
     fhir_routes,
     governance_routes,
     sources_routes,
+    subscriptions_routes,
     terminology_routes,
 )
 from hub.api.audit import AuditMiddleware
@@ -35,6 +36,9 @@ from hub.empi.engine import Engine
 from hub.empi.worker import EmpiWorker
 from hub.errors import HubError, StorageError
 from hub.store.database import Database
+from hub.subscriptions.delivery import Deliverer
+from hub.subscriptions.matcher import SubscriptionMatcher
+from hub.subscriptions.worker import SubscriptionWorker
 
 log = logging.getLogger("hub.api")
 
@@ -45,7 +49,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     security = Security.create(settings)  # refuses production without a signing key
     database = database or Database(settings)
     empi = Engine(database, settings=settings)  # refuses unreadable matching rules at start
-    worker = EmpiWorker(empi) if settings.empi_worker else None
+    workers = []
+    if settings.empi_worker:
+        workers.append(EmpiWorker(empi))
+    if settings.subscription_worker:
+        workers.append(SubscriptionWorker(SubscriptionMatcher(database), Deliverer.from_settings(database, settings)))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -56,10 +64,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         except StorageError:
             log.warning("database unreachable at start-up; requests will get 503 until it answers")
         database.audit.start()
-        if worker is not None:
+        for worker in workers:
             worker.start()
         yield
-        if worker is not None:
+        for worker in workers:
             worker.stop()
         database.dispose()
 
@@ -88,6 +96,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(terminology_routes.router)
     app.include_router(empi_routes.router)
     app.include_router(empi_routes.fhir_router)
+    app.include_router(subscriptions_routes.router)
     app.include_router(fhir_routes.router)
 
     @app.get("/health", tags=["service"], summary="Liveness and database check")

@@ -78,10 +78,7 @@ def client_address(request: Request) -> str:
 
 def fhir_access(principal: Principal, database: Database) -> Access:
     """The FHIR access of ``principal`` (its consortia resolved to institutions)."""
-    if not principal.bound:
-        return principal.access(None)
-    reach, writable = database.reach(principal.institutions | principal.consortia, principal.institutions)
-    return principal.access(reach, writable)
+    return principal.resolved_access(database.reach)
 
 
 def requires(permission: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hub.auth.roles import ROLE_PERMISSIONS, Permission, Role
@@ -40,3 +41,11 @@ class Principal:
         """Its FHIR access: ``reach`` the institutions it reads (its own and those under its
         consortia), ``writable`` those whose patient data it changes (its own and their branches)."""
         return Access(self.client_id, self.grants, reach if self.bound else None, self.institutions, writable)
+
+    def resolved_access(self, reach: Callable[[frozenset[str], frozenset[str]], tuple[frozenset[str], ...]]) -> Access:
+        """Its FHIR access, its institutions and consortia resolved by ``reach`` (the Organization ids
+        under each set: :meth:`hub.store.database.Database.reach`)."""
+        if not self.bound:
+            return self.access(None)
+        readable, writable = reach(self.institutions | self.consortia, self.institutions)
+        return self.access(readable, writable)

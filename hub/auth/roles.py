@@ -57,17 +57,21 @@ _RECOGNITION_READS = (
 
 
 def scope_ceiling(role: Role) -> Grants:
-    """The most a client of ``role`` may be granted."""
+    """The most a client of ``role`` may be granted.
+
+    Applications, hospital IT and reading centers may also manage ``Subscription``s: they are
+    notified of what they may read.
+    """
     if role is Role.ADMIN:
         return {ALL_TYPES: _ALL}
     if role is Role.SOURCE_ADMIN:
-        return {ALL_TYPES: _READ, **{t: _ALL for t in sorted(patient_data_types())}}
+        return {ALL_TYPES: _READ, **{t: _ALL for t in sorted(patient_data_types())}, "Subscription": _ALL}
     if role is Role.APP:
-        return {ALL_TYPES: _READ}
+        return {ALL_TYPES: _READ, "Subscription": _ALL}
     if role is Role.GOVERNANCE:
         return {ALL_TYPES: _READ, **{t: _ALL for t in _TERMINOLOGY}}
     if role is Role.READER:
-        return {ALL_TYPES: _READ, **{t: frozenset("crus") for t in _REPORTS}}
+        return {ALL_TYPES: _READ, **{t: frozenset("crus") for t in _REPORTS}, "Subscription": _ALL}
     return {t: _READ for t in _RECOGNITION_READS}
 
 

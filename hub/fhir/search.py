@@ -29,8 +29,8 @@ _UNSUPPORTED = {"_contained", "_containedType", "_text", "_content", "_list", "_
 #: Parameters of system-level searches that every type has.
 _COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
-__all__ = ["Include", "Paging", "SearchRequest", "int_param", "parse_conditional", "parse_paging", "parse_query",
-           "parse_search", "split_escaped"]
+__all__ = ["Include", "Paging", "SearchRequest", "int_param", "parse_conditional", "parse_filter", "parse_paging",
+           "parse_query", "parse_search", "split_escaped"]
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -306,3 +306,21 @@ def parse_conditional(
     if not request.spec.criteria:
         raise InvalidRequest("A conditional interaction needs at least one search criterion")
     return SearchSpec(resource_type, request.spec.criteria, offset=0, count=2)
+
+
+#: Parameters that shape a result page rather than choose resources.
+_RESULT_PARAMETERS = frozenset({"_count", "_offset", "_sort", "_total", "_summary", "_elements", "_include",
+                                "_revinclude", "_after", "_before", "_bound"})
+
+
+def parse_filter(resource_type: str, query: str, registry: SearchRegistry, *, purpose: str) -> tuple[Criterion, ...]:
+    """The criteria of a search query used as a filter (``Subscription.criteria``, ``_typeFilter``).
+
+    No criteria at all is every resource of the type; result parameters (``_sort``,
+    ``_include``, ``_count``…) mean nothing to a filter and are refused, naming ``purpose``.
+    """
+    params = parse_query(query)
+    for name, _value in params:
+        if name.partition(":")[0] in _RESULT_PARAMETERS:
+            raise InvalidRequest(f"{purpose} takes search criteria only, not '{clip(name, 64)}'")
+    return parse_search(resource_type, params, registry, default_count=1, max_count=1).spec.criteria

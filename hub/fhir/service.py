@@ -41,8 +41,9 @@ from hub.fhir.repository import (
     VersionWrite,
 )
 from hub.fhir.resource_types import require_id, require_type
-from hub.fhir.search import parse_conditional
+from hub.fhir.search import parse_conditional, parse_filter
 from hub.fhir.search_params import SearchParameters, SearchRegistry
+from hub.fhir.subscriptions import check_subscription, subscriber_of, with_subscriber
 from hub.fhir.validation import validate_resource
 from hub.privacy import TOKEN_PREFIX, clip, mask_text
 
@@ -128,7 +129,20 @@ class FhirService(ReadInteractions):
         """The search behind conditional ``criteria`` (``identifier=…``) on ``resource_type``."""
         require_type(resource_type)
         self.access.require(resource_type, "s")
-        spec = self._blinded(parse_conditional(resource_type, criteria, self.registry, max_count=self.max_page_size))
+        return self._searchable(parse_conditional(resource_type, criteria, self.registry, max_count=self.max_page_size))
+
+    def filter_spec(self, resource_type: str, query: str, *, purpose: str) -> SearchSpec:
+        """The search behind a filter query on ``resource_type`` (``Subscription.criteria``, an export's
+        ``_typeFilter``): no criteria matches every resource; paging and sorting are refused."""
+        require_type(resource_type)
+        self.access.require(resource_type, "s")
+        criteria = parse_filter(resource_type, query, self.registry, purpose=purpose)
+        return self._searchable(SearchSpec(resource_type, criteria))
+
+    def _searchable(self, spec: SearchSpec) -> SearchSpec:
+        """``spec`` with searched ID and phone numbers blinded, once the principal may search every type
+        its chains and ``_has`` reach."""
+        spec = self._blinded(spec)
         for nested in sorted(nested_types(spec.criteria)):
             self.access.require(nested, "s")
         return spec
@@ -359,6 +373,8 @@ class FhirService(ReadInteractions):
                 "use the hospital's record number or let the hub assign the id",
                 expression=f"{resource_type}.id",
             )
+        if resource_type == "Subscription":
+            resource = self._checked_subscription(resource)
         last_updated = self.now()
         document = with_meta(self.access.stamp(resource), resource_id, version_id, last_updated)
         content = jsonio.dumps(document)
@@ -369,6 +385,16 @@ class FhirService(ReadInteractions):
         if resource_type == "SearchParameter":
             self.search_parameters.invalidate()
         return VersionWrite(stored, previous, self.index_values(document, content), may_conflict)
+
+    def _checked_subscription(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """A Subscription the hub can serve, tagged with the client that owns it (notifications carry
+        only what it may read); its criteria must be a search this writer may run."""
+        by_hub = self.access.principal == Access.unrestricted().principal
+        if by_hub and subscriber_of(resource):
+            return resource  # the hub's own status changes (active, error, off) keep the owner
+        watched, query = check_subscription(resource, by_hub=by_hub)
+        self.filter_spec(watched, query, purpose="Subscription.criteria")
+        return with_subscriber(resource, self.access.principal)
 
     def _refuse_hidden_patients(self, resource_type: str, content: bytes) -> None:
         """An institution-bound writer may not attach data to another institution's patient."""

@@ -18,12 +18,14 @@ from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredReso
 from hub.store.index_rows import COPY_THRESHOLD, DriverIntegrityError, insert_index_rows, insert_rows
 from hub.store.search_sql import SearchSql, token_hash
 from hub.store.sorted_search import index_sortable, search_few_sorted, search_index_sorted
+from hub.store.subscriptions import watched_types
 from hub.store.tables import (
     INDEX_TABLES,
     empi_queue,
     reference_index,
     resource,
     resource_version,
+    subscription_event,
 )
 
 #: Sorted searches with more matches than this read the sort index in order.
@@ -394,7 +396,7 @@ class SqlRepository:
             pks = [row.res_pk for row in result]
         self._insert_versions(writes, pks, contents)
         self._insert_index(writes, pks)
-        self._queue_patients(writes)
+        self._queue_changes(writes)
 
     def _update_existing(self, writes: Sequence[VersionWrite]) -> None:
         """New versions of existing resources: each current row moves only from the version its writer read
@@ -428,15 +430,21 @@ class SqlRepository:
         live = [(w, pk) for w, pk in zip(writes, pks, strict=True) if not w.new.deleted]
         if live:
             self._insert_index([w for w, _pk in live], [pk for _w, pk in live])
-        self._queue_patients(writes)
+        self._queue_changes(writes)
 
-    def _queue_patients(self, writes: Sequence[VersionWrite]) -> None:
-        """Queue the Patients written for the EMPI: it sees every write that commits, and none that does not."""
-        if not self._empi_queue:
-            return
-        rows = [{"patient_id": w.new.id, "enqueued": w.new.last_updated}
-                for w in writes if w.new.resource_type == "Patient"]
-        insert_rows(self.connection, empi_queue, rows)
+    def _queue_changes(self, writes: Sequence[VersionWrite]) -> None:
+        """Queue the writes that others act on after commit, in the writing transaction: they see every
+        write that commits, and none that does not. Patients for the EMPI; resources of the types
+        Subscriptions watch for their matcher (deletions notify nobody)."""
+        if self._empi_queue:
+            insert_rows(self.connection, empi_queue, [{"patient_id": w.new.id, "enqueued": w.new.last_updated}
+                                                      for w in writes if w.new.resource_type == "Patient"])
+        watched = watched_types(self.connection)
+        if watched:
+            insert_rows(self.connection, subscription_event, [
+                {"resource_type": w.new.resource_type, "res_id": w.new.id, "version_id": w.new.version_id,
+                 "enqueued": w.new.last_updated}
+                for w in writes if w.new.resource_type in watched and not w.new.deleted])
 
     def _insert_versions(self, writes: Sequence[VersionWrite], pks: Sequence[int], contents: Sequence[str | None]) -> None:
         insert_rows(

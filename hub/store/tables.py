@@ -48,6 +48,8 @@ resource = Table(
     Column("content", Text, nullable=True),
     UniqueConstraint("resource_type", "res_id", name="uq_hub_resource_type_id"),
     Index("ix_hub_resource_type_updated", "resource_type", "last_updated"),
+    #: One type in storage order: bulk export and reindexing page through it by key.
+    Index("ix_hub_resource_type_pk", "resource_type", "res_pk"),
 )
 
 resource_version = Table(
@@ -470,4 +472,85 @@ empi_queue = Table(
     Column("queue_pk", BigId, primary_key=True, autoincrement=True),
     Column("patient_id", String(64), nullable=False),
     Column("enqueued", DateTime(timezone=True), nullable=False),
+)
+
+
+# -- downstream access: Bulk Data export, Subscriptions --------------------------------------
+
+#: Bulk Data export jobs ($export): who asked, what, and how far the background run is.
+export_job = Table(
+    "hub_export_job",
+    metadata,
+    #: A random UUID: the job's URL is its only handle.
+    Column("job_id", String(36), primary_key=True),
+    #: The client that asked: the only one that may poll, fetch the files or cancel.
+    Column("client_id", String(200), nullable=False),
+    #: accepted, in-progress, completed, failed (cancelled jobs are deleted with their files).
+    Column("status", String(16), nullable=False),
+    #: The kick-off request URL (the manifest's ``request``).
+    Column("request", Text, nullable=False),
+    #: JSON: level, group, types, since, type filters.
+    Column("spec", Text, nullable=False),
+    #: JSON: the client's FHIR access when it asked (types and institutions it may read).
+    Column("access", Text, nullable=False),
+    Column("transaction_time", DateTime(timezone=True), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("started", DateTime(timezone=True), nullable=True),
+    #: Refreshed while a run is alive: a run that stops refreshing is taken over.
+    Column("heartbeat", DateTime(timezone=True), nullable=True),
+    Column("finished", DateTime(timezone=True), nullable=True),
+    Column("exported", BigInteger, nullable=False),
+    Column("progress", Text, nullable=False),
+    Column("error", Text, nullable=True),
+    #: When the files are deleted.
+    Column("expires", DateTime(timezone=True), nullable=True),
+    Index("ix_hub_export_job_status", "status", "created"),
+)
+
+#: The NDJSON files of an export job (output, and error files of OperationOutcomes).
+export_file = Table(
+    "hub_export_file",
+    metadata,
+    Column("job_id", String(36), ForeignKey("hub_export_job.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("file_name", String(120), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    #: output or error.
+    Column("kind", String(8), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+#: Resource writes for the Subscription matcher (filled by the store in the writing transaction,
+#: only for types some active Subscription watches): notified after commit, never for a rollback.
+subscription_event = Table(
+    "hub_subscription_event",
+    metadata,
+    Column("event_pk", BigId, primary_key=True, autoincrement=True),
+    Column("resource_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("enqueued", DateTime(timezone=True), nullable=False),
+)
+
+#: Notifications of Subscriptions: one per matching resource version, with its attempts (the delivery log).
+subscription_delivery = Table(
+    "hub_subscription_delivery",
+    metadata,
+    Column("delivery_pk", BigId, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    #: pending, delivered, failed (retries exhausted), dropped (the Subscription is off or gone).
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt", DateTime(timezone=True), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("last_attempt", DateTime(timezone=True), nullable=True),
+    #: The endpoint's HTTP status of the last attempt (None: no answer).
+    Column("http_status", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_hub_subscription_delivery_due", "status", "next_attempt"),
+    Index("ix_hub_subscription_delivery_subscription", "subscription_id", "delivery_pk"),
 )

@@ -29,6 +29,8 @@ _TRANSACTION = {"resourceType": "Bundle", "type": "transaction", "entry": [
     {"resource": _OBSERVATION, "request": {"method": "POST", "url": "Observation"}}]}
 _CODE_SYSTEM = {"resourceType": "CodeSystem", "status": "active", "content": "complete", "url": "urn:test:cs"}
 _CLIENT = {"name": "new app", "role": "app"}
+_SUBSCRIPTION = {"resourceType": "Subscription", "status": "requested", "reason": "结果回传", "criteria": "Task",
+                 "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"}}
 
 Call = Callable[[httpx.Client], httpx.Response]
 FAMILIES: dict[str, Call] = {
@@ -53,6 +55,7 @@ FAMILIES: dict[str, Call] = {
         {"name": "resource", "resource": {"resourceType": "Patient", "gender": "male"}}]}),
     "match review": lambda c: c.get("/governance/matches"),
     "empi decision": lambda c: c.post("/empi/$unlink", json={"patient": "pa", "reason": "测试"}),
+    "create subscription": lambda c: c.post("/fhir/Subscription", json=_SUBSCRIPTION),
 }
 
 # anonymous, admin, source-admin (of org-a), app, governance, reader, clinician-cds
@@ -76,6 +79,7 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "patient match":       (401, 200, 403, 200, 200, 200, 200),
     "match review":        (401, 200, 403, 403, 200, 403, 403),
     "empi decision":       (401, 404, 403, 403, 404, 403, 403),
+    "create subscription": (401, 201, 201, 201, 403, 201, 403),
 }
 CASES = [(family, role, EXPECTED[family][i]) for family in FAMILIES for i, role in enumerate(ROLES)]
 

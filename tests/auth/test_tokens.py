@@ -50,7 +50,7 @@ def test_client_secret_basic_gets_a_short_lived_token_that_works(server: str, da
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "bearer" and 30 <= body["expires_in"] <= 3600
-    assert body["scope"] == "system/*.rs"
+    assert body["scope"] == "system/*.rs system/Subscription.cruds"
     assert response.headers["cache-control"] == "no-store"
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["sub"] == client.client_id and claims["exp"] - claims["iat"] == body["expires_in"]
