@@ -55,7 +55,8 @@ ADMIN = Principal("test-admin", Role.ADMIN, {"*": frozenset("cruds")})
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("db")
     settings = Settings(database_url=_test_url(root), max_body_bytes=2 * 1024 * 1024, key_dir=str(root / "keys"),
-                        token_lifetime_seconds=3600, rate_limit_per_minute=1_000_000)
+                        token_lifetime_seconds=3600, rate_limit_per_minute=1_000_000,
+                        export_dir=str(root / "exports"))
     _TOKENS[:] = [TokenService(load_signing_key(settings), settings)]
     return settings
 

@@ -16,6 +16,7 @@ from hub import __version__
 from hub.api import (
     audit,
     auth_routes,
+    bulk_routes,
     empi_routes,
     fhir_routes,
     governance_routes,
@@ -35,6 +36,8 @@ from hub.config import Settings
 from hub.empi.engine import Engine
 from hub.empi.worker import EmpiWorker
 from hub.errors import HubError, StorageError
+from hub.exports.jobs import ExportJobs
+from hub.exports.worker import ExportWorker
 from hub.store.database import Database
 from hub.subscriptions.delivery import Deliverer
 from hub.subscriptions.matcher import SubscriptionMatcher
@@ -54,6 +57,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         workers.append(EmpiWorker(empi))
     if settings.subscription_worker:
         workers.append(SubscriptionWorker(SubscriptionMatcher(database), Deliverer.from_settings(database, settings)))
+    exports = ExportJobs(database, settings)
+    export_worker = ExportWorker(exports) if settings.export_worker else None
+    if export_worker is not None:
+        workers.append(export_worker)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -84,6 +91,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.state.security = security
     app.state.empi = empi
+    app.state.exports = exports
+    app.state.export_worker = export_worker
     app.add_exception_handler(HubError, hub_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -96,6 +105,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(terminology_routes.router)
     app.include_router(empi_routes.router)
     app.include_router(empi_routes.fhir_router)
+    app.include_router(bulk_routes.router)
     app.include_router(subscriptions_routes.router)
     app.include_router(fhir_routes.router)
 

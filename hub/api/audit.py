@@ -25,7 +25,7 @@ from hub.privacy import clip, mask_text
 from hub.store.audit_log import AuditLog, AuditQuery, AuditRow
 
 #: Paths whose interactions are audited (metadata and discovery documents are not).
-_AUDITED = re.compile(r"^/(fhir(/|$)|auth/token$|admin/|empi/|governance/(conflicts|mappings|matches))")
+_AUDITED = re.compile(r"^/(fhir(/|$)|auth/token$|admin/|empi/|subscriptions/|governance/(conflicts|mappings|matches))")
 _NOT_AUDITED = ("/fhir/metadata", "/fhir/.well-known/smart-configuration")
 _LOCATION = re.compile(r"/fhir/([A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/|$)")
 
@@ -71,7 +71,8 @@ class AuditMiddleware:
                              client[0] if client else "")
         state = scope.setdefault("state", {})
         # The trail's own search results name patients; reading them is not an access to those patients.
-        scan_response = not path.startswith("/fhir/AuditEvent")
+        # An export file is recorded as itself (its job names what it holds), not scanned line by line.
+        scan_response = not path.startswith(("/fhir/AuditEvent", "/fhir/$export-file/"))
 
         form_search = record.method == "POST" and path.endswith("/_search")
 

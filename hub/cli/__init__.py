@@ -6,6 +6,7 @@ import getpass
 import json
 import logging.config
 import os
+import time
 from importlib import resources as importlib_resources
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from hub.api.audit import audit_row
 from hub.auth.audit import AuditRecord
@@ -26,6 +28,7 @@ from hub.cli.security import audit_app, clients_app, keys_app, register_client
 from hub.config import Settings
 from hub.errors import HubError
 from hub.fhir import jsonio
+from hub.fhir.bulk import consortium_group
 from hub.fhir.resource_types import resource_types
 from hub.fhir.transaction import process_bundle
 from hub.privacy import logging_config
@@ -34,6 +37,8 @@ from hub.store.database import Database
 from hub.store.migrate import current_revision, head_revision, upgrade
 from hub.store.reindex import count_current, reindex
 
+#: The demo's Group of every patient of the 昆山 consortium (a group-level $export).
+DEMO_GROUP = "group-consortium-ks"
 app = typer.Typer(help="Regional health-data hub (区域医疗健康数据中心).", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 openapi_app = typer.Typer(help="OpenAPI specification.", no_args_is_help=True)
@@ -64,9 +69,24 @@ def _describe(settings: Settings) -> str:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head", help="Target revision")) -> None:
+def db_upgrade(
+    revision: str = typer.Argument("head", help="Target revision"),
+    wait: int = typer.Option(0, "--wait", min=0, help="Seconds to wait for the database to accept connections"),
+) -> None:
     """Create or migrate the database schema (HUB_DATABASE_URL; default ./var/hub.db)."""
     database = _database()
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with database.engine.connect():
+                break
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                reason = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+                console.print(f"[red]The database does not answer[/] ({_describe(database.settings)}: {reason}"
+                              f"{f', waited {wait} s' if wait else ''})")
+                raise typer.Exit(1) from None
+            time.sleep(1)
     upgrade(database.engine, revision)
     console.print(f"[green]Database at {current_revision(database.engine)}[/] ({_describe(database.settings)})")
 
@@ -174,6 +194,8 @@ def demo(
     with database.fhir_service(write=True) as service:
         roster = apply_roster(service, load_roster(Path(str(samples / "kunshan-roster.yaml"))))
     console.print(f"Roster of the 昆山 consortium: {roster}")
+    with database.fhir_service(write=True) as service:
+        service.update("Group", DEMO_GROUP, consortium_group(DEMO_GROUP, "consortium-ks", "昆山医共体全部居民"))
     _summarize(load_bundle(database, (samples / "demo-bundle.json").read_bytes()))
     console.print(f"Terminology (GB/T, WS 364, ICD-10 国家临床版, LOINC, UCUM): {load_terminology(database)}")
     console.print(f"Mapping tables (versions): {load_mapping_dir(database)}")
@@ -219,6 +241,10 @@ def demo(
                   "the golden Patient's $everything covers both)")
     console.print(f"Terminology:         {base}/fhir/ValueSet/lab-cbc/$expand?filter=xhdb  and  "
                   f"{base}/fhir/CodeSystem/$lookup?system=http://loinc.org&code=718-7")
+    console.print(f"Bulk export (app):   curl -H 'Prefer: respond-async' -H \"Authorization: Bearer …\" "
+                  f"'{base}/fhir/Group/{DEMO_GROUP}/$export?_type=Patient,Observation'  → poll Content-Location")
+    console.print(f"Subscriptions:       POST {base}/fhir/Subscription (rest-hook); delivery log "
+                  f"{base}/subscriptions/<id>/deliveries")
     console.print(f"OpenAPI spec:        {base}/openapi.json")
     if not no_serve:
         serve(host=host, port=port, workers=1)

@@ -71,6 +71,23 @@ class Access:
         """Everything (the hub's own jobs and command line)."""
         return cls(principal, {ALL_TYPES: frozenset(INTERACTIONS)})
 
+    def as_json(self) -> dict[str, Any]:
+        """The access as JSON (kept with work the hub does later for the principal, such as an export)."""
+        return {
+            "principal": self.principal,
+            "grants": {t: "".join(sorted(letters)) for t, letters in sorted(self.grants.items())},
+            "institutions": sorted(self.institutions) if self.institutions is not None else None,
+            "home": sorted(self.home), "writable": sorted(self.writable),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Access":
+        """The access :meth:`as_json` wrote."""
+        institutions = data.get("institutions")
+        return cls(data["principal"], {t: frozenset(letters) for t, letters in data["grants"].items()},
+                   frozenset(institutions) if institutions is not None else None,
+                   frozenset(data.get("home") or ()), frozenset(data.get("writable") or ()))
+
     def allows(self, resource_type: str, interaction: str) -> bool:
         """May the principal do ``interaction`` (one of ``cruds``) on ``resource_type``?"""
         if resource_type == "AuditEvent" and interaction in "cud":

@@ -8,6 +8,9 @@ from hub.fhir.instants import format_instant, now_utc
 from hub.fhir.resource_types import resource_types
 from hub.fhir.search_params import SearchRegistry
 
+#: The canonical base of the FHIR Bulk Data Access IG.
+_BULK = "http://hl7.org/fhir/uv/bulkdata"
+
 _TYPE_INTERACTIONS = [
     "read", "vread", "update", "patch", "delete",
     "history-instance", "history-type", "create", "search-type",
@@ -65,13 +68,26 @@ def capability_statement(
                 {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
                  "documentation": "Regional persons (golden Patients) a Patient may be, graded and scored"},
                 {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                 "documentation": "On a golden Patient: every linked source Patient and their data"}]
+                 "documentation": "On a golden Patient: every linked source Patient and their data"},
+                {"name": "export", "definition": f"{_BULK}/OperationDefinition/patient-export",
+                 "documentation": "Bulk Data export of every patient's data (Prefer: respond-async)"}]
+        if resource_type == "Group":
+            resources[-1]["operation"] = [
+                {"name": "export", "definition": f"{_BULK}/OperationDefinition/group-export",
+                 "documentation": "Bulk Data export of the Group's patients' data: member Patients, or the patients "
+                                  "of the institution a characteristic urn:hub:group|institution names"}]
+        if resource_type == "Subscription":
+            resources[-1]["documentation"] = (
+                "R4 rest-hook Subscriptions: criteria is a search (Type?params); no payload POSTs an empty "
+                "notification naming the resource in X-Hub-Resource, payload application/fhir+json PUTs the resource "
+                "to [endpoint]/[type]/[id]; retried with backoff, status error after the last attempt")
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": format_instant(now_utc()),
         "publisher": "Regional health-data hub",
         "kind": "instance",
+        "instantiates": [f"{_BULK}/CapabilityStatement/bulk-data"],
         "software": {"name": "regional-health-hub", "version": software_version},
         "implementation": {"description": "Regional health-data hub FHIR R4 server", "url": base_url},
         "fhirVersion": "4.0.1",
@@ -101,6 +117,9 @@ def capability_statement(
                 {"name": "_elements", "type": "special", "documentation": "Top-level elements to return"},
             ],
             "operation": [{"name": "everything",
-                           "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}],
+                           "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                          {"name": "export", "definition": f"{_BULK}/OperationDefinition/export",
+                           "documentation": "Bulk Data export of every resource the client may read "
+                                            "(Prefer: respond-async; _type, _since, _typeFilter, _elements)"}],
         }],
     }

@@ -75,7 +75,8 @@ class UriCriterion:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceValue:
-    """A searched reference: a local type (None = any of the targets) and id, or a url."""
+    """A searched reference: a local type (None = any of the targets) and id (None with a type: any
+    resource of that type), or a url."""
 
     target_type: str | None
     target_id: str | None

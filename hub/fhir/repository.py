@@ -161,6 +161,9 @@ class FhirRepository(Protocol):
     def read_version(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
         """One version from the history, or None."""
 
+    def version_at(self, resource_type: str, resource_id: str, instant: datetime) -> StoredResource | None:
+        """The version that was current at ``instant`` (a deletion too), or None if there was none yet."""
+
     def write(self, write: VersionWrite) -> None:
         """Store one new version and its index values (compare-and-swap on the version)."""
 

@@ -26,6 +26,7 @@ from hub.store.audit_log import AuditLog
 from hub.store.clients import SqlClientStore
 from hub.store.conflicts import ConflictStore
 from hub.store.empi import EmpiStore
+from hub.store.exports import ExportStore
 from hub.store.ingest_state import IngestState
 from hub.store.organizations import institutions_under
 from hub.store.repository import SqlRepository
@@ -121,13 +122,16 @@ class Database:
         )
 
     @contextmanager
-    def unit_of_work(self, *, write: bool, access: Access | None = None) -> Iterator[FhirRepository]:
+    def unit_of_work(self, *, write: bool, access: Access | None = None,
+                     reveal: bool = True) -> Iterator[FhirRepository]:
         """A transaction: committed when the block ends, rolled back if it raises.
 
         With an institution-bound ``access``, the repository shows only what it may see.
+        ``reveal`` False reads contents as stored, ID and phone numbers still sealed (for files
+        the hub writes, revealed when they are served).
         """
         with self.connection(write=write) as connection:
-            repository = SqlRepository(connection, self.protector)
+            repository = SqlRepository(connection, self.protector if reveal else None)
             if access is not None and access.institutions is not None:
                 yield ScopedRepository(repository, access)
             else:
@@ -207,6 +211,12 @@ class Database:
         """The mapping conflicts and decisions, inside one transaction."""
         with self.connection(write=write) as connection:
             yield ConflictStore(connection)
+
+    @contextmanager
+    def exports(self, *, write: bool) -> Iterator[ExportStore]:
+        """Bulk Data export jobs, inside one transaction."""
+        with self.connection(write=write) as connection:
+            yield ExportStore(connection)
 
     @contextmanager
     def clients(self, *, write: bool) -> Iterator[SqlClientStore]:

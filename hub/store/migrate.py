@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 
 def alembic_config() -> Config:
@@ -18,10 +18,17 @@ def alembic_config() -> Config:
     return config
 
 
+#: PostgreSQL advisory lock serializing hub processes that migrate at the same time (containers starting).
+MIGRATION_LOCK = 0x48554201
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database schema to ``revision``."""
+    """Bring the database schema to ``revision`` (on PostgreSQL one process at a time: others wait, then
+    find the schema current)."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

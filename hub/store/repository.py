@@ -143,6 +143,19 @@ class SqlRepository:
             row.method,
         )
 
+    def version_at(self, resource_type: str, resource_id: str, instant: datetime) -> StoredResource | None:
+        row = self.connection.execute(
+            select(resource_version.c.version_id, resource_version.c.method, resource_version.c.last_updated,
+                   resource_version.c.deleted, resource_version.c.content)
+            .where(resource_version.c.res_pk == self._pk_subquery(resource_type, resource_id),
+                   resource_version.c.last_updated <= instant)
+            .order_by(resource_version.c.version_id.desc()).limit(1)
+        ).first()
+        if row is None:
+            return None
+        return StoredResource(resource_type, resource_id, row.version_id, _aware(row.last_updated), row.deleted,
+                              self._content(row.content), row.method)
+
     def search(self, spec: SearchSpec) -> list[StoredResource]:
         return self._search(spec, index_order=True)
 

@@ -48,6 +48,10 @@ class ScopedRepository:
         """One visible version."""
         return self._seen(self.inner.read_version(resource_type, resource_id, version_id))
 
+    def version_at(self, resource_type: str, resource_id: str, instant: datetime) -> StoredResource | None:
+        """The version current at ``instant``, if visible."""
+        return self._seen(self.inner.version_at(resource_type, resource_id, instant))
+
     def search(self, spec: SearchSpec) -> list[StoredResource]:
         """Matches within the principal's institutions."""
         return self.inner.search(self._spec(spec))

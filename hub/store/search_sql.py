@@ -256,6 +256,8 @@ class SearchSql:
         ref = reference_index.c
         if value.url is not None:
             return ref.url == value.url
+        if value.target_type is not None and value.target_id is None:  # any resource of the type
+            return ref.target_type == value.target_type
         if value.target_type is not None:
             return and_(self._target(value.target_type, value.target_id), ref.target_type == value.target_type)
         if criterion.targets:

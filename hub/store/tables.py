@@ -489,11 +489,14 @@ export_job = Table(
     Column("status", String(16), nullable=False),
     #: The kick-off request URL (the manifest's ``request``).
     Column("request", Text, nullable=False),
-    #: JSON: level, group, types, since, type filters.
+    #: JSON: level, group, types, since, type filters, elements.
     Column("spec", Text, nullable=False),
-    #: JSON: the client's FHIR access when it asked (types and institutions it may read).
+    #: JSON: the FHIR access of the token that asked (types and institutions it may read).
     Column("access", Text, nullable=False),
+    #: The instant the export stands for: versions as they were then.
     Column("transaction_time", DateTime(timezone=True), nullable=False),
+    #: PostgreSQL: the first transaction id not yet started at kick-off (the run waits for older writers).
+    Column("writers_mark", BigInteger, nullable=True),
     Column("created", DateTime(timezone=True), nullable=False),
     Column("started", DateTime(timezone=True), nullable=True),
     #: Refreshed while a run is alive: a run that stops refreshing is taken over.
@@ -501,10 +504,13 @@ export_job = Table(
     Column("finished", DateTime(timezone=True), nullable=True),
     Column("exported", BigInteger, nullable=False),
     Column("progress", Text, nullable=False),
+    #: A failed job: the HTTP status and OperationOutcome text the status request answers.
+    Column("error_status", Integer, nullable=True),
     Column("error", Text, nullable=True),
     #: When the files are deleted.
     Column("expires", DateTime(timezone=True), nullable=True),
     Index("ix_hub_export_job_status", "status", "created"),
+    Index("ix_hub_export_job_client", "client_id", "status"),
 )
 
 #: The NDJSON files of an export job (output, and error files of OperationOutcomes).

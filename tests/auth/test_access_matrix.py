@@ -56,6 +56,7 @@ FAMILIES: dict[str, Call] = {
     "match review": lambda c: c.get("/governance/matches"),
     "empi decision": lambda c: c.post("/empi/$unlink", json={"patient": "pa", "reason": "测试"}),
     "create subscription": lambda c: c.post("/fhir/Subscription", json=_SUBSCRIPTION),
+    "bulk export": lambda c: c.get("/fhir/Patient/$export", headers={"Prefer": "respond-async"}),
 }
 
 # anonymous, admin, source-admin (of org-a), app, governance, reader, clinician-cds
@@ -80,6 +81,7 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "match review":        (401, 200, 403, 403, 200, 403, 403),
     "empi decision":       (401, 404, 403, 403, 404, 403, 403),
     "create subscription": (401, 201, 201, 201, 403, 201, 403),
+    "bulk export":         (401, 202, 403, 202, 403, 403, 403),
 }
 CASES = [(family, role, EXPECTED[family][i]) for family in FAMILIES for i, role in enumerate(ROLES)]
 

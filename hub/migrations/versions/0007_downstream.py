@@ -25,18 +25,21 @@ def upgrade() -> None:
     sa.Column('spec', sa.Text(), nullable=False),
     sa.Column('access', sa.Text(), nullable=False),
     sa.Column('transaction_time', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('writers_mark', sa.BigInteger(), nullable=True),
     sa.Column('created', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started', sa.DateTime(timezone=True), nullable=True),
     sa.Column('heartbeat', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished', sa.DateTime(timezone=True), nullable=True),
     sa.Column('exported', sa.BigInteger(), nullable=False),
     sa.Column('progress', sa.Text(), nullable=False),
+    sa.Column('error_status', sa.Integer(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('expires', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('job_id', name=op.f('pk_hub_export_job'))
     )
     with op.batch_alter_table('hub_export_job', schema=None) as batch_op:
         batch_op.create_index('ix_hub_export_job_status', ['status', 'created'], unique=False)
+        batch_op.create_index('ix_hub_export_job_client', ['client_id', 'status'], unique=False)
 
     op.create_table('hub_subscription_delivery',
     sa.Column('delivery_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -93,6 +96,7 @@ def downgrade() -> None:
 
     op.drop_table('hub_subscription_delivery')
     with op.batch_alter_table('hub_export_job', schema=None) as batch_op:
+        batch_op.drop_index('ix_hub_export_job_client')
         batch_op.drop_index('ix_hub_export_job_status')
 
     op.drop_table('hub_export_job')
