@@ -35,7 +35,7 @@ from search_data import make_observation, make_patient, patient_id
 
 from hub.config import Settings
 from hub.fhir.access import INSTITUTION_TAG
-from hub.fhir.instants import now_utc
+from hub.fhir.instants import format_instant, now_utc
 from hub.store.database import Database
 from hub.store.migrate import upgrade
 
@@ -71,9 +71,12 @@ def store(database: Database, patients: int, per_patient: int) -> float:
         nonlocal written
         with database.fhir_service(write=True) as service:
             service.upsert_many(pending)
+        if written < 20_000:  # a first ANALYZE early: the empty tables' statistics mislead the first lookups
+            database.analyze_store()
         written += len(pending)
         pending.clear()
-        if written % 100_000 < BATCH:
+        if written % 100_000 < BATCH:  # planner statistics as the load grows (as ingest keeps them)
+            database.analyze_store()
             rate = written / (time.monotonic() - started)
             print(f"  stored {written:,} resources ({rate:,.0f}/s)", flush=True)
 
@@ -169,8 +172,9 @@ def main() -> None:
             "characteristic": [{"code": {"coding": [{"system": "urn:hub:group", "code": "institution"}]},
                                 "valueReference": {"reference": f"Organization/{institution(0)}"}, "exclude": False}]})
     hub = str(Path(sys.executable).with_name("hub"))
+    server_log = (workdir / "server.log").open("wb")
     server = subprocess.Popen([hub, "serve", "--host", "127.0.0.1", "--port", str(args.port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+                              stdout=server_log, stderr=subprocess.STDOUT, cwd=workdir)
     results: list[Result] = []
     try:
         base = f"http://127.0.0.1:{args.port}"
@@ -200,7 +204,8 @@ def main() -> None:
                 updates = []
                 for k in range(changed):
                     n, r = 1 + k % args.patients, (k // args.patients) % args.per_patient
-                    obs = {**tagged(make_observation(n, r), n), "id": f"ob-{n}-{r}", "status": "amended"}
+                    obs = {**tagged(make_observation(n, r), n), "id": f"ob-{n}-{r}", "status": "amended",
+                           "issued": format_instant(moment)}  # a change on every run (--reuse too)
                     updates.append(("Observation", obs["id"], obs))
                 for start in range(0, len(updates), BATCH):
                     service.upsert_many(updates[start:start + BATCH])

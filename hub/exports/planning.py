@@ -26,10 +26,24 @@ from hub.store.database import Database
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """The types in export order, each with its criteria, and Group members that were left out."""
+    """The types in export order with their ``_typeFilter`` criteria, and a group-level export's members."""
 
-    types: tuple[tuple[str, tuple[Criterion, ...]], ...]
-    ignored_members: tuple[str, ...] = ()
+    request: ExportRequest
+    types: tuple[str, ...]
+    #: Per type, the criteria of each of its ``_typeFilter``s (alternatives).
+    filters: tuple[tuple[str, tuple[tuple[Criterion, ...], ...]], ...] = ()
+    membership: Membership | None = None
+
+    def criteria(self, resource_type: str, member_set: str, *, few_members: bool = False) -> tuple[Criterion, ...]:
+        """What a resource of ``resource_type`` must match to be exported; a group-level export's members are
+        the set the store holds as ``member_set`` (``few_members``: small enough to look up their references)."""
+        criteria = list(level_criteria(self.request.level, resource_type, member_set, few_members=few_members))
+        if self.request.since is not None:
+            criteria.append(since_criterion(self.request.since))
+        alternatives = dict(self.filters).get(resource_type)
+        if alternatives:
+            criteria.append(filters_criterion(alternatives))
+        return tuple(criteria)
 
 
 def plan_export(service: FhirService, database: Database, request: ExportRequest) -> ExportPlan:
@@ -40,15 +54,8 @@ def plan_export(service: FhirService, database: Database, request: ExportRequest
     for resource_type, query in request.type_filters:
         spec = service.filter_spec(resource_type, query, purpose="_typeFilter")
         filters.setdefault(resource_type, []).append(spec.criteria)
-    plan = []
-    for resource_type in export_types(request, service.access):
-        criteria = list(level_criteria(request.level, resource_type, membership))
-        if request.since is not None:
-            criteria.append(since_criterion(request.since))
-        if resource_type in filters:
-            criteria.append(filters_criterion(filters[resource_type]))
-        plan.append((resource_type, tuple(criteria)))
-    return ExportPlan(tuple(plan), membership.ignored if membership else ())
+    return ExportPlan(request, export_types(request, service.access),
+                      tuple((t, tuple(alternatives)) for t, alternatives in filters.items()), membership)
 
 
 def _membership(service: FhirService, database: Database, request: ExportRequest) -> Membership:

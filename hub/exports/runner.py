@@ -36,6 +36,9 @@ log = logging.getLogger("hub.exports")
 PAGE = 1000
 #: How often a running job records its progress (and learns that it was cancelled).
 BEAT_SECONDS = 2.0
+#: Groups of at most this many member Patients have their resources looked up by reference; larger ones
+#: are found by testing every resource of each type (one pass, whatever the size).
+FEW_MEMBERS = 2000
 #: How long a run waits for write transactions that were open at kick-off.
 WRITERS_WAIT_SECONDS = 60.0
 
@@ -83,14 +86,19 @@ class ExportRunner:
         self._wait_for_writers(job)
         with self.database.fhir_service(write=False, access=access) as service:
             plan = plan_export(service, self.database, request)
-        selection = parse_elements(request.elements, [t for t, _c in plan.types]) if request.elements else None
+        selection = parse_elements(request.elements, plan.types) if request.elements else None
+        members = 0
+        if plan.membership is not None:
+            with self.database.exports(write=True) as store:
+                members = store.fill_members(job.job_id, plan.membership.patients)
         writer = self.files.writer(job.job_id)
         progress = _Progress(job.job_id, len(plan.types))
         try:
-            for reference in plan.ignored_members:
+            for reference in plan.membership.ignored if plan.membership else ():
                 writer.error(operation_outcome([Issue(
                     "not-supported", f"Group member {reference} is not a Patient; left out", "warning")]))
-            for index, (resource_type, criteria) in enumerate(plan.types):
+            for index, resource_type in enumerate(plan.types):
+                criteria = plan.criteria(resource_type, job.job_id, few_members=members <= FEW_MEMBERS)
                 self._export_type(job, access, request, resource_type, criteria, selection, writer, progress,
                                   f"{resource_type} ({index + 1} of {len(plan.types)} types)")
                 writer.finish_type(resource_type)
@@ -100,6 +108,7 @@ class ExportRunner:
         with self.database.exports(write=True) as store:
             if not store.complete(job.job_id, now, now + self.retention, progress.exported, files):
                 raise JobGone
+            store.clear_members(job.job_id)
         log.info("export %s completed: %d resources in %d files, %.1f s", job.job_id, progress.exported,
                  len(files), time.monotonic() - started)
 
@@ -163,4 +172,5 @@ class ExportRunner:
         now = self.clock()
         with self.database.exports(write=True) as store:
             store.fail(job.job_id, now, now + self.retention, status, message)
+            store.clear_members(job.job_id)
         log.warning("export %s failed: %s", job.job_id, message)

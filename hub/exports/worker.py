@@ -40,7 +40,7 @@ class ExportWorker(PeriodicWorker):
                 log.info("deleted %d expired exports", removed)
         now = now_utc()
         with self.jobs.database.exports(write=True) as store:
-            job = store.claim(now, now - STALE)
+            job = store.claim(now, now - STALE, now + self.runner.retention)
         if job is None:
             return False
         log.info("export %s started (%s-level, client %s)", job.job_id, job.spec.get("level"), job.client_id)

@@ -9,7 +9,8 @@ consortium with the characteristic ``urn:hub:group|institution`` (``valueReferen
 Organization): its members are then the patients registered at that institution, or at any
 institution under the consortium, when the export runs. As every search of the hub, group
 membership follows the master patient index: a member's data recorded under the same
-person's Patients at other institutions belongs to the export, and so do those Patients.
+person's Patients at other institutions belongs to the export, and so do those Patients
+(and the person's golden Patient).
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ from hub.fhir.compartments import patient_compartment
 from hub.fhir.criteria import (
     AllOf,
     AnyOf,
-    ChainCriterion,
     Criterion,
-    HasCriterion,
     IdCriterion,
     LastUpdatedCriterion,
+    MemberCriterion,
     RangeValue,
-    ReferenceCriterion,
-    ReferenceValue,
+    RefersCriterion,
     TokenCriterion,
 )
 from hub.fhir.instants import format_instant, parse_instant
@@ -168,7 +167,11 @@ def export_types(request: ExportRequest, access: Access) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Membership:
-    """Who a Group's members are, as criteria on Patient, and member references that are not Patients."""
+    """Who a Group's members are, as criteria on Patient, and member references that are not Patients.
+
+    When the export runs, the store takes the Patients matching ``patients`` and every Patient of the
+    same regional persons (the master patient index's links) as the export's member set.
+    """
 
     patients: tuple[Criterion, ...]
     ignored: tuple[str, ...] = ()
@@ -221,21 +224,25 @@ def consortium_group(group_id: str, organization_id: str, name: str) -> dict[str
     }
 
 
-def level_criteria(level: str, resource_type: str, membership: Membership | None = None) -> tuple[Criterion, ...]:
-    """The criteria placing a resource of ``resource_type`` in an export of ``level``."""
+def level_criteria(level: str, resource_type: str, member_set: str | None = None, *,
+                   few_members: bool = False) -> tuple[Criterion, ...]:
+    """The criteria placing a resource of ``resource_type`` in an export of ``level``: at the patient
+    level, referring to a Patient through a Patient-compartment parameter; at the group level, to
+    one of the members the store holds as ``member_set`` (see :func:`group_membership`)."""
     if level == "system":
         return ()
+    if resource_type == "Patient":
+        return () if level == "patient" else (MemberCriterion(_required(member_set)),)
     params = patient_compartment().get(resource_type, ())
     if level == "patient":
-        if resource_type == "Patient":
-            return ()
-        return (AnyOf(tuple(ReferenceCriterion(p, (ReferenceValue("Patient", None),)) for p in params)),)
-    assert membership is not None
-    members = membership.patients
-    if resource_type == "Patient":  # the members, and the Patients of the same persons (through golden links)
-        same_person = HasCriterion("Patient", "link", (ChainCriterion("link", "Patient", members),))
-        return (AnyOf((_all(members), same_person)),)
-    return (AnyOf(tuple(ChainCriterion(p, "Patient", members) for p in params)),)
+        return (RefersCriterion(params, "Patient"),)
+    return (RefersCriterion(params, "Patient", _required(member_set), few_members),)
+
+
+def _required(member_set: str | None) -> str:
+    if member_set is None:
+        raise ValueError("a group-level export needs its member set")
+    return member_set
 
 
 def _all(criteria: tuple[Criterion, ...]) -> Criterion:

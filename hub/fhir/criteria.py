@@ -75,8 +75,7 @@ class UriCriterion:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceValue:
-    """A searched reference: a local type (None = any of the targets) and id (None with a type: any
-    resource of that type), or a url."""
+    """A searched reference: a local type (None = any of the targets) and id, or a url."""
 
     target_type: str | None
     target_id: str | None
@@ -149,6 +148,29 @@ class CompartmentCriterion:
 
 
 @dataclass(frozen=True, slots=True)
+class RefersCriterion:
+    """Refers through any of ``params`` to a ``target_type`` resource; with ``member_set``, to one whose id
+    is in that set of ids the store holds (a Bulk Data export's Group members).
+
+    Tested resource by resource (an index probe), so a scan of a whole type costs one pass.
+    """
+
+    params: tuple[str, ...]
+    target_type: str
+    member_set: str | None = None
+    #: A hint: the set is small (a few thousand ids), so the store may look up what refers to its
+    #: members instead of testing every resource.
+    few_members: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCriterion:
+    """The resource's own id is in the set of ids ``member_set`` the store holds."""
+
+    member_set: str
+
+
+@dataclass(frozen=True, slots=True)
 class AnyOf:
     """Any one of several criteria (a chain over several target types)."""
 
@@ -164,7 +186,8 @@ class AllOf:
 
 Criterion = Union[
     TokenCriterion, StringCriterion, DateCriterion, NumberCriterion, UriCriterion, ReferenceCriterion,
-    ChainCriterion, HasCriterion, MissingCriterion, LastUpdatedCriterion, IdCriterion, CompartmentCriterion, AnyOf, AllOf,
+    ChainCriterion, HasCriterion, MissingCriterion, LastUpdatedCriterion, IdCriterion, CompartmentCriterion,
+    RefersCriterion, MemberCriterion, AnyOf, AllOf,
 ]
 
 

@@ -13,15 +13,19 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, literal, or_, select, text, union, update
 
-from hub.store.tables import export_file, export_job
+from hub.fhir.criteria import Criterion
+from hub.store.search_sql import SearchSql
+from hub.store.tables import empi_person, empi_record, export_file, export_job, export_member, resource
 
 ACCEPTED = "accepted"
 IN_PROGRESS = "in-progress"
 COMPLETED = "completed"
 FAILED = "failed"
 OPEN_STATUSES = (ACCEPTED, IN_PROGRESS)
+#: Runs of one job at most (a run whose process died is started again).
+MAX_ATTEMPTS = 3
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -48,6 +52,7 @@ class ExportJob:
     finished: datetime | None = None
     exported: int = 0
     progress: str = ""
+    attempts: int = 0
     error_status: int | None = None
     error: str | None = None
     expires: datetime | None = None
@@ -70,7 +75,7 @@ def _job(row: Any) -> ExportJob:
         row.job_id, row.client_id, row.status, row.request, orjson.loads(row.spec), orjson.loads(row.access),
         _aware(row.transaction_time), _aware(row.created), row.writers_mark,  # type: ignore[arg-type]
         _aware(row.started), _aware(row.heartbeat), _aware(row.finished), row.exported, row.progress,
-        row.error_status, row.error, _aware(row.expires),
+        row.attempts, row.error_status, row.error, _aware(row.expires),
     )
 
 
@@ -86,7 +91,7 @@ class ExportStore:
             job_id=job.job_id, client_id=job.client_id, status=job.status, request=job.request,
             spec=orjson.dumps(job.spec).decode(), access=orjson.dumps(job.access).decode(),
             transaction_time=job.transaction_time, writers_mark=job.writers_mark, created=job.created,
-            exported=0, progress=job.progress))
+            exported=0, progress=job.progress, attempts=0))
 
     def get(self, job_id: str) -> ExportJob | None:
         """A job, or None."""
@@ -99,18 +104,24 @@ class ExportStore:
             export_job.c.client_id == client_id, export_job.c.status.in_(OPEN_STATUSES))
         return int(self.connection.execute(query).scalar_one())
 
-    def claim(self, now: datetime, stale_before: datetime) -> ExportJob | None:
-        """Take the oldest accepted job, or a running one whose run stopped beating before ``stale_before``."""
+    def claim(self, now: datetime, stale_before: datetime, expires: datetime) -> ExportJob | None:
+        """Take the oldest accepted job, or a running one whose run stopped beating before ``stale_before``
+        (one that was started :data:`MAX_ATTEMPTS` times already fails instead, to expire at ``expires``)."""
         candidates = self.connection.execute(
-            select(export_job.c.job_id, export_job.c.status, export_job.c.heartbeat)
+            select(export_job.c.job_id, export_job.c.status, export_job.c.heartbeat, export_job.c.attempts)
             .where(or_(export_job.c.status == ACCEPTED,
                        and_(export_job.c.status == IN_PROGRESS, export_job.c.heartbeat < stale_before)))
             .order_by(export_job.c.created).limit(5)).all()
-        for job_id, status, heartbeat in candidates:
+        for job_id, status, heartbeat, attempts in candidates:
             same = export_job.c.heartbeat.is_(None) if heartbeat is None else export_job.c.heartbeat == heartbeat
-            taken = self.connection.execute(
-                update(export_job).where(export_job.c.job_id == job_id, export_job.c.status == status, same)
-                .values(status=IN_PROGRESS, started=now, heartbeat=now, exported=0, progress="Starting"))
+            claimed = update(export_job).where(export_job.c.job_id == job_id, export_job.c.status == status, same)
+            if attempts >= MAX_ATTEMPTS:
+                self.connection.execute(claimed.values(
+                    status=FAILED, finished=now, expires=expires, error_status=500, progress="Failed",
+                    error=f"The export was interrupted {attempts} times (its hub process stopped); ask again"))
+                continue
+            taken = self.connection.execute(claimed.values(
+                status=IN_PROGRESS, started=now, heartbeat=now, exported=0, progress="Starting", attempts=attempts + 1))
             if taken.rowcount == 1:
                 job = self.get(job_id)
                 return replace(job, status=IN_PROGRESS) if job is not None else None
@@ -145,8 +156,33 @@ class ExportStore:
             .values(status=FAILED, finished=now, expires=expires, error_status=status, error=error[:2000],
                     progress="Failed"))
 
+    def fill_members(self, job_id: str, criteria: tuple[Criterion, ...]) -> int:
+        """Hold the Patients matching ``criteria`` as the job's member set, with every Patient of the same
+        regional persons and their golden Patients (a listed golden Patient brings its sources); how many."""
+        self.clear_members(job_id)
+        patients = resource.alias("member_patient")
+        sql = SearchSql(probe_after_first=self.connection.dialect.name == "sqlite")
+        matching = select(literal(job_id), patients.c.res_id).where(
+            patients.c.resource_type == "Patient", patients.c.deleted.is_(False),
+            *sql.conditions(criteria, patients, "Patient"))
+        self.connection.execute(insert(export_member).from_select(["job_id", "patient_id"], matching))
+        members = select(export_member.c.patient_id).where(export_member.c.job_id == job_id)
+        persons = union(select(empi_record.c.person_id).where(empi_record.c.patient_id.in_(members)),
+                        select(empi_person.c.person_id).where(empi_person.c.person_id.in_(members))).subquery()
+        same = union(select(empi_record.c.patient_id.label("patient_id"))
+                     .where(empi_record.c.person_id.in_(select(persons.c.person_id))),
+                     select(persons.c.person_id.label("patient_id"))).subquery()
+        added = select(literal(job_id), same.c.patient_id).where(same.c.patient_id.not_in(members))
+        self.connection.execute(insert(export_member).from_select(["job_id", "patient_id"], added))
+        return int(self.connection.execute(select(func.count()).select_from(members.subquery())).scalar_one())
+
+    def clear_members(self, job_id: str) -> None:
+        """Forget the job's member set."""
+        self.connection.execute(delete(export_member).where(export_member.c.job_id == job_id))
+
     def delete(self, job_id: str) -> bool:
         """Forget a job and its files' list (cancel, expiry); False when it did not exist."""
+        self.clear_members(job_id)
         self.connection.execute(delete(export_file).where(export_file.c.job_id == job_id))
         return self.connection.execute(delete(export_job).where(export_job.c.job_id == job_id)).rowcount == 1
 

@@ -33,10 +33,12 @@ from hub.fhir.criteria import (
     HasCriterion,
     IdCriterion,
     LastUpdatedCriterion,
+    MemberCriterion,
     MissingCriterion,
     NumberCriterion,
     RangeValue,
     ReferenceCriterion,
+    RefersCriterion,
     SortKey,
     StringCriterion,
     TokenCriterion,
@@ -47,6 +49,7 @@ from hub.store.tables import (
     INDEX_TABLES,
     date_index,
     empi_record,
+    export_member,
     number_index,
     reference_index,
     resource,
@@ -79,6 +82,19 @@ def _compare(low: Any, high: Any, prefix: str, start: Any, end: Any, exact: Any 
     """Stored [low, high] against searched [start, end] by ``prefix``, as SQL (:func:`range_rule`)."""
     result: ColumnElement[bool] = range_rule(prefix, low, high, start, end, exact, both=and_, either=or_)
     return result
+
+
+def _probe(query: Any) -> ColumnElement[bool]:
+    """``EXISTS (query OFFSET 0)``: an OFFSET keeps PostgreSQL from pulling the probe up into a (merge or
+    hash) semi-join over the whole table (it drops a bare LIMIT), so each candidate row costs one index
+    lookup, and a page that starts far into a type does not rescan the index from its start."""
+    return exists(query.limit(1).offset(0))
+
+
+def _in_member_set(member_set: str, column: Any) -> ColumnElement[bool]:
+    """``column`` (an id) is in the member set (a probe of its primary key)."""
+    return _probe(select(literal(1)).where(export_member.c.job_id == member_set,
+                                           export_member.c.patient_id == column))
 
 
 def _like_escape(text: str) -> str:
@@ -191,6 +207,20 @@ class SearchSql:
             return pk.in_(self._chain(criterion, resource_type))
         if isinstance(criterion, HasCriterion):
             return alias.c.res_id.in_(self._has(criterion, resource_type))
+        if isinstance(criterion, RefersCriterion) and criterion.member_set is not None and criterion.few_members:
+            ref = reference_index.alias("refers")
+            members = select(export_member.c.patient_id).where(export_member.c.job_id == criterion.member_set)
+            return pk.in_(select(ref.c.res_pk).where(
+                ref.c.target_id.in_(members), ref.c.target_type == criterion.target_type,
+                ref.c.param.in_(criterion.params), *((ref.c.resource_type == resource_type,) if resource_type else ())))
+        if isinstance(criterion, RefersCriterion):
+            ref = reference_index.alias("refers")
+            refers = [ref.c.res_pk == pk, ref.c.param.in_(criterion.params), ref.c.target_type == criterion.target_type]
+            if criterion.member_set is not None:
+                refers.append(_in_member_set(criterion.member_set, ref.c.target_id))
+            return _probe(select(literal(1)).select_from(ref).where(*refers))
+        if isinstance(criterion, MemberCriterion):
+            return _in_member_set(criterion.member_set, alias.c.res_id)
         if isinstance(criterion, CompartmentCriterion):
             members = pk.in_(self._compartment(criterion, resource_type))
             if not criterion.include_self:
@@ -256,8 +286,6 @@ class SearchSql:
         ref = reference_index.c
         if value.url is not None:
             return ref.url == value.url
-        if value.target_type is not None and value.target_id is None:  # any resource of the type
-            return ref.target_type == value.target_type
         if value.target_type is not None:
             return and_(self._target(value.target_type, value.target_id), ref.target_type == value.target_type)
         if criterion.targets:

@@ -131,6 +131,12 @@ class SubscriptionStore:
             query = query.with_for_update(skip_locked=True)
         return [_delivery(r) for r in self.connection.execute(query)]
 
+    def lease(self, pks: Sequence[int], until: datetime) -> None:
+        """Keep these deliveries from other senders until ``until`` (while this one tries them)."""
+        for start in range(0, len(pks), 500):
+            self.connection.execute(update(subscription_delivery).where(
+                subscription_delivery.c.delivery_pk.in_(pks[start:start + 500])).values(next_attempt=until))
+
     def record(self, delivery_pk: int, *, status: str, attempts: int, at: datetime, next_attempt: datetime,
                http_status: int | None, error: str | None) -> None:
         """The outcome of one attempt."""

@@ -504,6 +504,8 @@ export_job = Table(
     Column("finished", DateTime(timezone=True), nullable=True),
     Column("exported", BigInteger, nullable=False),
     Column("progress", Text, nullable=False),
+    #: Runs started (a run whose process died is started again, a few times at most).
+    Column("attempts", Integer, nullable=False),
     #: A failed job: the HTTP status and OperationOutcome text the status request answers.
     Column("error_status", Integer, nullable=True),
     Column("error", Text, nullable=True),
@@ -525,6 +527,15 @@ export_file = Table(
     Column("kind", String(8), nullable=False),
     Column("count", Integer, nullable=False),
     Column("size", BigInteger, nullable=False),
+)
+
+#: The member Patients of a group-level export's Group (ids, with the EMPI's same-person Patients), taken
+#: when the job starts: its pages test each resource's Patient references against them.
+export_member = Table(
+    "hub_export_member",
+    metadata,
+    Column("job_id", String(36), ForeignKey("hub_export_job.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
 )
 
 #: Resource writes for the Subscription matcher (filled by the store in the writing transaction,

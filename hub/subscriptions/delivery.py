@@ -25,7 +25,6 @@ from hub.fhir.instants import now_utc
 from hub.fhir.subscriptions import WATCHED_STATUSES, Channel, channel_of
 from hub.privacy import clip
 from hub.store.database import Database
-from hub.store.repository import SqlRepository
 from hub.store.subscriptions import Delivery, SubscriptionStore
 from hub.subscriptions.matcher import set_status
 
@@ -96,9 +95,10 @@ class Deliverer:
         with self.database.connection(write=True) as connection:
             store = SubscriptionStore(connection)
             due = store.due(now, limit)
-            for delivery in due:  # the lease
-                store.record(delivery.pk, status="pending", attempts=delivery.attempts, at=delivery.last_attempt or now,
-                             next_attempt=now + LEASE, http_status=delivery.http_status, error=delivery.error)
+            store.lease([d.pk for d in due], now + LEASE)
+        if not due:
+            return stats
+        subscriptions = self._subscriptions({d.subscription_id for d in due})
         #: Subscriptions whose notification failed in this run: when their next attempt is (None: given up).
         failing: dict[str, datetime | None] = {}
         for delivery in due:
@@ -109,7 +109,7 @@ class Deliverer:
                                  at=delivery.last_attempt or now, next_attempt=held, http_status=delivery.http_status,
                                  error=delivery.error)
                 continue
-            outcome = self._attempt(delivery, now)
+            outcome = self._attempt(delivery, now, subscriptions.get(delivery.subscription_id))
             if outcome == "sent":
                 stats.sent += 1
             elif outcome == "dropped":
@@ -121,8 +121,7 @@ class Deliverer:
                                                                                                 now)
         return stats
 
-    def _attempt(self, delivery: Delivery, now: datetime) -> str:
-        subscription, content = self._load(delivery)
+    def _attempt(self, delivery: Delivery, now: datetime, subscription: dict[str, Any] | None) -> str:
         if subscription is None or subscription.get("status") not in WATCHED_STATUSES:
             self._record(delivery.pk, status="dropped", attempts=delivery.attempts, at=now, next_attempt=now,
                          http_status=None, error="The Subscription is off, in error or deleted")
@@ -132,7 +131,8 @@ class Deliverer:
         except HubError as exc:
             self._give_up(delivery, now, None, f"The Subscription's channel is unusable: {exc.message}")
             return "failed"
-        request = notification(channel, delivery.subscription_id, delivery, content)
+        request = notification(channel, delivery.subscription_id, delivery,
+                               self._content(delivery) if channel.payload else None)
         attempts = delivery.attempts + 1
         http_status: int | None = None
         try:
@@ -152,14 +152,17 @@ class Deliverer:
                      http_status=http_status, error=error)
         return "retry"
 
-    def _load(self, delivery: Delivery) -> tuple[dict[str, Any] | None, bytes | None]:
-        with self.database.connection(write=False) as connection:
-            repository = SqlRepository(connection, self.database.protector, empi_queue=False)
-            stored = repository.read_current("Subscription", delivery.subscription_id)
+    def _subscriptions(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """The current Subscriptions of a run's notifications (deleted ones left out)."""
+        with self.database.unit_of_work(write=False) as repository:
+            stored = repository.read_current_many([("Subscription", i) for i in sorted(ids)])
+        return {key[1]: jsonio.loads_stored(s.content) for key, s in stored.items() if s.content and not s.deleted}
+
+    def _content(self, delivery: Delivery) -> bytes | None:
+        """The notified version of the resource, as a read serves it."""
+        with self.database.unit_of_work(write=False) as repository:
             version = repository.read_version(delivery.resource_type, delivery.resource_id, delivery.version_id)
-        if stored is None or stored.deleted or stored.content is None:
-            return None, None
-        return jsonio.loads_stored(stored.content), version.content if version is not None else None
+        return version.content if version is not None else None
 
     def _give_up(self, delivery: Delivery, now: datetime, http_status: int | None, error: str,
                  attempts: int | None = None) -> None:

@@ -3,7 +3,7 @@ group levels (members, institutions, EMPI links), the transaction time, who may 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -12,10 +12,11 @@ import pytest
 from hub.auth.principal import Principal
 from hub.auth.roles import Role, scope_ceiling
 from hub.config import Settings
-from hub.exports.jobs import ExportJobs
+from hub.exports.jobs import ExportJobs, Kickoff
 from hub.exports.runner import ExportRunner
-from hub.fhir.access import INSTITUTION_TAG
+from hub.fhir.access import INSTITUTION_TAG, Access
 from hub.store.database import Database
+from hub.store.exports import ExportJob
 from tests.auth.support import principal
 from tests.conftest import assert_outcome, bearer, fhir_client
 from tests.empi.support import ZHANG_WEI_ID, run_empi, source_patient
@@ -105,6 +106,14 @@ def test_since_type_and_type_filter_choose_what_is_exported(server: str, databas
         assert all(t["code"] == "SUBSETTED" for r in either for t in r["meta"]["tag"] if t["system"] != INSTITUTION_TAG)
 
 
+@pytest.fixture(params=["few members", "many members"])
+def group_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways a group's resources are found: by reference lookup (small groups), by probing each resource."""
+    if request.param == "many members":
+        monkeypatch.setattr("hub.exports.runner.FEW_MEMBERS", 0)
+
+
+@pytest.mark.usefixtures("group_strategy")
 def test_patient_and_group_levels_hold_the_patients_data(server: str, database: Database) -> None:
     seed(database)
     with database.fhir_service(write=True) as service:
@@ -130,6 +139,7 @@ def test_patient_and_group_levels_hold_the_patients_data(server: str, database: 
                                     ("Patient", "p1"), ("Patient", "p2")]  # org-a is under cons; org-b is not
 
 
+@pytest.mark.usefixtures("group_strategy")
 def test_group_export_follows_the_master_patient_index(server: str, database: Database) -> None:
     with database.fhir_service(write=True) as service:
         for patient in (source_patient("org-a", "1", "张伟", id_number=ZHANG_WEI_ID),
@@ -141,7 +151,11 @@ def test_group_export_follows_the_master_patient_index(server: str, database: Da
     run_empi(database)  # the same valid ID number: one person
     with export_worker(database, database.settings), fhir_client(server, APP) as client:
         _, found = export(client, "/Group/g/$export", _type="Patient,Observation")
-    assert keys(found) == [("Observation", "lab-b"), ("Patient", "org-a-1"), ("Patient", "org-b-9")]
+    golden = [r for r in found if any(t["system"] == "urn:hub:empi" and t["code"] == "golden" for t in r["meta"]["tag"])]
+    assert len(golden) == 1 and {link["other"]["reference"] for link in golden[0]["link"]} == {
+        "Patient/org-a-1", "Patient/org-b-9"}  # the regional person, with both hospitals' records
+    assert keys([r for r in found if r not in golden]) == [
+        ("Observation", "lab-b"), ("Patient", "org-a-1"), ("Patient", "org-b-9")]
 
 
 def test_export_stands_for_its_transaction_time(server: str, database: Database) -> None:
@@ -193,18 +207,42 @@ def test_only_the_asking_client_polls_fetches_and_cancels(server: str, database:
 def test_a_cancelled_job_stops_and_leaves_nothing(database: Database) -> None:
     seed(database)
     jobs = ExportJobs(database, database.settings)
-    from hub.exports.jobs import Kickoff
-    from hub.fhir.access import Access
-
     job_id = jobs.kick_off(Access.unrestricted("export-app"), Kickoff("system", None, [], "http://hub/fhir/$export"))
+    now = datetime.now(timezone.utc)
     with database.exports(write=True) as store:
-        job = store.claim(datetime.now(timezone.utc), datetime.now(timezone.utc))
+        job = store.claim(now, now, now)
     assert job is not None and job.job_id == job_id
     jobs.cancel(job_id, "export-app")  # while it "runs"
     ExportRunner(database, database.settings, jobs.files).run(job)
     assert not jobs.files.job_dir(job_id).exists()
     with database.exports(write=False) as store:
         assert store.get(job_id) is None
+
+
+def test_a_job_whose_process_died_is_taken_over_then_given_up(database: Database) -> None:
+    seed(database)
+    jobs = ExportJobs(database, database.settings)
+    runner = ExportRunner(database, database.settings, jobs.files)
+    started = datetime.now(timezone.utc)
+    stale = timedelta(minutes=5)
+
+    def claim(at: datetime) -> ExportJob | None:
+        with database.exports(write=True) as store:
+            return store.claim(at, at - stale, at + timedelta(hours=1))
+
+    job_id = jobs.kick_off(Access.unrestricted("export-app"), Kickoff("system", None, [("_type", "Patient")], "u"))
+    assert claim(started) is not None  # its process dies here: no heartbeat any more
+    assert claim(started + timedelta(minutes=1)) is None  # still within its heartbeat's grace
+    again = claim(started + timedelta(minutes=6))
+    assert again is not None and again.job_id == job_id and again.attempts == 2
+    runner.run(again)
+    assert jobs.job(job_id, "export-app").status == "completed"
+    doomed = jobs.kick_off(Access.unrestricted("export-app"), Kickoff("system", None, [], "u"))
+    for minutes in (0, 6, 12):
+        assert claim(started + timedelta(minutes=minutes)) is not None
+    assert claim(started + timedelta(minutes=18)) is None
+    failed = jobs.job(doomed, "export-app")
+    assert failed.status == "failed" and "interrupted 3 times" in (failed.error or "")
 
 
 def test_kick_off_refuses_what_it_cannot_do(server: str, database: Database) -> None:

@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('finished', sa.DateTime(timezone=True), nullable=True),
     sa.Column('exported', sa.BigInteger(), nullable=False),
     sa.Column('progress', sa.Text(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('error_status', sa.Integer(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('expires', sa.DateTime(timezone=True), nullable=True),
@@ -68,6 +69,12 @@ def upgrade() -> None:
     sa.Column('enqueued', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_pk', name=op.f('pk_hub_subscription_event'))
     )
+    op.create_table('hub_export_member',
+    sa.Column('job_id', sa.String(length=36), nullable=False),
+    sa.Column('patient_id', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['job_id'], ['hub_export_job.job_id'], name=op.f('fk_hub_export_member_job_id_hub_export_job'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('job_id', 'patient_id', name=op.f('pk_hub_export_member'))
+    )
     op.create_table('hub_export_file',
     sa.Column('job_id', sa.String(length=36), nullable=False),
     sa.Column('file_name', sa.String(length=120), nullable=False),
@@ -89,6 +96,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_hub_resource_type_pk')
 
     op.drop_table('hub_export_file')
+    op.drop_table('hub_export_member')
     op.drop_table('hub_subscription_event')
     with op.batch_alter_table('hub_subscription_delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_hub_subscription_delivery_subscription')
