@@ -78,6 +78,8 @@ class Settings:
     subscription_max_attempts: int = 10
     subscription_retry_seconds: int = 10
     subscription_timeout_seconds: int = 10
+    #: URL prefixes every Subscription endpoint must start with (empty: any endpoint).
+    subscription_endpoints: tuple[str, ...] = ()
     #: Bulk Data export: where the NDJSON files are written, whether the API process runs export
     #: jobs, how long finished files are kept, resources per file, and jobs one client may have open.
     export_dir: str = "./var/exports"
@@ -117,6 +119,8 @@ class Settings:
             subscription_max_attempts=_int_env("HUB_SUBSCRIPTION_MAX_ATTEMPTS", 10),
             subscription_retry_seconds=_int_env("HUB_SUBSCRIPTION_RETRY_SECONDS", 10),
             subscription_timeout_seconds=_int_env("HUB_SUBSCRIPTION_TIMEOUT_SECONDS", 10),
+            subscription_endpoints=tuple(p.strip() for p in os.environ.get("HUB_SUBSCRIPTION_ENDPOINTS", "").split(",")
+                                         if p.strip()),
             export_dir=os.environ.get("HUB_EXPORT_DIR") or "./var/exports",
             export_worker=_flag_env("HUB_EXPORT_WORKER", True),
             export_retention_hours=_int_env("HUB_EXPORT_RETENTION_HOURS", 24),

@@ -40,7 +40,16 @@ def test_production_without_keys_stops_with_the_reason(tmp_path: Path) -> None:
     done = run_entrypoint(tmp_path, "hub", "db", "current", HUB_ENV="production")
     assert done.returncode == 64
     assert "missing: signing-key data-keys" in done.stderr and "HUB_GENERATE_KEYS=yes" in done.stderr
-    assert "Traceback" not in done.stderr and not (tmp_path / "data" / "hub.db").exists()
+    assert "Traceback" not in done.stderr and not (tmp_path / "data" / "keys" / "data-keys.json").exists()
+
+
+def test_keys_are_never_generated_over_a_database_that_holds_data(tmp_path: Path) -> None:
+    assert run_entrypoint(tmp_path, "hub", "db", "current").returncode == 0  # a development start migrates it
+    done = run_entrypoint(tmp_path, "hub", "db", "current", HUB_ENV="production", HUB_GENERATE_KEYS="yes",
+                          HUB_SIGNING_KEY_FILE=str(tmp_path / "prod" / "signing.pem"),
+                          HUB_DATA_KEYS_FILE=str(tmp_path / "prod" / "data-keys.json"))
+    assert done.returncode == 64 and "Restore the keys from their backup" in done.stderr
+    assert not (tmp_path / "prod").exists()
 
 
 def test_production_keys_are_generated_once_private_and_then_kept(tmp_path: Path) -> None:
@@ -63,7 +72,7 @@ def test_an_unreachable_database_fails_after_the_wait(tmp_path: Path) -> None:
     done = run_entrypoint(tmp_path, "hub", "db", "current", HUB_DB_WAIT_SECONDS="2",
                           HUB_DATABASE_URL="postgresql+psycopg://hub:secret-pw@127.0.0.1:1/hub")
     assert done.returncode == 1 and time.monotonic() - started < 60
-    assert "does not answer" in done.stdout and "waited 2 s" in done.stdout
+    assert "does not answer" in done.stderr and "waited 2 s" in done.stderr
     assert "secret-pw" not in done.stdout + done.stderr
 
 

@@ -56,7 +56,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if settings.empi_worker:
         workers.append(EmpiWorker(empi))
     if settings.subscription_worker:
-        workers.append(SubscriptionWorker(SubscriptionMatcher(database), Deliverer.from_settings(database, settings)))
+        workers.append(SubscriptionWorker(SubscriptionMatcher(database, endpoints=settings.subscription_endpoints),
+                                          Deliverer.from_settings(database, settings)))
     exports = ExportJobs(database, settings)
     export_worker = ExportWorker(exports) if settings.export_worker else None
     if export_worker is not None:

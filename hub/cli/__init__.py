@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from hub.api.audit import audit_row
@@ -33,7 +34,7 @@ from hub.fhir.resource_types import resource_types
 from hub.fhir.transaction import process_bundle
 from hub.privacy import logging_config
 from hub.registry.roster import apply_roster, load_roster
-from hub.store.database import Database
+from hub.store.database import Database, create_hub_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 from hub.store.reindex import count_current, reindex
 
@@ -54,6 +55,8 @@ app.add_typer(terminology_app, name="terminology")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(empi_app, name="empi")
 console = Console(soft_wrap=True)
+#: Failures go to standard error (a script may be reading standard output).
+errors = Console(soft_wrap=True, stderr=True)
 
 
 def _database() -> Database:
@@ -68,34 +71,43 @@ def _describe(settings: Settings) -> str:
     return url.split("@", 1)[-1] if "@" in url else url
 
 
+def _schema_engine(wait: int = 0) -> tuple[Engine, Settings]:
+    """The engine of HUB_DATABASE_URL for schema work (no keys needed), once the database answers
+    (waiting up to ``wait`` seconds); exit 1 naming the database (never its password) when it does not."""
+    settings = Settings.from_env()
+    engine = create_hub_engine(settings)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with engine.connect():
+                return engine, settings
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                reason = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+                errors.print(f"[red]The database does not answer[/] ({_describe(settings)}: {reason}"
+                             f"{f', waited {wait} s' if wait else ''})")
+                raise typer.Exit(1) from None
+            time.sleep(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: str = typer.Argument("head", help="Target revision"),
     wait: int = typer.Option(0, "--wait", min=0, help="Seconds to wait for the database to accept connections"),
 ) -> None:
     """Create or migrate the database schema (HUB_DATABASE_URL; default ./var/hub.db)."""
-    database = _database()
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            with database.engine.connect():
-                break
-        except OperationalError as exc:
-            if time.monotonic() >= deadline:
-                reason = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
-                console.print(f"[red]The database does not answer[/] ({_describe(database.settings)}: {reason}"
-                              f"{f', waited {wait} s' if wait else ''})")
-                raise typer.Exit(1) from None
-            time.sleep(1)
-    upgrade(database.engine, revision)
-    console.print(f"[green]Database at {current_revision(database.engine)}[/] ({_describe(database.settings)})")
+    engine, settings = _schema_engine(wait)
+    upgrade(engine, revision)
+    console.print(f"[green]Database at {current_revision(engine)}[/] ({_describe(settings)})")
 
 
 @db_app.command("current")
-def db_current() -> None:
-    """Show the schema revision of the database and of the code."""
-    database = _database()
-    console.print(f"database: {current_revision(database.engine)}  code: {head_revision()}")
+def db_current(
+    wait: int = typer.Option(0, "--wait", min=0, help="Seconds to wait for the database to accept connections"),
+) -> None:
+    """Show the schema revision of the database (None: never migrated) and of the code."""
+    engine, _settings = _schema_engine(wait)
+    console.print(f"database: {current_revision(engine)}  code: {head_revision()}")
 
 
 def _operator() -> str:

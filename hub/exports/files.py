@@ -1,4 +1,5 @@
-"""The NDJSON files of export jobs, one directory per job under ``HUB_EXPORT_DIR``.
+"""The NDJSON files of export jobs: a directory per job under ``HUB_EXPORT_DIR``, and in it one per
+run of the job (a run taken over by another never touches the other's files).
 
 Lines are written as the resources are stored, ID and phone numbers still sealed (the
 files are personal data at rest, as the database is); they are revealed line by line when
@@ -106,16 +107,21 @@ class ExportFiles:
             raise NotFound("No such export")
         return self.root / job_id
 
-    def writer(self, job_id: str) -> NdjsonWriter:
-        """A writer into a fresh, empty directory for the job (a run taken over starts again)."""
-        directory = self.job_dir(job_id)
+    def run_dir(self, job_id: str, attempt: int) -> Path:
+        """The directory of one run of a job."""
+        return self.job_dir(job_id) / f"run-{attempt}"
+
+    def writer(self, job_id: str, attempt: int) -> NdjsonWriter:
+        """A writer into a fresh, empty directory for this run of the job."""
+        directory = self.run_dir(job_id, attempt)
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True, mode=0o700)
         return NdjsonWriter(directory, self.per_file)
 
-    def remove(self, job_id: str) -> None:
-        """Delete a job's files."""
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+    def remove(self, job_id: str, attempt: int | None = None) -> None:
+        """Delete a job's files (of one run, or all)."""
+        shutil.rmtree(self.run_dir(job_id, attempt) if attempt is not None else self.job_dir(job_id),
+                      ignore_errors=True)
 
     def directories(self) -> list[str]:
         """Job ids that have a directory."""
@@ -123,14 +129,14 @@ class ExportFiles:
             return []
         return [p.name for p in self.root.iterdir() if p.is_dir() and _JOB_ID.match(p.name)]
 
-    def read(self, job_id: str, name: str, protector: PersonalDataProtector) -> Iterator[bytes]:
-        """The file's bytes in chunks, sealed ID and phone numbers revealed line by line."""
+    def read(self, job_id: str, attempt: int, name: str, protector: PersonalDataProtector) -> Iterator[bytes]:
+        """A file of the run that completed the job, in chunks, sealed ID and phone numbers revealed line by line."""
         if not FILE_NAME.match(name):
             raise NotFound(f"No export file named '{name[:80]}'")
-        path = self.job_dir(job_id) / name
-        if not path.is_file():
-            raise NotFound(f"No export file named '{name}'")
-        handle = path.open("rb")
+        try:
+            handle = (self.run_dir(job_id, attempt) / name).open("rb")
+        except OSError:  # not there, or removed (expired, cancelled) meanwhile
+            raise NotFound(f"No export file named '{name}'") from None
         return _revealed(handle, protector)
 
 

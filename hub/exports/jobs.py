@@ -20,7 +20,7 @@ from hub.fhir.access import Access
 from hub.fhir.bulk import OutputFile, manifest, parse_kickoff
 from hub.fhir.instants import now_utc
 from hub.store.database import Database
-from hub.store.exports import ACCEPTED, ExportJob
+from hub.store.exports import ACCEPTED, COMPLETED, ExportJob
 
 #: Seconds a client is told to wait between status requests.
 POLL_SECONDS = 2
@@ -90,13 +90,14 @@ class ExportJobs:
     def read_file(self, job_id: str, file_name: str, client_id: str) -> Iterator[bytes]:
         """A file of the client's completed job, as NDJSON bytes with personal data revealed."""
         job = self.job(job_id, client_id)
-        if job.status != "completed":
+        if job.status != COMPLETED:
             raise NotFound("The export is not complete; its files are listed in the manifest when it is")
-        return self.files.read(job_id, file_name, self.database.protector)
+        return self.files.read(job_id, job.attempts, file_name, self.database.protector)
 
     def sweep(self, now: datetime | None = None) -> int:
         """Delete expired jobs with their files, and directories no job owns (a run cut off by a cancel)."""
         now = now or now_utc()
+        directories = self.files.directories()  # before the jobs: a job's row always exists before its directory
         with self.database.exports(write=True) as store:
             expired = store.expired(now)
             for job_id in expired:
@@ -104,7 +105,7 @@ class ExportJobs:
             known = store.job_ids()
         for job_id in expired:
             self.files.remove(job_id)
-        for job_id in self.files.directories():
+        for job_id in directories:
             if job_id not in known:
                 self.files.remove(job_id)
         return len(expired)

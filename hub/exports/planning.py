@@ -41,8 +41,9 @@ class ExportPlan:
         if self.request.since is not None:
             criteria.append(since_criterion(self.request.since))
         alternatives = dict(self.filters).get(resource_type)
-        if alternatives:
-            criteria.append(filters_criterion(alternatives))
+        chosen = filters_criterion(alternatives) if alternatives else None
+        if chosen is not None:
+            criteria.append(chosen)
         return tuple(criteria)
 
 

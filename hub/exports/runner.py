@@ -5,7 +5,8 @@ resources) is read, written to the type's file and dropped before the next. The 
 stands for its ``transactionTime``: the run first waits until every write transaction that
 was open at kick-off has ended (so nothing committed later with an earlier ``lastUpdated``
 is missed by the next ``_since`` export), resources created after it are left out, and a
-resource changed after it is exported as it was then.
+resource changed after it is exported as it was then. (Filters — ``_typeFilter``, the patient
+and group levels — are tested on the current version.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from hub.config import Settings
-from hub.errors import HubError, Issue
+from hub.errors import HubError, Issue, StorageError
 from hub.exports.files import ExportFiles, NdjsonWriter
 from hub.exports.planning import plan_export
 from hub.fhir.access import Access
@@ -29,7 +30,7 @@ from hub.fhir.outcome import operation_outcome
 from hub.fhir.repository import FhirRepository, SearchSpec, StoredResource
 from hub.fhir.subsetting import ElementSelection, parse_elements, subset
 from hub.store.database import Database
-from hub.store.exports import ExportJob
+from hub.store.exports import IN_PROGRESS, ExportJob
 
 log = logging.getLogger("hub.exports")
 #: Resources read per page.
@@ -47,10 +48,15 @@ class JobGone(Exception):
     """The job was cancelled, or another process took it over, while it ran."""
 
 
+class Stopping(Exception):
+    """The hub process is stopping: the job goes back to the queue."""
+
+
 @dataclass
-class _Progress:
-    job_id: str
-    types: int
+class _Run:
+    """One run of a job: its progress, and when it last said so."""
+
+    job: ExportJob
     exported: int = 0
     beaten: float = field(default_factory=time.monotonic)
 
@@ -59,22 +65,32 @@ class ExportRunner:
     """Runs claimed export jobs."""
 
     def __init__(self, database: Database, settings: Settings, files: ExportFiles,
-                 clock: Callable[[], datetime] = now_utc) -> None:
+                 clock: Callable[[], datetime] = now_utc, stopping: Callable[[], bool] = lambda: False) -> None:
         self.database = database
         self.files = files
         self.retention = timedelta(hours=settings.export_retention_hours)
         self.clock = clock
+        #: True when the process is stopping (checked between pages).
+        self.stopping = stopping
 
     def run(self, job: ExportJob) -> None:
-        """Run a job to its end: completed with its files, failed with the reason, or gone (cancelled)."""
+        """Run a job to its end: completed with its files, failed with the reason, gone (cancelled or taken
+        over: this run's files are removed), or back in the queue when the process stops."""
         try:
             self._run(job)
         except JobGone:
-            self.files.remove(job.job_id)
-            log.info("export %s was cancelled or taken over; its files are removed", job.job_id)
+            self._gone(job)
+        except Stopping:
+            self.files.remove(job.job_id, job.attempts)
+            with self.database.exports(write=True) as store:
+                store.release(job)
+            log.info("export %s goes back to the queue: the hub is stopping", job.job_id)
         except HubError as error:
             self._fail(job, error.status, error.message)
         except Exception:
+            if not self._still_ours(job):  # cancelled under its feet (its directory or members went)
+                self._gone(job)
+                return
             reference = uuid.uuid4().hex[:12]
             log.exception("export %s failed (reference %s)", job.job_id, reference)
             self._fail(job, 500, f"The export failed on an internal error (reference {reference})")
@@ -91,40 +107,42 @@ class ExportRunner:
         if plan.membership is not None:
             with self.database.exports(write=True) as store:
                 members = store.fill_members(job.job_id, plan.membership.patients)
-        writer = self.files.writer(job.job_id)
-        progress = _Progress(job.job_id, len(plan.types))
+        writer = self.files.writer(job.job_id, job.attempts)
+        run = _Run(job)
         try:
             for reference in plan.membership.ignored if plan.membership else ():
                 writer.error(operation_outcome([Issue(
                     "not-supported", f"Group member {reference} is not a Patient; left out", "warning")]))
             for index, resource_type in enumerate(plan.types):
                 criteria = plan.criteria(resource_type, job.job_id, few_members=members <= FEW_MEMBERS)
-                self._export_type(job, access, request, resource_type, criteria, selection, writer, progress,
+                self._export_type(run, access, request, resource_type, criteria, selection, writer,
                                   f"{resource_type} ({index + 1} of {len(plan.types)} types)")
                 writer.finish_type(resource_type)
         finally:
             files = writer.close()
         now = self.clock()
         with self.database.exports(write=True) as store:
-            if not store.complete(job.job_id, now, now + self.retention, progress.exported, files):
+            if not store.complete(job, now, now + self.retention, run.exported, files):
                 raise JobGone
             store.clear_members(job.job_id)
-        log.info("export %s completed: %d resources in %d files, %.1f s", job.job_id, progress.exported,
+        log.info("export %s completed: %d resources in %d files, %.1f s", job.job_id, run.exported,
                  len(files), time.monotonic() - started)
 
-    def _export_type(self, job: ExportJob, access: Access, request: ExportRequest, resource_type: str,
+    def _export_type(self, run: _Run, access: Access, request: ExportRequest, resource_type: str,
                      criteria: tuple[Criterion, ...], selection: ElementSelection | None, writer: NdjsonWriter,
-                     progress: _Progress, label: str) -> None:
+                     label: str) -> None:
         after: int | None = None
         while True:
+            if self.stopping():
+                raise Stopping
             with self.database.unit_of_work(write=False, access=access, reveal=False) as repository:
                 page = repository.search(SearchSpec(resource_type, criteria, count=PAGE, after=after))
-                contents = [c for c in (self._as_of(repository, stored, job.transaction_time, request)
+                contents = [c for c in (self._as_of(repository, stored, run.job.transaction_time, request)
                                         for stored in page) if c is not None]
             for content in contents:
                 writer.write(resource_type, subset(content, None, selection) if selection else content)
-            progress.exported += len(contents)
-            self._beat(progress, label)
+            run.exported += len(contents)
+            self._beat(run, label)
             if len(page) < PAGE:
                 return
             after = page[-1].pk
@@ -141,18 +159,18 @@ class ExportRunner:
             return None
         return then.content
 
-    def _beat(self, progress: _Progress, label: str, *, force: bool = False) -> None:
-        if not force and time.monotonic() - progress.beaten < BEAT_SECONDS:
+    def _beat(self, run: _Run, label: str) -> None:
+        if time.monotonic() - run.beaten < BEAT_SECONDS:
             return
-        progress.beaten = time.monotonic()
+        run.beaten = time.monotonic()
         with self.database.exports(write=True) as store:
-            alive = store.beat(progress.job_id, self.clock(), progress.exported,
-                               f"{progress.exported:,} resources exported; now {label}")
+            alive = store.beat(run.job, self.clock(), run.exported,
+                               f"{run.exported:,} resources exported; now {label}")
         if not alive:
             raise JobGone
 
     def _wait_for_writers(self, job: ExportJob) -> None:
-        """Wait until every write transaction open at kick-off has ended."""
+        """Wait until every write transaction open at kick-off has ended (503 after a minute)."""
         if job.writers_mark is None:  # SQLite: taking the write lock waits for the writer of the moment
             with self.database.connection(write=True):
                 return
@@ -162,15 +180,26 @@ class ExportRunner:
                 if store.writers_done(job.writers_mark):
                     return
             if time.monotonic() > deadline:
-                log.warning("export %s: a transaction open at kick-off is still running after %d s; exporting anyway",
-                            job.job_id, WRITERS_WAIT_SECONDS)
-                return
+                raise StorageError(f"A write transaction that was open when the export was asked for has not ended "
+                                   f"within {WRITERS_WAIT_SECONDS:.0f} s; ask again")
             time.sleep(0.2)
 
+    def _still_ours(self, job: ExportJob) -> bool:
+        with self.database.exports(write=False) as store:
+            current = store.get(job.job_id)
+        return current is not None and current.status == IN_PROGRESS and current.attempts == job.attempts
+
+    def _gone(self, job: ExportJob) -> None:
+        with self.database.exports(write=False) as store:
+            cancelled = store.get(job.job_id) is None
+        self.files.remove(job.job_id, None if cancelled else job.attempts)
+        log.info("export %s was %s; this run's files are removed", job.job_id,
+                 "cancelled" if cancelled else "taken over by another run")
+
     def _fail(self, job: ExportJob, status: int, message: str) -> None:
-        self.files.remove(job.job_id)
+        self.files.remove(job.job_id, job.attempts)
         now = self.clock()
         with self.database.exports(write=True) as store:
-            store.fail(job.job_id, now, now + self.retention, status, message)
-            store.clear_members(job.job_id)
-        log.warning("export %s failed: %s", job.job_id, message)
+            if store.fail(job, now, now + self.retention, status, message):
+                store.clear_members(job.job_id)
+                log.warning("export %s failed: %s", job.job_id, message)

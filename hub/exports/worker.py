@@ -29,7 +29,7 @@ class ExportWorker(PeriodicWorker):
     def __init__(self, jobs: ExportJobs, interval: float = 1.0) -> None:
         super().__init__("hub-exports", self._once, interval, log)
         self.jobs = jobs
-        self.runner = ExportRunner(jobs.database, jobs.settings, jobs.files)
+        self.runner = ExportRunner(jobs.database, jobs.settings, jobs.files, stopping=lambda: self.stopping)
         self._swept = float("-inf")
 
     def _once(self) -> bool:

@@ -11,6 +11,8 @@ Two rules:
   carries its owning institution as a ``meta.tag`` (:data:`INSTITUTION_TAG`). A principal
   bound to institutions sees and writes only patient data tagged with one of them; shared
   reference data (Organization, CodeSystem, ValueSet…) is not institution-bound.
+- **Owners**: a ``Subscription`` carries the client that owns it (:data:`OWNER_TAG`); only
+  that client, and principals that may write every type, see or change it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from hub.fhir.repository import StoredResource
 
 #: ``meta.tag`` system of the institution (an Organization id) that owns a piece of patient data.
 INSTITUTION_TAG = "urn:hub:institution"
+#: ``meta.tag`` system of the client that owns a resource of an :data:`OWNED_TYPES` type.
+OWNER_TAG = "urn:hub:subscriber"
+#: Types a client sees and changes only when it owns them (their channels hold its endpoints and
+#: secrets); principals that may write every type (administrators, the hub) see them all.
+OWNED_TYPES = frozenset({"Subscription"})
 #: The interaction letters of SMART v2 scopes.
 INTERACTIONS = "cruds"
 ALL_TYPES = "*"
@@ -47,6 +54,15 @@ def institution_tags(content: bytes | None) -> set[str] | None:
         return None
     meta = orjson.loads(content).get("meta") or {}
     return {t.get("code") for t in meta.get("tag") or () if isinstance(t, dict) and t.get("system") == INSTITUTION_TAG}
+
+
+def owner_of(content: bytes | None) -> str | None:
+    """The client tagged as the owner of stored JSON (:data:`OWNER_TAG`), or None."""
+    if content is None or OWNER_TAG.encode() not in content:
+        return None
+    meta = orjson.loads(content).get("meta") or {}
+    return next((t.get("code") for t in meta.get("tag") or ()
+                 if isinstance(t, dict) and t.get("system") == OWNER_TAG), None)
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,25 @@ class Access:
         """True when a wildcard grant covers reading and searching every type."""
         return {"r", "s"} <= self.grants.get(ALL_TYPES, frozenset())
 
+    @property
+    def manages_all(self) -> bool:
+        """True when a wildcard grant covers writing every type (administrators, the hub): such a
+        principal sees and changes every client's :data:`OWNED_TYPES` resources."""
+        return {"c", "u", "d"} <= self.grants.get(ALL_TYPES, frozenset())
+
+    @property
+    def limited(self) -> bool:
+        """True when the store must filter what this principal sees (institutions, or owned types)."""
+        return self.institutions is not None or not self.manages_all
+
+    def owns_only(self, resource_type: str | None) -> bool:
+        """True when, of ``resource_type``, the principal sees only what it owns."""
+        return resource_type in OWNED_TYPES and not self.manages_all
+
+    def owner_criterion(self) -> TokenCriterion:
+        """The search criterion: owned by the principal."""
+        return TokenCriterion("_tag", ((OWNER_TAG, self.principal),))
+
     # -- institutions --------------------------------------------------------
 
     def bound(self, resource_type: str | None, types: tuple[str, ...] = ()) -> bool:
@@ -134,6 +169,8 @@ class Access:
 
         A deletion carries no tag: institution-bound principals do not see it (404, not 410).
         """
+        if self.owns_only(stored.resource_type):
+            return owner_of(stored.content) == self.principal
         if not self.bound(stored.resource_type):
             return True
         if stored.content is None:
@@ -143,6 +180,8 @@ class Access:
 
     def may_change(self, stored: StoredResource) -> bool:
         """May the principal write a new version of (or delete) this stored resource?"""
+        if self.owns_only(stored.resource_type):
+            return owner_of(stored.content) == self.principal
         if not self.bound(stored.resource_type):
             return True
         tags = institution_tags(stored.content)

@@ -110,8 +110,8 @@ def parse_kickoff(level: str, group_id: str | None, params: Sequence[tuple[str, 
     since: datetime | None = None
     elements: str | None = None
     for name, value in params:
-        if name == "_outputFormat":
-            if value.strip() not in OUTPUT_FORMATS:
+        if name == "_outputFormat":  # an unencoded "+" arrives as a space
+            if value.strip().replace(" ", "+") not in OUTPUT_FORMATS:
                 raise NotSupported(f"_outputFormat '{clip(value, 60)}' is not supported; use {NDJSON}")
         elif name == "_since":
             since = parse_instant("_since", value)
@@ -255,8 +255,11 @@ def since_criterion(since: datetime) -> LastUpdatedCriterion:
     return LastUpdatedCriterion((RangeValue("gt", micros, micros),))
 
 
-def filters_criterion(alternatives: Sequence[tuple[Criterion, ...]]) -> Criterion:
-    """Several ``_typeFilter``s of one type: a resource matching any one of them."""
+def filters_criterion(alternatives: Sequence[tuple[Criterion, ...]]) -> Criterion | None:
+    """Several ``_typeFilter``s of one type: a resource matching any one of them (None: one of them has no
+    criteria, so every resource of the type matches)."""
+    if any(not criteria for criteria in alternatives):
+        return None
     return _all(alternatives[0]) if len(alternatives) == 1 else AnyOf(tuple(_all(c) for c in alternatives))
 
 

@@ -37,3 +37,8 @@ def parse_instant(name: str, raw: str) -> datetime:
         return moment.astimezone(timezone.utc)
     except (ValueError, OverflowError):
         raise InvalidRequest(f"Parameter {name} must be a FHIR instant such as 2026-01-31T08:00:00+08:00") from None
+
+
+def aware(moment: datetime) -> datetime:
+    """A time as UTC-aware (SQLite returns the stored UTC times without their zone)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -388,13 +388,17 @@ class FhirService(ReadInteractions):
 
     def _checked_subscription(self, resource: dict[str, Any]) -> dict[str, Any]:
         """A Subscription the hub can serve, tagged with the client that owns it (notifications carry
-        only what it may read); its criteria must be a search this writer may run."""
-        by_hub = self.access.principal == Access.unrestricted().principal
-        if by_hub and subscriber_of(resource):
-            return resource  # the hub's own status changes (active, error, off) keep the owner
-        watched, query = check_subscription(resource, by_hub=by_hub)
+        only what it may read); its criteria must be a search this writer may run.
+
+        The hub's own writes (status changes) are taken as they are (the matcher and the sender check
+        what they use); an administrator editing a client's Subscription keeps that client its owner.
+        """
+        if self.access.principal == Access.unrestricted().principal:
+            return resource
+        watched, query = check_subscription(resource)
         self.filter_spec(watched, query, purpose="Subscription.criteria")
-        return with_subscriber(resource, self.access.principal)
+        owner = subscriber_of(resource) if self.access.manages_all else None
+        return with_subscriber(resource, owner or self.access.principal)
 
     def _refuse_hidden_patients(self, resource_type: str, content: bytes) -> None:
         """An institution-bound writer may not attach data to another institution's patient."""

@@ -11,6 +11,7 @@ PUT to ``[endpoint]/[type]/[id]``, as R4 and HAPI FHIR do.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,18 +19,26 @@ from urllib.parse import urlsplit
 import orjson
 
 from hub.errors import InvalidRequest, NotSupported
+from hub.fhir.access import OWNER_TAG
 from hub.fhir.resource_types import resource_types
 from hub.privacy import clip
 
 #: ``meta.tag`` system naming the client that owns a Subscription (set by the hub on every write):
-#: notifications carry only what that client may read.
-SUBSCRIBER_TAG = "urn:hub:subscriber"
+#: notifications carry only what that client may read, and only it (and administrators) sees it.
+SUBSCRIBER_TAG = OWNER_TAG
 #: The statuses a client may write; ``error`` is the hub's own (retries exhausted).
 CLIENT_STATUSES = ("requested", "active", "off")
 #: Subscriptions in these statuses are watched (requested ones are activated by the hub).
 WATCHED_STATUSES = ("requested", "active")
 #: Payload types the hub sends (JSON only).
 PAYLOADS = ("application/fhir+json", "application/json")
+#: An HTTP header name (RFC 9110 token) and value (visible ASCII and spaces).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}")
+_VISIBLE = re.compile(r"[\x20-\x7e]{0,4000}")
+_SPACE = re.compile(r"\s")
+#: Headers a Subscription may not set: the hub's own and those that frame the request.
+_RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "transfer-encoding", "connection",
+                               "x-hub-subscription", "x-hub-resource", "x-hub-delivery"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +74,7 @@ def channel_of(subscription: dict[str, Any]) -> Channel:
     if channel.get("type") != "rest-hook":
         raise NotSupported(f"Subscription channel type '{clip(str(channel.get('type')), 32)}' is not supported; "
                            "the hub delivers rest-hook notifications only", expression="Subscription.channel.type")
-    endpoint = channel.get("endpoint")
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidRequest("Subscription.channel.endpoint must be an absolute http(s) URL",
-                             expression="Subscription.channel.endpoint")
+    endpoint = _endpoint(channel.get("endpoint"))
     payload = channel.get("payload")
     if payload is not None and payload not in PAYLOADS:
         raise NotSupported(f"Subscription.channel.payload '{clip(str(payload), 64)}' is not supported "
@@ -78,21 +83,47 @@ def channel_of(subscription: dict[str, Any]) -> Channel:
     headers = []
     for index, header in enumerate(channel.get("header") or ()):
         name, colon, value = header.partition(":") if isinstance(header, str) else ("", "", "")
-        if not colon or not name.strip() or not name.strip().replace("-", "").isalnum() or "\n" in header \
-                or "\r" in header:
-            raise InvalidRequest("Subscription.channel.header entries must read 'Name: value'",
+        name, value = name.strip(), value.strip()
+        if not colon or not _TOKEN.fullmatch(name) or not _VISIBLE.fullmatch(value):
+            raise InvalidRequest("Subscription.channel.header entries must read 'Name: value' (an HTTP header: "
+                                 "ASCII letters, digits and -_. in the name, printable ASCII in the value)",
                                  expression=f"Subscription.channel.header[{index}]")
-        headers.append((name.strip(), value.strip()))
-    return Channel(endpoint.rstrip("/"), payload, tuple(headers))  # type: ignore[union-attr]
+        if name.lower() in _RESERVED_HEADERS:
+            raise InvalidRequest(f"Subscription.channel.header may not set {name} (the hub sets it)",
+                                 expression=f"Subscription.channel.header[{index}]")
+        headers.append((name, value))
+    return Channel(endpoint, payload, tuple(headers))
 
 
-def check_subscription(subscription: dict[str, Any], *, by_hub: bool) -> tuple[str, str]:
-    """Refuse a Subscription the hub cannot serve; its criteria ``(type, query)`` when it can.
+def _endpoint(endpoint: Any) -> str:
+    """The endpoint, if it is an absolute http(s) URL the HTTP client can call."""
+    try:
+        parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        valid = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and (parts.port is None or parts.port > 0) and endpoint.isascii() and not _SPACE.search(endpoint)
+    except ValueError:  # a malformed host or port
+        valid = False
+    if not valid:
+        raise InvalidRequest("Subscription.channel.endpoint must be an absolute http(s) URL",
+                             expression="Subscription.channel.endpoint")
+    return endpoint.rstrip("/")
+
+
+def endpoint_allowed(endpoint: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether the hub may notify ``endpoint``: it is one of ``prefixes`` or under one, path segment by path
+    segment (``http://a.cn`` allows ``http://a.cn/x``, not ``http://a.cn.example.com``); none: any endpoint."""
+    target = endpoint.rstrip("/") + "/"
+    return not prefixes or any(target.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def check_subscription(subscription: dict[str, Any]) -> tuple[str, str]:
+    """Refuse a Subscription a client may not write or the hub cannot serve; its criteria ``(type, query)``
+    when it can.
 
     Clients write ``requested``, ``active`` or ``off``; ``error`` is set by the hub alone.
     """
     status = subscription.get("status")
-    if not by_hub and status not in CLIENT_STATUSES:
+    if status not in CLIENT_STATUSES:
         raise InvalidRequest(f"Subscription.status must be one of {', '.join(CLIENT_STATUSES)} "
                              "(the hub sets 'error' itself)", expression="Subscription.status")
     channel_of(subscription)
@@ -122,7 +153,7 @@ def watched_type(content: bytes | None) -> str | None:
     document = orjson.loads(content)
     if document.get("status") not in WATCHED_STATUSES:
         return None
-    criteria = document.get("criteria")
-    if not isinstance(criteria, str):
+    try:
+        return criteria_of(document)[0]
+    except InvalidRequest:
         return None
-    return criteria.strip().partition("?")[0].strip().rstrip("/") or None

@@ -117,6 +117,7 @@ class Database:
         self.audit = AuditLog(self.engine, retention_days=settings.audit_retention_days)
         self._reach: dict[frozenset[str], tuple[object, frozenset[str]]] = {}
         set_local_zone(settings.timezone)
+        self._takes_xid = self.engine.dialect.name == "postgresql"
         self._autocommit_reads = (
             None if self.engine.dialect.name == "sqlite" else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
@@ -126,13 +127,14 @@ class Database:
                      reveal: bool = True) -> Iterator[FhirRepository]:
         """A transaction: committed when the block ends, rolled back if it raises.
 
-        With an institution-bound ``access``, the repository shows only what it may see.
+        With a limited ``access`` (institution-bound, or not an administrator), the repository shows
+        only what it may see.
         ``reveal`` False reads contents as stored, ID and phone numbers still sealed (for files
         the hub writes, revealed when they are served).
         """
         with self.connection(write=write) as connection:
             repository = SqlRepository(connection, self.protector if reveal else None)
-            if access is not None and access.institutions is not None:
+            if access is not None and access.limited:
                 yield ScopedRepository(repository, access)
             else:
                 yield repository
@@ -216,7 +218,7 @@ class Database:
     def exports(self, *, write: bool) -> Iterator[ExportStore]:
         """Bulk Data export jobs, inside one transaction."""
         with self.connection(write=write) as connection:
-            yield ExportStore(connection)
+            yield ExportStore(connection, self.protector.keyring)
 
     @contextmanager
     def clients(self, *, write: bool) -> Iterator[SqlClientStore]:
@@ -257,6 +259,11 @@ class Database:
             with self.engine.connect() as connection:
                 connection.info["hub_write"] = write
                 with connection.begin():
+                    if write and self._takes_xid:
+                        # A transaction id from the start (PostgreSQL assigns one at the first write): an export
+                        # waits for every writer that began before its kick-off (hub.store.exports.writers_done),
+                        # and a writer's lastUpdated values are taken after it began.
+                        connection.exec_driver_sql("SELECT txid_current()")
                     yield connection
             if write:
                 self.refresh_statistics()

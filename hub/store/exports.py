@@ -1,21 +1,24 @@
 """Storage of Bulk Data export jobs and the list of their files (the files are on disk).
 
 A job moves ``accepted`` → ``in-progress`` → ``completed`` or ``failed``; a cancelled job
-is deleted. A run claims a job with a compare-and-set on its status and heartbeat, so two
-hub processes never run one job, and a run whose heartbeat stopped is taken over.
+is deleted. A run claims a job with a compare-and-set on its status and heartbeat, and a run
+whose heartbeat stopped is taken over by a new run (its ``attempts`` counted up); every
+later write of a run names its attempt, so a run that was taken over can change nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, and_, delete, func, insert, literal, or_, select, text, union, update
 
-from hub.fhir.criteria import Criterion
+from hub.fhir.criteria import Criterion, IdCriterion
+from hub.fhir.instants import aware
+from hub.privacy import DataKeyring
 from hub.store.search_sql import SearchSql
 from hub.store.tables import empi_person, empi_record, export_file, export_job, export_member, resource
 
@@ -24,14 +27,10 @@ IN_PROGRESS = "in-progress"
 COMPLETED = "completed"
 FAILED = "failed"
 OPEN_STATUSES = (ACCEPTED, IN_PROGRESS)
+#: Encryption context of a job's request and parameters.
+SEALED_CONTEXT = "export-request"
 #: Runs of one job at most (a run whose process died is started again).
 MAX_ATTEMPTS = 3
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,24 @@ class ExportFile:
     size: int
 
 
-def _job(row: Any) -> ExportJob:
+def _aware(moment: datetime | None) -> datetime | None:
+    return aware(moment) if moment is not None else None
+
+
+def _in_parts(criteria: tuple[Criterion, ...], size: int = 1000) -> list[tuple[Criterion, ...]]:
+    """``criteria`` as several searches whose results together are its results, each listing at most
+    ``size`` ids (an :class:`IdCriterion` of many ids is split)."""
+    for index, criterion in enumerate(criteria):
+        if isinstance(criterion, IdCriterion) and not criterion.negate and len(criterion.ids) > size:
+            return [(*criteria[:index], IdCriterion(criterion.ids[start:start + size]), *criteria[index + 1:])
+                    for start in range(0, len(criterion.ids), size)]
+    return [criteria]
+
+
+def _job(row: Any, keyring: DataKeyring) -> ExportJob:
     return ExportJob(
-        row.job_id, row.client_id, row.status, row.request, orjson.loads(row.spec), orjson.loads(row.access),
+        row.job_id, row.client_id, row.status, keyring.decrypt(row.request, SEALED_CONTEXT),
+        orjson.loads(keyring.decrypt(row.spec, SEALED_CONTEXT)), orjson.loads(row.access),
         _aware(row.transaction_time), _aware(row.created), row.writers_mark,  # type: ignore[arg-type]
         _aware(row.started), _aware(row.heartbeat), _aware(row.finished), row.exported, row.progress,
         row.attempts, row.error_status, row.error, _aware(row.expires),
@@ -80,23 +94,29 @@ def _job(row: Any) -> ExportJob:
 
 
 class ExportStore:
-    """Export jobs and files, inside the caller's transaction."""
+    """Export jobs and files, inside the caller's transaction.
 
-    def __init__(self, connection: Connection) -> None:
+    A job's request URL and parameters are kept encrypted (a ``_typeFilter`` may search an ID number).
+    """
+
+    def __init__(self, connection: Connection, keyring: DataKeyring) -> None:
         self.connection = connection
+        self.keyring = keyring
 
     def add(self, job: ExportJob) -> None:
         """Store a new job."""
         self.connection.execute(insert(export_job).values(
-            job_id=job.job_id, client_id=job.client_id, status=job.status, request=job.request,
-            spec=orjson.dumps(job.spec).decode(), access=orjson.dumps(job.access).decode(),
+            job_id=job.job_id, client_id=job.client_id, status=job.status,
+            request=self.keyring.encrypt(job.request, SEALED_CONTEXT),
+            spec=self.keyring.encrypt(orjson.dumps(job.spec).decode(), SEALED_CONTEXT),
+            access=orjson.dumps(job.access).decode(),
             transaction_time=job.transaction_time, writers_mark=job.writers_mark, created=job.created,
             exported=0, progress=job.progress, attempts=0))
 
     def get(self, job_id: str) -> ExportJob | None:
         """A job, or None."""
         row = self.connection.execute(select(export_job).where(export_job.c.job_id == job_id)).first()
-        return _job(row) if row is not None else None
+        return _job(row, self.keyring) if row is not None else None
 
     def open_jobs(self, client_id: str) -> int:
         """How many jobs of the client are accepted or running."""
@@ -127,20 +147,28 @@ class ExportStore:
                 return replace(job, status=IN_PROGRESS) if job is not None else None
         return None
 
-    def beat(self, job_id: str, now: datetime, exported: int, progress: str) -> bool:
-        """Record progress; False when the job is no longer this run's (cancelled, or taken over)."""
-        result = self.connection.execute(
-            update(export_job).where(export_job.c.job_id == job_id, export_job.c.status == IN_PROGRESS)
-            .values(heartbeat=now, exported=exported, progress=progress[:500]))
-        return result.rowcount == 1
+    @staticmethod
+    def _running(job: ExportJob) -> Any:
+        """This run of the job, still running (not cancelled, failed, or taken over by another run)."""
+        return update(export_job).where(export_job.c.job_id == job.job_id, export_job.c.status == IN_PROGRESS,
+                                        export_job.c.attempts == job.attempts)
 
-    def complete(self, job_id: str, now: datetime, expires: datetime, exported: int,
+    def beat(self, job: ExportJob, now: datetime, exported: int, progress: str) -> bool:
+        """Record a run's progress; False when the job is no longer this run's (cancelled, or taken over)."""
+        return self.connection.execute(self._running(job).values(
+            heartbeat=now, exported=exported, progress=progress[:500])).rowcount == 1
+
+    def release(self, job: ExportJob) -> None:
+        """Give a run's job back to the queue (its process is stopping): another run starts it at once."""
+        self.connection.execute(self._running(job).values(status=ACCEPTED, heartbeat=None, progress="Queued",
+                                                          attempts=job.attempts - 1))
+
+    def complete(self, job: ExportJob, now: datetime, expires: datetime, exported: int,
                  files: Sequence[ExportFile]) -> bool:
-        """Mark the job done with its files; False when it was cancelled meanwhile."""
-        done = self.connection.execute(
-            update(export_job).where(export_job.c.job_id == job_id, export_job.c.status == IN_PROGRESS)
-            .values(status=COMPLETED, finished=now, heartbeat=now, expires=expires, exported=exported,
-                    progress="Complete"))
+        """Mark the job done with its run's files; False when it is no longer this run's."""
+        job_id = job.job_id
+        done = self.connection.execute(self._running(job).values(
+            status=COMPLETED, finished=now, heartbeat=now, expires=expires, exported=exported, progress="Complete"))
         if done.rowcount != 1:
             return False
         if files:
@@ -149,23 +177,29 @@ class ExportStore:
                  "kind": f.kind, "count": f.count, "size": f.size} for f in files])
         return True
 
-    def fail(self, job_id: str, now: datetime, expires: datetime, status: int, error: str) -> None:
-        """Mark the job failed (the status request answers ``status`` and ``error``)."""
-        self.connection.execute(
-            update(export_job).where(export_job.c.job_id == job_id, export_job.c.status == IN_PROGRESS)
-            .values(status=FAILED, finished=now, expires=expires, error_status=status, error=error[:2000],
-                    progress="Failed"))
+    def fail(self, job: ExportJob, now: datetime, expires: datetime, status: int, error: str) -> bool:
+        """Mark the run's job failed (the status request answers ``status`` and ``error``); False when it is
+        no longer this run's."""
+        return self.connection.execute(self._running(job).values(
+            status=FAILED, finished=now, expires=expires, error_status=status, error=error[:2000],
+            progress="Failed")).rowcount == 1
 
     def fill_members(self, job_id: str, criteria: tuple[Criterion, ...]) -> int:
         """Hold the Patients matching ``criteria`` as the job's member set, with every Patient of the same
-        regional persons and their golden Patients (a listed golden Patient brings its sources); how many."""
+        regional persons and their golden Patients (a listed golden Patient brings its sources); how many.
+
+        Listed ids are taken a thousand at a time (the databases limit the parameters of a statement).
+        """
         self.clear_members(job_id)
         patients = resource.alias("member_patient")
         sql = SearchSql(probe_after_first=self.connection.dialect.name == "sqlite")
-        matching = select(literal(job_id), patients.c.res_id).where(
-            patients.c.resource_type == "Patient", patients.c.deleted.is_(False),
-            *sql.conditions(criteria, patients, "Patient"))
-        self.connection.execute(insert(export_member).from_select(["job_id", "patient_id"], matching))
+        for part in _in_parts(criteria):
+            matching = select(literal(job_id), patients.c.res_id).where(
+                patients.c.resource_type == "Patient", patients.c.deleted.is_(False),
+                *sql.conditions(part, patients, "Patient"))
+            existing = select(export_member.c.patient_id).where(export_member.c.job_id == job_id)
+            self.connection.execute(insert(export_member).from_select(
+                ["job_id", "patient_id"], matching.where(patients.c.res_id.not_in(existing))))
         members = select(export_member.c.patient_id).where(export_member.c.job_id == job_id)
         persons = union(select(empi_record.c.person_id).where(empi_record.c.patient_id.in_(members)),
                         select(empi_person.c.person_id).where(empi_person.c.person_id.in_(members))).subquery()
@@ -204,12 +238,16 @@ class ExportStore:
     # -- the writers a run waits for -------------------------------------------------------
 
     def writers_mark(self) -> int | None:
-        """PostgreSQL: the first transaction id not started yet (None elsewhere)."""
+        """PostgreSQL: the database server's time now, in microseconds (None elsewhere)."""
         if self.connection.dialect.name != "postgresql":
             return None
-        return int(self.connection.execute(text("SELECT txid_snapshot_xmax(txid_current_snapshot())")).scalar_one())
+        return int(self.connection.execute(
+            text("SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS bigint)")).scalar_one())
 
     def writers_done(self, mark: int) -> bool:
-        """PostgreSQL: True when every transaction older than ``mark`` has ended."""
-        oldest = self.connection.execute(text("SELECT txid_snapshot_xmin(txid_current_snapshot())")).scalar_one()
-        return int(oldest) >= mark
+        """PostgreSQL: True when no write transaction of this database that began before ``mark`` is still open
+        (every hub write transaction takes its transaction id when it begins)."""
+        open_writers = self.connection.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_xid IS NOT NULL AND xact_start < to_timestamp(:mark / 1000000.0)"), {"mark": mark})
+        return int(open_writers.scalar_one()) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from hub.errors import VersionConflict
+from hub.fhir.instants import aware
 from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
 from hub.store.index_rows import COPY_THRESHOLD, DriverIntegrityError, insert_index_rows, insert_rows
@@ -33,10 +34,6 @@ _SORT_IN_INDEX_ABOVE = 2000
 #: Advisory-lock buckets for conditional writes, and the first lock id they use.
 LOCK_BUCKETS = 1024
 LOCK_BASE = 0x48554200000  # "HUB" in the high bits, away from other applications' ids
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _text(content: bytes | None) -> str | None:
@@ -89,7 +86,7 @@ class SqlRepository:
 
     def _current(self, row: Any) -> StoredResource:
         return StoredResource(
-            row.resource_type, row.res_id, row.version_id, _aware(row.last_updated), False, self._content(row.content),
+            row.resource_type, row.res_id, row.version_id, aware(row.last_updated), False, self._content(row.content),
             pk=row.res_pk,
         )
 
@@ -105,7 +102,7 @@ class SqlRepository:
             return None
         # ``method`` is history-only information; current reads leave the default.
         return StoredResource(
-            resource_type, resource_id, row.version_id, _aware(row.last_updated), row.deleted, self._content(row.content)
+            resource_type, resource_id, row.version_id, aware(row.last_updated), row.deleted, self._content(row.content)
         )
 
     def read_current_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
@@ -139,7 +136,7 @@ class SqlRepository:
         if row is None:
             return None
         return StoredResource(
-            resource_type, resource_id, version_id, _aware(row.last_updated), row.deleted, self._content(row.content),
+            resource_type, resource_id, version_id, aware(row.last_updated), row.deleted, self._content(row.content),
             row.method,
         )
 
@@ -153,7 +150,7 @@ class SqlRepository:
         ).first()
         if row is None:
             return None
-        return StoredResource(resource_type, resource_id, row.version_id, _aware(row.last_updated), row.deleted,
+        return StoredResource(resource_type, resource_id, row.version_id, aware(row.last_updated), row.deleted,
                               self._content(row.content), row.method)
 
     def search(self, spec: SearchSpec) -> list[StoredResource]:
@@ -306,7 +303,7 @@ class SqlRepository:
         )
         return [
             StoredResource(
-                r.resource_type, r.res_id, r.version_id, _aware(r.last_updated), r.deleted, self._content(r.content), r.method
+                r.resource_type, r.res_id, r.version_id, aware(r.last_updated), r.deleted, self._content(r.content), r.method
             )
             for r in self.connection.execute(query)
         ]

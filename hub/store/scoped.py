@@ -1,4 +1,5 @@
-"""A repository that shows an institution-bound principal only its institutions' patient data.
+"""A repository that shows a principal only what it may see: an institution-bound one only its
+institutions' patient data, and every principal but administrators only the Subscriptions it owns.
 
 Searches get the institution criterion added in SQL (so counts and pages stay right);
 point reads, includes and instance history are filtered by the resource's tag. Writes
@@ -13,8 +14,10 @@ from dataclasses import replace
 from datetime import datetime
 
 from hub.errors import Forbidden, VersionConflict
-from hub.fhir.access import Access, scoped_criteria
+from hub.fhir.access import OWNED_TYPES, Access, scoped_criteria
+from hub.fhir.criteria import IdCriterion
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
+from hub.fhir.resource_types import resource_types
 from hub.store.repository import SqlRepository
 
 
@@ -29,7 +32,15 @@ class ScopedRepository:
         criteria = scoped_criteria(spec.criteria, self.access)
         if self.access.bound(spec.resource_type, spec.types):
             criteria = (*criteria, self.access.institution_criterion())
-        return replace(spec, criteria=criteria)
+        if self.access.owns_only(spec.resource_type):
+            criteria = (*criteria, self.access.owner_criterion())
+        types = spec.types
+        if spec.resource_type is None and any(self.access.owns_only(t) for t in OWNED_TYPES):
+            # across types, others' owned resources could not be told apart: they are left out
+            types = tuple(t for t in (types or sorted(resource_types())) if not self.access.owns_only(t))
+            if not types:  # only owned types were asked for: nothing (no types would mean every type)
+                return replace(spec, criteria=(*criteria, IdCriterion(())), types=spec.types)
+        return replace(spec, criteria=criteria, types=types)
 
     def _seen(self, stored: StoredResource | None) -> StoredResource | None:
         return stored if stored is not None and self.access.sees(stored) else None
@@ -81,6 +92,9 @@ class ScopedRepository:
         if spec.resource_id is None and self.access.bound(spec.resource_type):
             raise Forbidden("History across resources is not available to institution-bound clients; "
                             "search with _lastUpdated instead")
+        if spec.resource_id is None and (self.access.owns_only(spec.resource_type) or (
+                spec.resource_type is None and not self.access.manages_all)):
+            return [v for v in self.inner.history(spec) if v.resource_type not in OWNED_TYPES or self.access.sees(v)]
         return [v for v in self.inner.history(spec) if v.deleted or self.access.sees(v)]  # its own deletions
 
     def count_history(self, spec: HistorySpec) -> int:
@@ -122,7 +136,7 @@ class ScopedRepository:
         new = write.new
         existing = self.inner.read_current(new.resource_type, new.id)
         if existing is not None and not self.access.sees(existing):
-            raise Forbidden(f"{new.resource_type}/{new.id} belongs to another institution or was deleted")
+            raise Forbidden(f"{new.resource_type}/{new.id} belongs to another institution or client, or was deleted")
 
     def hidden(self, resource_type: str, resource_id: str) -> bool:
         """The resource exists but belongs to an institution out of reach."""

@@ -10,36 +10,36 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
+from hub.fhir.instants import aware
 from hub.fhir.subscriptions import watched_type
-from hub.store.tables import resource, subscription_delivery, subscription_event
+from hub.store.tables import resource, resource_version, subscription_delivery, subscription_event
 
 _cache_lock = threading.Lock()
-#: Per database URL: the Subscriptions' (count, last change) and the types they watch.
-_watched: dict[str, tuple[tuple[int, Any], frozenset[str]]] = {}
+#: Per database URL: the number of Subscription versions and the types the Subscriptions watch.
+_watched: dict[str, tuple[int, frozenset[str]]] = {}
 
 
 def watched_types(connection: Connection) -> frozenset[str]:
     """The resource types watched by Subscriptions that are requested or active.
 
-    One aggregate over the Subscriptions' index per call; their contents are read again
-    only when one of them changed (any process's write changes the stamp).
+    One count over the Subscriptions' versions (an index) per call; their contents are read
+    again only when one of them changed (any process's write adds a version).
     """
-    stamp_row = connection.execute(
-        select(func.count(), func.max(resource.c.last_updated)).where(resource.c.resource_type == "Subscription")
-    ).one()
-    stamp = (int(stamp_row[0]), stamp_row[1])
+    # Every write of a Subscription adds a version: their number changes with any change, in any process.
+    stamp = int(connection.execute(select(func.count()).select_from(resource_version)
+                                   .where(resource_version.c.resource_type == "Subscription")).scalar_one())
     key = str(connection.engine.url)
     with _cache_lock:
         cached = _watched.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     types: set[str] = set()
-    if stamp[0]:
+    if stamp:
         rows = connection.execute(
             select(resource.c.content).where(resource.c.resource_type == "Subscription", resource.c.deleted.is_(False))
         )
@@ -123,7 +123,7 @@ class SubscriptionStore:
                  "attempts": 0, "next_attempt": now, "created": now} for s, t, i, v in rows])
 
     def due(self, now: datetime, limit: int) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due, oldest first (per Subscription in order)."""
+        """Pending deliveries whose next attempt is due, the longest due first."""
         query = (select(subscription_delivery)
                  .where(subscription_delivery.c.status == "pending", subscription_delivery.c.next_attempt <= now)
                  .order_by(subscription_delivery.c.next_attempt, subscription_delivery.c.delivery_pk).limit(limit))
@@ -137,7 +137,7 @@ class SubscriptionStore:
             self.connection.execute(update(subscription_delivery).where(
                 subscription_delivery.c.delivery_pk.in_(pks[start:start + 500])).values(next_attempt=until))
 
-    def record(self, delivery_pk: int, *, status: str, attempts: int, at: datetime, next_attempt: datetime,
+    def record(self, delivery_pk: int, *, status: str, attempts: int, at: datetime | None, next_attempt: datetime,
                http_status: int | None, error: str | None) -> None:
         """The outcome of one attempt."""
         self.connection.execute(update(subscription_delivery).where(
@@ -150,6 +150,12 @@ class SubscriptionStore:
         self.connection.execute(update(subscription_delivery).where(
             subscription_delivery.c.subscription_id == subscription_id,
             subscription_delivery.c.status == "pending").values(status="dropped", error=reason))
+
+    def purge(self, before: datetime) -> int:
+        """Forget finished deliveries (delivered, failed, dropped) whose last change is older than ``before``."""
+        done = subscription_delivery.c.status != "pending"
+        changed = func.coalesce(subscription_delivery.c.last_attempt, subscription_delivery.c.created)
+        return int(self.connection.execute(delete(subscription_delivery).where(done, changed < before)).rowcount)
 
     def log(self, subscription_id: str, *, limit: int, offset: int = 0,
             status: str | None = None) -> tuple[list[Delivery], int]:
@@ -165,9 +171,7 @@ class SubscriptionStore:
 
 def _delivery(row: Any) -> Delivery:
     return Delivery(row.delivery_pk, row.subscription_id, row.resource_type, row.res_id, row.version_id, row.status,
-                    row.attempts, _aware(row.next_attempt), _aware(row.created),
-                    _aware(row.last_attempt) if row.last_attempt else None, row.http_status, row.error)
+                    row.attempts, aware(row.next_attempt), aware(row.created),
+                    aware(row.last_attempt) if row.last_attempt else None, row.http_status, row.error)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -487,9 +487,9 @@ export_job = Table(
     Column("client_id", String(200), nullable=False),
     #: accepted, in-progress, completed, failed (cancelled jobs are deleted with their files).
     Column("status", String(16), nullable=False),
-    #: The kick-off request URL (the manifest's ``request``).
+    #: The kick-off request URL (the manifest's ``request``), encrypted.
     Column("request", Text, nullable=False),
-    #: JSON: level, group, types, since, type filters, elements.
+    #: JSON: level, group, types, since, type filters, elements; encrypted.
     Column("spec", Text, nullable=False),
     #: JSON: the FHIR access of the token that asked (types and institutions it may read).
     Column("access", Text, nullable=False),

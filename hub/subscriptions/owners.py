@@ -1,4 +1,4 @@
-"""The FHIR access of a Subscription's (or an export's) owning client, from its registration."""
+"""The FHIR access of a Subscription's owning client, from its registration (as it is now, not when it subscribed)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,23 @@
 """The Subscription worker: matches committed writes and sends the due notifications, in the
-background of the API process (every second, at once when woken)."""
+background of the API process (every second, at once again while there is more to do)."""
 
 from __future__ import annotations
 
 import logging
+import time
+from datetime import timedelta
 
 from hub.background import PeriodicWorker
-from hub.subscriptions.delivery import Deliverer
+from hub.fhir.instants import now_utc
+from hub.subscriptions.delivery import BATCH, Deliverer
 from hub.subscriptions.matcher import SubscriptionMatcher
 
 log = logging.getLogger("hub.subscriptions")
 #: Write events matched per batch.
 MATCH_BATCH = 500
+#: Finished notifications stay in the delivery log this long.
+LOG_RETENTION = timedelta(days=30)
+PURGE_SECONDS = 3600.0
 
 
 class SubscriptionWorker(PeriodicWorker):
@@ -21,14 +27,19 @@ class SubscriptionWorker(PeriodicWorker):
         super().__init__("hub-subscriptions", self._once, interval, log)
         self.matcher = matcher
         self.deliverer = deliverer
+        self._purged = float("-inf")
 
     def _once(self) -> bool:
         matched = self.matcher.run_once(MATCH_BATCH)
-        sent = self.deliverer.run_once()
-        if matched.deliveries or sent.sent or sent.failed_attempts:
-            log.info("Subscriptions: %d events matched into %d notifications; %d sent, %d attempts failed",
-                     matched.events, matched.deliveries, sent.sent, sent.failed_attempts)
-        return matched.events >= MATCH_BATCH
+        sent = self.deliverer.run_once(BATCH)
+        if matched.deliveries or sent.attempted:
+            log.info("Subscriptions: %d writes matched into %d notifications; %d sent, %d attempts failed, "
+                     "%d given up, %d dropped", matched.events, matched.deliveries, sent.sent, sent.failed_attempts,
+                     sent.given_up, sent.dropped)
+        if time.monotonic() - self._purged > PURGE_SECONDS:
+            self._purged = time.monotonic()
+            self.deliverer.purge(now_utc() - LOG_RETENTION)
+        return matched.events >= MATCH_BATCH or sent.attempted >= BATCH
 
     def stop(self, timeout: float = 30) -> None:
         """Stop after the current run and close the HTTP connections."""

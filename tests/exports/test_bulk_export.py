@@ -102,6 +102,10 @@ def test_since_type_and_type_filter_choose_what_is_exported(server: str, databas
         manifest, either = export(client, _type="Observation", _elements="status",
                                   _typeFilter="Observation?subject=Patient/p3,Observation?code=718-7")
         assert keys(either) == [("Observation", "o2"), ("Observation", "o4")]
+        # A filter without criteria is every resource of the type; an unencoded "+" in _outputFormat is fine.
+        _, every = export(client, _type="Observation", _typeFilter="Observation?,Observation?code=718-7",
+                          _outputFormat="application/fhir ndjson")
+        assert len(every) == 6
         assert all(set(r) == {"resourceType", "id", "meta", "status", "code"} for r in either)  # code: mandatory
         assert all(t["code"] == "SUBSETTED" for r in either for t in r["meta"]["tag"] if t["system"] != INSTITUTION_TAG)
 
@@ -231,12 +235,15 @@ def test_a_job_whose_process_died_is_taken_over_then_given_up(database: Database
             return store.claim(at, at - stale, at + timedelta(hours=1))
 
     job_id = jobs.kick_off(Access.unrestricted("export-app"), Kickoff("system", None, [("_type", "Patient")], "u"))
-    assert claim(started) is not None  # its process dies here: no heartbeat any more
-    assert claim(started + timedelta(minutes=1)) is None  # still within its heartbeat's grace
+    first = claim(started)  # its process hangs here: no heartbeat any more
+    assert first is not None and claim(started + timedelta(minutes=1)) is None  # within its heartbeat's grace
     again = claim(started + timedelta(minutes=6))
     assert again is not None and again.job_id == job_id and again.attempts == 2
     runner.run(again)
-    assert jobs.job(job_id, "export-app").status == "completed"
+    runner.run(first)  # the first run wakes up: it can no longer change the job, nor touch the new run's files
+    done = jobs.job(job_id, "export-app")
+    assert done.status == "completed" and done.attempts == 2
+    assert len(b"".join(jobs.read_file(job_id, "Patient-1.ndjson", "export-app")).splitlines()) == 3
     doomed = jobs.kick_off(Access.unrestricted("export-app"), Kickoff("system", None, [], "u"))
     for minutes in (0, 6, 12):
         assert claim(started + timedelta(minutes=minutes)) is not None

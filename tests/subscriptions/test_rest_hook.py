@@ -54,6 +54,10 @@ def test_a_subscription_the_hub_cannot_serve_is_refused(server: str, database: D
             ({**ok, "channel": {"type": "rest-hook", "endpoint": "ftp://x/y"}}, 400, "http(s)"),
             ({**ok, "channel": {**ok["channel"], "payload": "application/fhir+xml"}}, 400, "payload"),
             ({**ok, "channel": {**ok["channel"], "header": ["no colon"]}}, 400, "Name: value"),
+            ({**ok, "channel": {**ok["channel"], "header": ["X-Org: 昆山"]}}, 400, "printable ASCII"),
+            ({**ok, "channel": {**ok["channel"], "header": ["Host: evil.example"]}}, 400, "may not set Host"),
+            ({**ok, "channel": {"type": "rest-hook", "endpoint": "http://[::1/x"}}, 400, "http(s)"),
+            ({**ok, "channel": {"type": "rest-hook", "endpoint": "http://h:99999/x"}}, 400, "http(s)"),
             ({**ok, "criteria": "Nonsense?code=1"}, 400, "resource type"),
             ({**ok, "criteria": "Observation?colour=red"}, 400, "colour"),
             ({**ok, "criteria": "Observation?code=x&_sort=date"}, 400, "criteria only"),
@@ -245,3 +249,61 @@ def test_delivery_log_refuses_bad_paging(server: str, database: Database) -> Non
         assert_outcome(raw.get(f"{server}/subscriptions/{sub['id']}/deliveries?count=0"), 400)
         assert_outcome(raw.get(f"{server}/subscriptions/{sub['id']}/deliveries?status=lost"), 400)
         assert_outcome(raw.get(f"{server}/subscriptions/no-such/deliveries"), 404)
+
+
+def test_a_client_sees_and_changes_only_its_own_subscriptions(server: str, database: Database) -> None:
+    mine, other = owner(database), owner(database)
+    admin = owner(database, Role.ADMIN)
+    with fhir_client(server, mine) as client, fhir_client(server, other) as stranger, \
+            fhir_client(server, admin) as hub_admin:
+        sub = client.post("/Subscription", json=subscription(
+            "https://emr.example.cn/hook", "Observation", headers=("Authorization: Bearer secret-of-mine",))).json()
+        assert_outcome(stranger.get(f"/Subscription/{sub['id']}"), 404)
+        assert stranger.get("/Subscription").json()["total"] == 0
+        assert stranger.get("", params={"_type": "Subscription"}).json()["total"] == 0
+        assert "secret-of-mine" not in stranger.get("", params={"_type": "Subscription,Organization"}).text
+        assert "secret-of-mine" not in stranger.get("/Subscription/_history").text
+        assert_outcome(stranger.put(f"/Subscription/{sub['id']}", json={**sub, "status": "off"}), 403)
+        stranger.delete(f"/Subscription/{sub['id']}")  # nothing there for it: nothing deleted
+        assert client.get(f"/Subscription/{sub['id']}").json()["status"] == "requested"
+        assert client.get("/Subscription").json()["total"] == 1
+        # An administrator sees every client's, and editing one leaves its owner in place.
+        edited = hub_admin.put(f"/Subscription/{sub['id']}", json={**sub, "status": "off"})
+        assert edited.status_code == 200, edited.text
+        assert {"system": SUBSCRIBER_TAG, "code": mine.client_id} in edited.json()["meta"]["tag"]
+        assert client.get(f"/Subscription/{sub['id']}").json()["status"] == "off"
+
+
+def test_endpoints_outside_the_allowed_ones_are_refused(server: str, database: Database, clock: Clock) -> None:
+    app = owner(database)
+    matcher = SubscriptionMatcher(database, clock=clock, endpoints=("http://127.0.0.1:8/hooks",))
+    with fhir_client(server, app) as client, fhir_client(server) as data:
+        inside = client.post("/Subscription", json=subscription("http://127.0.0.1:8/hooks/reports", "Task")).json()
+        outside = client.post("/Subscription", json=subscription("http://127.0.0.1:8/hooksevil", "Task")).json()
+        data.post("/Task", json={"resourceType": "Task", "status": "requested", "intent": "order"})
+        assert matcher.run_once().deliveries == 1
+        assert client.get(f"/Subscription/{inside['id']}").json()["status"] == "active"
+        refused = client.get(f"/Subscription/{outside['id']}").json()
+        assert refused["status"] == "error" and "HUB_SUBSCRIPTION_ENDPOINTS" in refused["error"]
+
+
+def test_a_notification_that_breaks_the_sender_keeps_the_others_going(
+        server: str, database: Database, clock: Clock) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "broken.example":
+            raise RuntimeError("a bug in the sending path")
+        return httpx.Response(204)
+
+    app = owner(database)
+    matcher = SubscriptionMatcher(database, clock=clock)
+    deliverer = Deliverer(database, clock=clock, transport=httpx.MockTransport(answer))
+    with fhir_client(server, app) as client, fhir_client(server) as data:
+        broken = client.post("/Subscription", json=subscription("http://broken.example/hook", "Task")).json()
+        working = client.post("/Subscription", json=subscription("http://working.example/hook", "Task")).json()
+        data.post("/Task", json={"resourceType": "Task", "status": "requested", "intent": "order"})
+    matcher.run_once()
+    stats = deliverer.run_once()
+    assert (stats.sent, stats.failed_attempts) == (1, 1)
+    (failed,) = deliveries(server, app, broken["id"])["deliveries"]
+    assert failed["status"] == "pending" and failed["attempts"] == 1 and "reference" in failed["error"]
+    assert deliveries(server, app, working["id"])["deliveries"][0]["status"] == "delivered"
