@@ -12,12 +12,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from hub.api.security import Authenticated
-from hub.auth.roles import Permission
+from hub.api.security import Authenticated, fhir_access
 from hub.errors import NotFound
 from hub.fhir import jsonio
 from hub.fhir.resource_types import require_id
-from hub.fhir.subscriptions import subscriber_of
 from hub.store.database import Database
 from hub.store.subscriptions import SubscriptionStore
 
@@ -40,12 +38,11 @@ def deliveries(
     ``error``), attempts, the endpoint's last HTTP status and error, and when it will be tried next."""
     require_id(subscription_id)
     database: Database = request.app.state.database
-    with database.unit_of_work(write=False) as repository:
-        stored = repository.read_current("Subscription", subscription_id)
-    document = jsonio.loads_stored(stored.content) if stored is not None and stored.content else None
-    if document is None or not (principal.can(Permission.MANAGE_CLIENTS)
-                                or subscriber_of(document) == principal.client_id):
+    with database.unit_of_work(write=False, access=fhir_access(principal, database)) as repository:
+        stored = repository.read_current("Subscription", subscription_id)  # only its owner's, or an admin's
+    if stored is None or stored.content is None:
         raise NotFound(f"Subscription/{subscription_id} is not known (or belongs to another client)")
+    document = jsonio.loads_stored(stored.content)
     with database.connection(write=False) as connection:
         found, total = SubscriptionStore(connection).log(subscription_id, limit=count, offset=offset, status=status)
     return JSONResponse({

@@ -19,6 +19,7 @@ import orjson
 
 from hub.errors import NotFound
 from hub.fhir.protected import PersonalDataProtector
+from hub.privacy import TOKEN_PREFIX
 from hub.store.exports import ExportFile
 
 #: File names the hub writes: ``Observation-3.ndjson``, ``errors-1.ndjson``.
@@ -26,7 +27,8 @@ FILE_NAME = re.compile(r"^[A-Za-z]{1,64}-[0-9]{1,6}\.ndjson$")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 #: Bytes handed to the HTTP response at a time when a file is served.
 CHUNK = 256 * 1024
-_SEALED = b"hub:enc:"
+#: Lines holding an encrypted value (the rest are served as written).
+_SEALED = TOKEN_PREFIX.encode()
 
 
 @dataclass

@@ -56,13 +56,18 @@ def institution_tags(content: bytes | None) -> set[str] | None:
     return {t.get("code") for t in meta.get("tag") or () if isinstance(t, dict) and t.get("system") == INSTITUTION_TAG}
 
 
-def owner_of(content: bytes | None) -> str | None:
-    """The client tagged as the owner of stored JSON (:data:`OWNER_TAG`), or None."""
-    if content is None or OWNER_TAG.encode() not in content:
-        return None
-    meta = orjson.loads(content).get("meta") or {}
+def owner_in(resource: dict[str, Any]) -> str | None:
+    """The client tagged as the owner of a resource (:data:`OWNER_TAG`), or None."""
+    meta = resource.get("meta") or {}
     return next((t.get("code") for t in meta.get("tag") or ()
                  if isinstance(t, dict) and t.get("system") == OWNER_TAG), None)
+
+
+def owner_of(content: bytes | None) -> str | None:
+    """The client tagged as the owner of stored JSON, or None."""
+    if content is None or OWNER_TAG.encode() not in content:
+        return None
+    return owner_in(orjson.loads(content))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from hub.errors import (
     VersionConflict,
 )
 from hub.fhir import jsonio
-from hub.fhir.access import Access, nested_types
+from hub.fhir.access import Access, nested_types, owner_in
 from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc
 from hub.fhir.preconditions import IfMatch, parse_if_match
@@ -43,7 +43,7 @@ from hub.fhir.repository import (
 from hub.fhir.resource_types import require_id, require_type
 from hub.fhir.search import parse_conditional, parse_filter
 from hub.fhir.search_params import SearchParameters, SearchRegistry
-from hub.fhir.subscriptions import check_subscription, subscriber_of, with_subscriber
+from hub.fhir.subscriptions import check_subscription, with_subscriber
 from hub.fhir.validation import validate_resource
 from hub.privacy import TOKEN_PREFIX, clip, mask_text
 
@@ -397,7 +397,7 @@ class FhirService(ReadInteractions):
             return resource
         watched, query = check_subscription(resource)
         self.filter_spec(watched, query, purpose="Subscription.criteria")
-        owner = subscriber_of(resource) if self.access.manages_all else None
+        owner = owner_in(resource) if self.access.manages_all else None
         return with_subscriber(resource, owner or self.access.principal)
 
     def _refuse_hidden_patients(self, resource_type: str, content: bytes) -> None:

@@ -130,14 +130,6 @@ def check_subscription(subscription: dict[str, Any]) -> tuple[str, str]:
     return criteria_of(subscription)
 
 
-def subscriber_of(subscription: dict[str, Any]) -> str | None:
-    """The client id the hub recorded as the Subscription's owner."""
-    for tag in (subscription.get("meta") or {}).get("tag") or ():
-        if isinstance(tag, dict) and tag.get("system") == SUBSCRIBER_TAG:
-            return tag.get("code")
-    return None
-
-
 def with_subscriber(subscription: dict[str, Any], client_id: str) -> dict[str, Any]:
     """The Subscription tagged with its owner (any owner tag it carried is replaced)."""
     meta = subscription.get("meta") or {}

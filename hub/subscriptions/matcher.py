@@ -20,11 +20,11 @@ from typing import Any
 
 from hub.errors import HubError, PreconditionFailed
 from hub.fhir import jsonio
-from hub.fhir.access import Access
+from hub.fhir.access import Access, owner_in
 from hub.fhir.criteria import IdCriterion, TokenCriterion
 from hub.fhir.instants import now_utc, parse_instant
 from hub.fhir.repository import SearchSpec
-from hub.fhir.subscriptions import WATCHED_STATUSES, channel_of, criteria_of, endpoint_allowed, subscriber_of
+from hub.fhir.subscriptions import WATCHED_STATUSES, channel_of, criteria_of, endpoint_allowed
 from hub.store.database import Database
 from hub.store.repository import SqlRepository
 from hub.store.scoped import ScopedRepository
@@ -119,7 +119,7 @@ class SubscriptionMatcher:
 
     def _check(self, service: Any, subscription_id: str, document: dict[str, Any]) -> tuple[str | None, Any]:
         """Why a watched Subscription cannot be served (None), or what to match it with."""
-        owner = client_access(self.database, subscriber_of(document))
+        owner = client_access(self.database, owner_in(document))
         if owner is None:
             return "The subscribing client is no longer registered or is disabled", None
         try:
