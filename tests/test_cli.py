@@ -54,9 +54,10 @@ def test_demo_loads_the_sample_once(tmp_path: Path) -> None:
     assert "/fhir/metadata" in first.stdout
     count = _versions(db_url)
     # the roster's Organizations, the sample bundle, the demo source's resources, the terminology
-    # (10 code systems with their all-codes value sets, 7 more value sets, 2 concept maps), 3 mapping tables,
-    # the golden Patients of 7 regional persons (8 source Patients: 张伟 at two institutions), the consortium's Group
-    assert count == 35 + 9 + 15 + 29 + 3 + 7 + 1
+    # (11 code systems with their all-codes value sets, 7 more value sets, 2 concept maps), 3 mapping tables,
+    # the golden Patients of 7 regional persons (8 source Patients: 张伟 at two institutions), the consortium's Group,
+    # the recent result the 互认 example uses and the second versions of the two sample results marked HR
+    assert count == 35 + 9 + 15 + 31 + 3 + 7 + 1 + 1 + 2
     assert "8 Patient writes placed: 7 new persons, 1 automatic links" in first.stdout
     assert "Mapping tables (versions): {'frontdb': 1, 'his-pinyin': 1, 'lis-english': 1}" in first.stdout
     engine = create_engine(db_url)

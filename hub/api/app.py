@@ -20,6 +20,7 @@ from hub.api import (
     empi_routes,
     fhir_routes,
     governance_routes,
+    recognition_routes,
     sources_routes,
     subscriptions_routes,
     terminology_routes,
@@ -38,6 +39,7 @@ from hub.empi.worker import EmpiWorker
 from hub.errors import HubError, StorageError
 from hub.exports.jobs import ExportJobs
 from hub.exports.worker import ExportWorker
+from hub.recognition.service import install as install_recognition
 from hub.store.database import Database
 from hub.subscriptions.delivery import Deliverer
 from hub.subscriptions.matcher import SubscriptionMatcher
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     security = Security.create(settings)  # refuses production without a signing key
     database = database or Database(settings)
     empi = Engine(database, settings=settings)  # refuses unreadable matching rules at start
+    recognition = install_recognition(database)  # results are marked HR as they are written
     workers = []
     if settings.empi_worker:
         workers.append(EmpiWorker(empi))
@@ -92,6 +95,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.state.security = security
     app.state.empi = empi
+    app.state.recognition = recognition
     app.state.exports = exports
     app.state.export_worker = export_worker
     app.add_exception_handler(HubError, hub_error_handler)
@@ -107,6 +111,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(empi_routes.router)
     app.include_router(empi_routes.fhir_router)
     app.include_router(bulk_routes.router)
+    app.include_router(recognition_routes.router)
     app.include_router(subscriptions_routes.router)
     app.include_router(fhir_routes.router)
 

@@ -25,7 +25,8 @@ from hub.privacy import clip, mask_text
 from hub.store.audit_log import AuditLog, AuditQuery, AuditRow
 
 #: Paths whose interactions are audited (metadata and discovery documents are not).
-_AUDITED = re.compile(r"^/(fhir(/|$)|auth/token$|admin/|empi/|subscriptions/|governance/(conflicts|mappings|matches))")
+_AUDITED = re.compile(r"^/(fhir(/|$)|auth/token$|admin/|empi/|subscriptions/|governance/(conflicts|mappings|matches)"
+                      r"|recognition/|cds-services/)")
 _NOT_AUDITED = ("/fhir/metadata", "/fhir/.well-known/smart-configuration")
 _LOCATION = re.compile(r"/fhir/([A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/|$)")
 

@@ -34,14 +34,19 @@ class Permission(StrEnum):
     REVIEW_MATCHES = "review-matches"
     READ_WORKLISTS = "read-worklists"
     CHECK_RECOGNITION = "check-recognition"
+    #: The recognition catalogue and quality-control (室间质评) records.
+    MANAGE_RECOGNITION = "manage-recognition"
+    #: The figures the dashboards show (recognition rate, avoided tests…).
+    READ_INDICATORS = "read-indicators"
     BULK_EXPORT = "bulk-export"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.SOURCE_ADMIN: frozenset({Permission.MANAGE_SOURCES}),
-    Role.APP: frozenset({Permission.BULK_EXPORT}),
-    Role.GOVERNANCE: frozenset({Permission.REVIEW_MAPPINGS, Permission.REVIEW_MATCHES}),
+    Role.APP: frozenset({Permission.BULK_EXPORT, Permission.READ_INDICATORS}),
+    Role.GOVERNANCE: frozenset({Permission.REVIEW_MAPPINGS, Permission.REVIEW_MATCHES, Permission.MANAGE_RECOGNITION,
+                                Permission.READ_INDICATORS}),
     Role.READER: frozenset({Permission.READ_WORKLISTS}),
     Role.CLINICIAN_CDS: frozenset({Permission.CHECK_RECOGNITION}),
 }

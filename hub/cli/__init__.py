@@ -21,9 +21,11 @@ from hub.api.audit import audit_row
 from hub.auth.audit import AuditRecord
 from hub.auth.roles import Role
 from hub.cli.coding import load_mapping_dir, load_terminology, mappings_app, terminology_app
-from hub.cli.demo_source import DEMO_SOURCE, run_demo_source
+from hub.cli.database import open_database
+from hub.cli.demo_source import DEMO_INSTITUTION, DEMO_SOURCE, run_demo_source
 from hub.cli.empi import describe, drain_queue, empi_app
 from hub.cli.ingest import ingest_app, sources_app
+from hub.cli.recognition import load_recognition_samples, recognition_app
 from hub.cli.registry import registry_app
 from hub.cli.security import audit_app, clients_app, keys_app, register_client
 from hub.config import Settings
@@ -54,13 +56,14 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(terminology_app, name="terminology")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(empi_app, name="empi")
+app.add_typer(recognition_app, name="recognition")
 console = Console(soft_wrap=True)
 #: Failures go to standard error (a script may be reading standard output).
 errors = Console(soft_wrap=True, stderr=True)
 
 
 def _database() -> Database:
-    return Database(Settings.from_env())
+    return open_database()
 
 
 def _describe(settings: Settings) -> str:
@@ -211,6 +214,7 @@ def demo(
     _summarize(load_bundle(database, (samples / "demo-bundle.json").read_bytes()))
     console.print(f"Terminology (GB/T, WS 364, ICD-10 国家临床版, LOINC, UCUM): {load_terminology(database)}")
     console.print(f"Mapping tables (versions): {load_mapping_dir(database)}")
+    console.print(f"Recognition (互认): {load_recognition_samples(database, samples)}")
     ingested = run_demo_source(database, Path("var"))
     if isinstance(ingested, str):
         console.print(f"[yellow]Demo source not ingested:[/] {ingested}")
@@ -224,6 +228,8 @@ def demo(
         ("demo app (昆山医共体, read only)", Role.APP, {"consortia": ["consortium-ks"]}),
         ("demo hospital IT of 昆山市中医医院", Role.SOURCE_ADMIN, {"institutions": ["org-ks-tcm"]}),
         ("demo data governance (数据治理科)", Role.GOVERNANCE, {}),
+        ("demo HIS of 玉山镇社区卫生服务中心 (互认 CDS Hooks)", Role.CLINICIAN_CDS,
+         {"institutions": [DEMO_INSTITUTION]}),
     )
     credentials = []
     console.print("[bold]Demo API clients[/] (secrets are shown only now; the hub stores their hashes):")
@@ -257,6 +263,11 @@ def demo(
                   f"'{base}/fhir/Group/{DEMO_GROUP}/$export?_type=Patient,Observation'  → poll Content-Location")
     console.print(f"Subscriptions:       POST {base}/fhir/Subscription (rest-hook); delivery log "
                   f"{base}/subscriptions/<id>/deliveries")
+    console.print(f"Result recognition:  {base}/recognition/catalogue ; POST {base}/recognition/check "
+                  "{\"patient\": \"urn:hub:mrn:org-ks-chc-yushan|Y0005\", \"code\": \"http://loinc.org|1558-6\"} "
+                  "(as the demo HIS client: 張偉's fasting glucose of 昆山一院 is recognizable)")
+    console.print(f"CDS Hooks:           {base}/cds-services  (order-select, order-sign); figures "
+                  f"{base}/recognition/figures?from=2026-01-01&to=2026-12-31")
     console.print(f"OpenAPI spec:        {base}/openapi.json")
     if not no_serve:
         serve(host=host, port=port, workers=1)

@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hub.cli.database import open_database
 from hub.cli.registry import failed
 from hub.coding.catalog import DEFAULT_DIR, catalog_resources
 from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
-from hub.config import Settings
 from hub.errors import HubError
 from hub.governance.tables import export_table, load_table, renormalize_scope
 from hub.store.conflicts import ConflictFilter
@@ -30,7 +30,7 @@ console = Console(soft_wrap=True)
 @contextmanager
 def _hub(action: str) -> Iterator[Database]:
     """The hub's database for one command; a HubError is printed as ``action`` failing (exit 1)."""
-    database = Database(Settings.from_env())
+    database = open_database()
     try:
         yield database
     except HubError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from hub.cli.database import open_database
 from hub.cli.registry import failed
 from hub.config import Settings
 from hub.empi.engine import Engine, RunStats
@@ -30,7 +31,7 @@ def describe(stats: RunStats) -> str:
 @empi_app.command("run")
 def empi_run() -> None:
     """Place every queued Patient write now (link, queue for review, or start a new person)."""
-    database = Database(Settings.from_env())
+    database = open_database()
     try:
         console.print(describe(drain_queue(database)))
     except HubError as error:
@@ -42,7 +43,7 @@ def empi_run() -> None:
 @empi_app.command("status")
 def empi_status() -> None:
     """Queued Patient writes and open review items."""
-    database = Database(Settings.from_env())
+    database = open_database()
     try:
         with database.empi(write=False) as store:
             _items, reviews = store.reviews(status="open", limit=1)

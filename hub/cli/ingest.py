@@ -14,8 +14,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from adapters.hl7v2.mllp import MllpServer
+from hub.cli.database import open_database
 from hub.cli.empi import describe, drain_queue
-from hub.config import Settings
 from hub.errors import HubError
 from hub.fhir.instants import now_utc
 from hub.ingest.mllp import MllpIngest
@@ -37,7 +37,7 @@ console = Console(soft_wrap=True)
 
 
 def _database() -> Database:
-    return Database(Settings.from_env())
+    return open_database()
 
 
 def _fail(error: HubError) -> None:

@@ -8,11 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.config import Settings
+from hub.cli.database import open_database
 from hub.errors import HubError
 from hub.fhir import jsonio
-from hub.registry.roster import LEVELS, ROLES, apply_roster, load_roster, summary
+from hub.registry.roster import LEVELS, ROLES, apply_roster, load_roster
 from hub.store.database import Database
+from hub.store.organizations import summary
 
 registry_app = typer.Typer(help="Institutions of the consortium (机构注册).", no_args_is_help=True)
 console = Console(soft_wrap=True)
@@ -52,7 +53,7 @@ def registry_load(
                                 help="A roster file: .yaml/.yml or .csv (id,name,parent,kind,role,level,uscc,license,alias)"),
 ) -> None:
     """Load a roster into the store (PUT each Organization, parents first; unchanged ones keep their version)."""
-    database = Database(Settings.from_env())
+    database = open_database()
     try:
         organizations = load_roster(path, known_ids=_stored_ids(database))
         with database.fhir_service(write=True) as service:
@@ -71,7 +72,7 @@ def registry_load(
 @registry_app.command("list")
 def registry_list() -> None:
     """List the stored Organizations as a tree (region → consortium → zone → institution)."""
-    database = Database(Settings.from_env())
+    database = open_database()
     try:
         rows = [summary(o) for o in _organizations(database)]
     except HubError as error:

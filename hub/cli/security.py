@@ -14,6 +14,7 @@ from hub.auth.clients import Client, ClientError, new_client
 from hub.auth.roles import Role
 from hub.auth.scopes import format_grants
 from hub.auth.tokens import SigningKey
+from hub.cli.database import open_database
 from hub.config import Settings
 from hub.privacy import DataKeyring, KeyringError
 from hub.store.database import Database
@@ -50,7 +51,7 @@ def clients_create(
     """Register an API client and print its id and secret (the secret is shown only now)."""
     jwks = json.loads(jwks_file.read_text(encoding="utf-8")) if jwks_file else None
     try:
-        client, secret = register_client(Database(Settings.from_env()), name, role, institutions=institution,
+        client, secret = register_client(open_database(), name, role, institutions=institution,
                                          consortia=consortium, scopes=scope or None, jwks=jwks)
     except ClientError as exc:
         console.print(f"[red]Not created:[/] {exc}")
@@ -71,7 +72,7 @@ def clients_create(
 def clients_list() -> None:
     """List the registered clients (never their secrets)."""
     table = Table("client_id", "name", "role", "institutions", "consortia", "auth", "active")
-    with Database(Settings.from_env()).clients(write=False) as store:
+    with open_database().clients(write=False) as store:
         for record in store.all():
             c = Client.from_record(record)
             table.add_row(c.client_id, c.name, c.role.value, ",".join(sorted(c.institutions)),
@@ -82,7 +83,7 @@ def clients_list() -> None:
 @clients_app.command("disable")
 def clients_disable(client_id: str = typer.Argument(..., help="The client to disable")) -> None:
     """Disable a client: no new tokens (current ones expire within their lifetime)."""
-    with Database(Settings.from_env()).clients(write=True) as store:
+    with open_database().clients(write=True) as store:
         if not store.set_active(client_id, False):
             console.print(f"[red]No client[/] {client_id}")
             raise typer.Exit(1)

@@ -42,6 +42,11 @@ _DATE = re.compile(
 _local_zone: tzinfo = ZoneInfo("Asia/Shanghai")
 
 
+def local_zone() -> tzinfo:
+    """The hub's local zone (``HUB_TIMEZONE``)."""
+    return _local_zone
+
+
 def set_local_zone(name: str) -> None:
     """The zone of dates and times written without one (from ``HUB_TIMEZONE``)."""
     global _local_zone

@@ -30,6 +30,7 @@ from hub.fhir import jsonio
 from hub.fhir.access import Access, nested_types, owner_in
 from hub.fhir.indexing import extract_index
 from hub.fhir.instants import format_instant, now_utc
+from hub.fhir.marking import ResourceMarker
 from hub.fhir.preconditions import IfMatch, parse_if_match
 from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.reads import Outcome, ReadInteractions
@@ -87,8 +88,11 @@ class FhirService(ReadInteractions):
         search_parameters: SearchParameters | None = None,
         access: Access | None = None,
         protector: PersonalDataProtector | None = None,
+        markers: Sequence[ResourceMarker] = (),
     ) -> None:
         self.repository = repository
+        #: Set the hub's marks (the 互认 HR tag…) on every version written.
+        self.markers = tuple(markers)
         #: What the principal may do (every interaction checks it; the repository filters by it).
         self.access = access or Access.unrestricted()
         #: Blinds ID and phone numbers for the search index and in searched values.
@@ -98,6 +102,12 @@ class FhirService(ReadInteractions):
         self.search_parameters = search_parameters or SearchParameters()
         #: Set for a transaction: every version it writes carries the same lastUpdated.
         self.fixed_now: datetime | None = None
+
+    def marked(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """``resource`` with the hub's marks as its markers give them (what will be stored)."""
+        for marker in self.markers:
+            resource = marker.mark(resource_type, resource)
+        return resource
 
     def now(self) -> datetime:
         """The lastUpdated of the versions written now (one instant for a whole transaction)."""
@@ -205,6 +215,7 @@ class FhirService(ReadInteractions):
                 if not self.access.may_change(existing):
                     raise Forbidden(f"{resource_type}/{resource_id} belongs to another institution")
                 stored = _without_server_meta(jsonio.loads_stored(existing.content))
+                resource = self.marked(resource_type, resource)
                 if jsonio.canonical(stored) == jsonio.canonical(_without_server_meta(resource)):
                     outcomes.append("unchanged")
                     continue
@@ -375,6 +386,7 @@ class FhirService(ReadInteractions):
             )
         if resource_type == "Subscription":
             resource = self._checked_subscription(resource)
+        resource = self.marked(resource_type, resource)
         last_updated = self.now()
         document = with_meta(self.access.stamp(resource), resource_id, version_id, last_updated)
         content = jsonio.dumps(document)
@@ -439,6 +451,7 @@ class FhirService(ReadInteractions):
             live = current is not None and not current.deleted
             if live and current is not None and current.content is not None:
                 stored = _without_server_meta(jsonio.loads_stored(current.content))
+                resource = self.marked(resource_type, resource)
                 if jsonio.canonical(stored) == jsonio.canonical(_without_server_meta(resource)):
                     return Outcome(200, current, message="No change; the current version is kept")
             previous = current.version_id if current is not None else 0

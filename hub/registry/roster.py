@@ -36,12 +36,10 @@ import yaml
 
 from hub.errors import InvalidRequest, Issue
 from hub.fhir.service import FhirService
+from hub.store.organizations import KIND_SYSTEM, LEVEL_SYSTEM, ROLE_SYSTEM, parent_of
 
 USCC_SYSTEM = "urn:hub:identifier:uscc"
 LICENSE_SYSTEM = "urn:hub:identifier:medical-institution-license"
-KIND_SYSTEM = "urn:hub:organization-kind"
-ROLE_SYSTEM = "urn:hub:consortium-role"
-LEVEL_SYSTEM = "urn:hub:institution-level"
 HL7_ORGANIZATION_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
 
 #: Codes → Chinese displays. Kinds in tree order (a parent's kind never comes after its child's).
@@ -381,27 +379,6 @@ def organization(row: _Row) -> dict[str, Any]:
     if row.parent:
         resource["partOf"] = {"reference": f"Organization/{row.parent}"}
     return resource
-
-
-def parent_of(resource: Mapping[str, Any]) -> str | None:
-    """The Organization id an Organization's ``partOf`` names (None if none or not ``Organization/<id>``)."""
-    part_of = resource.get("partOf")
-    reference = part_of.get("reference") if isinstance(part_of, dict) else None
-    if isinstance(reference, str) and reference.startswith("Organization/"):
-        return reference[len("Organization/"):]
-    return None
-
-
-def summary(resource: Mapping[str, Any]) -> dict[str, str]:
-    """id, name, kind, role, level (codes, '' if absent) and parent of an Organization (for listings)."""
-    codes = {system: "" for system in (KIND_SYSTEM, ROLE_SYSTEM, LEVEL_SYSTEM)}
-    for concept in resource.get("type") or ():
-        for coding in (concept.get("coding") or ()) if isinstance(concept, dict) else ():
-            if isinstance(coding, dict) and coding.get("system") in codes and not codes[coding["system"]]:
-                codes[coding["system"]] = str(coding.get("code") or "")
-    return {"id": str(resource.get("id") or ""), "name": str(resource.get("name") or ""),
-            "kind": codes[KIND_SYSTEM], "role": codes[ROLE_SYSTEM], "level": codes[LEVEL_SYSTEM],
-            "parent": parent_of(resource) or ""}
 
 
 def apply_roster(service: FhirService, organizations: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from hub.config import Settings
 from hub.errors import QueryTimeout, StorageError
 from hub.fhir.access import Access
+from hub.fhir.marking import ResourceMarker
 from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.repository import FhirRepository
 from hub.fhir.search_params import SearchParameters
@@ -115,6 +116,9 @@ class Database:
         ))
         #: The audit trail (written in the background).
         self.audit = AuditLog(self.engine, retention_days=settings.audit_retention_days)
+        #: Markers set on every version written (``factory(connection)`` per unit of work; the layers
+        #: that own their rules add theirs, as :func:`hub.recognition.install` does).
+        self.markers: list[Callable[[Connection], ResourceMarker]] = []
         self._reach: dict[frozenset[str], tuple[object, frozenset[str]]] = {}
         set_local_zone(settings.timezone)
         self._takes_xid = self.engine.dialect.name == "postgresql"
@@ -132,12 +136,32 @@ class Database:
         ``reveal`` False reads contents as stored, ID and phone numbers still sealed (for files
         the hub writes, revealed when they are served).
         """
+        with self._unit(write=write, access=access, reveal=reveal) as (_connection, repository):
+            yield repository
+
+    @contextmanager
+    def _unit(self, *, write: bool, access: Access | None = None,
+              reveal: bool = True) -> Iterator[tuple[Connection, FhirRepository]]:
         with self.connection(write=write) as connection:
             repository = SqlRepository(connection, self.protector if reveal else None)
             if access is not None and access.limited:
-                yield ScopedRepository(repository, access)
+                yield connection, ScopedRepository(repository, access)
             else:
-                yield repository
+                yield connection, repository
+
+    def _service(self, connection: Connection, repository: FhirRepository, access: Access | None = None,
+                 settings: Settings | None = None) -> FhirService:
+        """A :class:`FhirService` on ``repository`` with this database's search parameters and markers."""
+        settings = settings or self.settings
+        return FhirService(
+            repository,
+            default_page_size=settings.default_page_size,
+            max_page_size=settings.max_page_size,
+            search_parameters=self.search_parameters,
+            access=access,
+            protector=self.protector,
+            markers=[factory(connection) for factory in self.markers],
+        )
 
     @contextmanager
     def fhir_service(
@@ -147,16 +171,8 @@ class Database:
 
         ``settings`` (default: the database's) gives the page sizes.
         """
-        settings = settings or self.settings
-        with self.unit_of_work(write=write, access=access) as repository:
-            yield FhirService(
-                repository,
-                default_page_size=settings.default_page_size,
-                max_page_size=settings.max_page_size,
-                search_parameters=self.search_parameters,
-                access=access,
-                protector=self.protector,
-            )
+        with self._unit(write=write, access=access) as (connection, repository):
+            yield self._service(connection, repository, access, settings)
 
     @contextmanager
     def sources(self, *, write: bool) -> Iterator[SqlSourceStore]:
@@ -174,12 +190,7 @@ class Database:
     def ingest_batch(self, access: Access | None = None) -> Iterator[tuple[FhirService, IngestState]]:
         """One ingest batch: resources, index rows, watermark, counts and quarantine in one transaction."""
         with self.connection(write=True) as connection:
-            service = FhirService(
-                SqlRepository(connection, self.protector),
-                search_parameters=self.search_parameters,
-                access=access,
-                protector=self.protector,
-            )
+            service = self._service(connection, SqlRepository(connection, self.protector), access)
             yield service, IngestState(connection, self.protector.keyring)
 
     @contextmanager
@@ -187,8 +198,7 @@ class Database:
         """A mapping decision (the conflict, the mapping table and the decision log), or a batch of its
         re-normalization (the resources and the conflicts they still raise), in one transaction."""
         with self.connection(write=True) as connection:
-            service = FhirService(SqlRepository(connection, self.protector), search_parameters=self.search_parameters,
-                                  protector=self.protector)
+            service = self._service(connection, SqlRepository(connection, self.protector))
             yield service, ConflictStore(connection)
 
     @contextmanager
@@ -198,8 +208,7 @@ class Database:
         Its own Patient writes (golden records) are not queued back to it.
         """
         with self.connection(write=write) as connection:
-            service = FhirService(SqlRepository(connection, self.protector, empi_queue=False),
-                                  search_parameters=self.search_parameters, protector=self.protector)
+            service = self._service(connection, SqlRepository(connection, self.protector, empi_queue=False))
             yield service, EmpiStore(connection)
 
     @contextmanager

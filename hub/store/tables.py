@@ -571,3 +571,83 @@ subscription_delivery = Table(
     Index("ix_hub_subscription_delivery_due", "status", "next_attempt"),
     Index("ix_hub_subscription_delivery_subscription", "subscription_id", "delivery_pk"),
 )
+
+# -- 检查检验结果互认 (mutual recognition of results) ---------------------------------------------
+
+#: Change counters of the recognition rules (catalogue and quality-control records): a writer marking
+#: results reloads its rules when the counter moved, in this process or another.
+recognition_stamp = Table(
+    "hub_recognition_stamp",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("counter", BigInteger, nullable=False),
+)
+
+#: The recognition catalogue (互认项目目录), one row per version loaded; the newest is in force.
+recognition_catalogue = Table(
+    "hub_recognition_catalogue",
+    metadata,
+    Column("catalogue_pk", BigId, primary_key=True, autoincrement=True),
+    #: The catalogue's own version label.
+    Column("version", String(64), nullable=False),
+    #: JSON: the checked catalogue (items, validity, scope, qualification rule, price).
+    Column("content", Text, nullable=False),
+    Column("loaded_at", DateTime(timezone=True), nullable=False),
+    Column("loaded_by", String(200), nullable=False),
+)
+
+#: External quality assessment (室间质评) results: an institution passed (or failed) an item in a year.
+recognition_eqa = Table(
+    "hub_recognition_eqa",
+    metadata,
+    Column("eqa_pk", BigId, primary_key=True, autoincrement=True),
+    Column("institution", String(64), nullable=False),
+    #: The catalogue item's id.
+    Column("item_id", String(64), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("passed", Boolean, nullable=False),
+    #: Who ran the assessment (国家卫生健康委临床检验中心, 省临检中心…) and its certificate number.
+    Column("scheme", String(200), nullable=False),
+    Column("certificate", String(200), nullable=False),
+    Column("recorded_by", String(200), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("institution", "item_id", "year", name="uq_hub_recognition_eqa_result"),
+)
+
+#: Every recognition check (an order checked for prior results) and the decision taken on it.
+recognition_check = Table(
+    "hub_recognition_check",
+    metadata,
+    #: A random UUID: the CDS Hooks card's uuid, the handle of the decision.
+    Column("check_id", String(36), primary_key=True),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    #: The local day of ``checked_at`` (YYYY-MM-DD): figures are summed per day, portably.
+    Column("check_day", String(10), nullable=False),
+    #: The ordering institution.
+    Column("institution", String(64), nullable=False),
+    #: The catalogue item (None: the requested code is not in the catalogue, or not mapped).
+    Column("item_id", String(64), nullable=True),
+    #: The requested code as given (system|code).
+    Column("requested", String(300), nullable=False),
+    #: The regional person (or Patient) checked; no personal data.
+    Column("person", String(64), nullable=True),
+    #: api, order-select or order-sign.
+    Column("origin", String(32), nullable=False),
+    #: The order as the ordering system names it (ServiceRequest/…), if any.
+    Column("order_ref", String(200), nullable=True),
+    #: How many prior results were recognizable (0: the order is not eligible for recognition).
+    Column("recognizable", Integer, nullable=False),
+    #: The recognizable result offered first (Observation/… or DiagnosticReport/…) and where it was done.
+    Column("result_ref", String(200), nullable=True),
+    Column("performer", String(64), nullable=True),
+    #: The item's price in fen (分), counted as avoided when the result is recognized.
+    Column("price_fen", BigInteger, nullable=True),
+    #: recognized (the order was dropped) or retested (ordered anyway, with a reason); None: undecided.
+    Column("decision", String(16), nullable=True),
+    Column("reason", String(32), nullable=True),
+    Column("comment", Text, nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(200), nullable=True),
+    Column("checked_by", String(200), nullable=False),
+    Index("ix_hub_recognition_check_day", "check_day", "institution"),
+)

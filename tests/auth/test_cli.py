@@ -58,7 +58,7 @@ def test_demo_prints_working_credentials(tmp_path: Path) -> None:
     demo = _run(["demo", "--no-serve"], db_url, tmp_path)
     assert demo.returncode == 0, demo.stderr
     pairs = re.findall(r"client_id=(\w+)\s+client_secret=(\S+)", demo.stdout)
-    assert len(pairs) == 4  # admin, app, hospital IT, data governance
+    assert len(pairs) == 5  # admin, app, hospital IT, data governance, the community center's HIS (互认)
     settings = Settings(database_url=db_url, key_dir=str(tmp_path / "var" / "keys"))
     database = Database(settings)
     try:
@@ -72,6 +72,14 @@ def test_demo_prints_working_credentials(tmp_path: Path) -> None:
             found = httpx.get(f"{url}/fhir/Patient", params={"identifier": "320583196803120015"},
                               headers={"Authorization": f"Bearer {app_token}"}, timeout=60).json()
             assert [e["resource"]["id"] for e in found.get("entry", [])] == ["pat-1"], found
+            # the community center's HIS finds 張偉's recent fasting glucose of the lead hospital recognizable
+            his_token = httpx.post(f"{url}/auth/token", auth=pairs[4],
+                                   data={"grant_type": "client_credentials"}).json()["access_token"]
+            checked = httpx.post(f"{url}/recognition/check", json={
+                "patient": "urn:hub:mrn:org-ks-chc-yushan|Y0005", "code": "http://loinc.org|1558-6"},
+                headers={"Authorization": f"Bearer {his_token}"}, timeout=60).json()
+            assert [(r["result"], r["institution"], r["hr"]) for r in checked["recognizable"]] == [
+                ("Observation/obs-demo-recognition", "org-ks-1", True)], checked
     finally:
         database.dispose()
 

@@ -12,19 +12,9 @@ from typer.testing import CliRunner
 from hub.config import Settings
 from hub.errors import InvalidRequest
 from hub.fhir.validation import validate_resource
-from hub.registry.roster import (
-    KIND_SYSTEM,
-    LEVEL_SYSTEM,
-    ROLE_SYSTEM,
-    USCC_SYSTEM,
-    apply_roster,
-    load_roster,
-    summary,
-    uscc_check_character,
-    uscc_valid,
-)
+from hub.registry.roster import USCC_SYSTEM, apply_roster, load_roster, uscc_check_character, uscc_valid
 from hub.store.database import Database
-from hub.store.organizations import institutions_under
+from hub.store.organizations import KIND_SYSTEM, LEVEL_SYSTEM, ROLE_SYSTEM, institutions_under, summary
 
 SAMPLE = Path(__file__).resolve().parents[2] / "hub" / "samples" / "kunshan-roster.yaml"
 CONSORTIUM = "consortium-ks"

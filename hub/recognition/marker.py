@@ -1,0 +1,89 @@
+"""The HR mark, set on every result as it is written, and set again when the rules change.
+
+Results that qualify for recognition carry ``meta.tag`` ``urn:hub:recognition|HR`` as stored, so
+reads, searches (``_tag=urn:hub:recognition|HR``), Subscriptions and exports carry it with no work
+at read time. The tag is the hub's: one a writer sends is removed unless the rules give it. When
+the catalogue or a quality-control record changes, :func:`remark` writes again the results whose
+mark changed (a new version each, nothing else in them changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection
+
+from hub.coding.terminology import escape
+from hub.errors import VersionConflict
+from hub.fhir import jsonio
+from hub.fhir.marking import with_tag
+from hub.recognition.catalogue import Item
+from hub.recognition.rules import HR_SYSTEM, HR_TAG, RESULT_TYPES, Rules, RulesCache
+from hub.store.database import Database
+
+#: Results re-marked per transaction.
+BATCH = 500
+_ATTEMPTS = 3
+
+
+class HrMarker:
+    """Sets or clears the HR tag on the results one unit of work writes."""
+
+    def __init__(self, cache: RulesCache, connection: Connection) -> None:
+        self.cache = cache
+        self.connection = connection
+        self._rules: Rules | None = None
+
+    def mark(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """``resource`` with the HR tag if it qualifies, without it otherwise."""
+        if resource_type not in RESULT_TYPES:
+            return resource
+        if self._rules is None:  # read once per unit of work, when it writes a result
+            self._rules = self.cache.current(self.connection)
+        return with_tag(resource, HR_SYSTEM, HR_TAG if self._rules.is_hr(resource_type, resource) else None)
+
+
+@dataclass
+class Remarked:
+    """What a re-marking changed."""
+
+    examined: int = 0
+    updated: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """JSON form."""
+        return {"examined": self.examined, "updated": self.updated}
+
+
+def remark(database: Database, items: Iterable[Item], year: int | None = None) -> Remarked:
+    """Write again the stored results of ``items`` (of ``year`` only, if given) whose HR mark changed."""
+    done = Remarked()
+    for item in items:
+        criteria = f"code={escape(item.system)}|{escape(item.code)}"
+        if year is not None:
+            criteria += f"&date=ge{year}-01-01&date=lt{year + 1}-01-01"
+        after: int | None = 0
+        while after is not None:
+            for attempt in range(_ATTEMPTS):
+                try:
+                    after = _batch(database, item.resource_type, criteria, after, done)
+                    break
+                except VersionConflict:  # a writer changed one of them meanwhile: read the page again
+                    if attempt == _ATTEMPTS - 1:
+                        raise
+    return done
+
+
+def _batch(database: Database, resource_type: str, criteria: str, after: int, done: Remarked) -> int | None:
+    with database.fhir_service(write=True) as service:
+        spec = replace(service.conditional_spec(resource_type, criteria), count=BATCH, after=after or None)
+        page = [s for s in service.repository.search(spec) if s.content is not None]
+        if not page:
+            return None
+        outcomes = service.upsert_many([(resource_type, s.id, jsonio.loads_stored(s.content or b"{}"))
+                                        for s in page])
+        done.examined += len(page)
+        done.updated += sum(1 for o in outcomes if o == "updated")
+        return max(s.pk for s in page) if len(page) == BATCH else None

@@ -1,0 +1,189 @@
+"""The recognition check on a real database: the national rules' scenarios, one by one."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.coding.mapping_tables import read_csv
+from hub.coding.terminology import PROCESS_CACHE
+from hub.empi.engine import Engine
+from hub.empi.operations import EmpiOperations
+from hub.governance.tables import load_table
+from hub.recognition.service import Recognition
+from hub.store.database import Database
+from tests.empi.support import ZHANG_WEI_ID, person_of, read, run_empi, source_patient, store
+from tests.recognition.support import (
+    CATALOGUE,
+    COMMUNITY_B,
+    FAILED_LAB,
+    HOSPITAL_A,
+    LOINC,
+    OTHER_CONSORTIUM,
+    ago,
+    check,
+    consortium,
+    glucose,
+    put,
+    zhang_wei,
+)
+
+
+@pytest.fixture
+def recognition(database: Database, terminology: None) -> Recognition:
+    return consortium(database)
+
+
+def reasons(entry: dict) -> list[str]:
+    return [r["code"] for r in entry["reasons"]]
+
+
+def test_a_result_of_hospital_a_is_recognized_for_an_order_at_community_center_b(
+        database: Database, recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=2)))
+
+    result = check(recognition, f"Patient/{patient_b}")
+    [found] = result.recognizable
+    assert found["result"] == "Observation/glu-a" and found["institution"] == HOSPITAL_A
+    assert found["institution_name"] == "昆山市第一人民医院" and found["hr"] is True
+    assert found["value"] == 5.6 and found["unit"] == "mmol/L"
+    assert result.not_recognizable == []
+    # by the ID number, which only hospital A's and B's records hold, and by B's record number
+    assert [e["result"] for e in check(recognition, f"urn:oid:2.16.156.10011.1.3|{ZHANG_WEI_ID}").recognizable] \
+        == ["Observation/glu-a"]
+    assert [e["result"] for e in check(recognition, f"urn:hub:mrn:{COMMUNITY_B}|B77").recognizable] \
+        == ["Observation/glu-a"]
+
+
+def test_a_result_past_the_items_validity_window_is_expired(database: Database, recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-old", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=8)))
+    result = check(recognition, f"Patient/{patient_b}")
+    assert result.recognizable == []
+    [entry] = result.not_recognizable
+    assert reasons(entry) == ["expired"] and "有效期 7 天" in entry["reasons"][0]["text"]
+    # the same result was recognizable for an order placed a week ago
+    assert check(recognition, f"Patient/{patient_b}", at=ago(days=5)).recognizable[0]["result"] \
+        == "Observation/glu-old"
+
+
+def test_a_lab_that_failed_its_quality_assessment_that_year_is_not_qualified(
+        database: Database, recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-tcm", f"{HOSPITAL_A}-1001", FAILED_LAB, 5.6, "mmol/L", ago(days=1)))
+    [entry] = check(recognition, f"Patient/{patient_b}").not_recognizable
+    assert reasons(entry) == ["not-qualified"] and entry["hr"] is False
+    assert "HR" not in {t.get("code") for t in read(database, "Observation", "glu-tcm")["meta"]["tag"]}
+
+
+def test_a_preliminary_result_is_not_recognized_and_carries_no_hr(database: Database,
+                                                                  recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-pre", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(hours=3),
+                          status="preliminary"))
+    [entry] = check(recognition, f"Patient/{patient_b}").not_recognizable
+    assert reasons(entry) == ["not-final"]
+    assert "HR" not in {t.get("code") for t in read(database, "Observation", "glu-pre")["meta"]["tag"]}
+
+
+def test_results_outside_the_consortium_are_out_of_scope(database: Database, recognition: Recognition) -> None:
+    store(database, source_patient(OTHER_CONSORTIUM, "9", "张伟", id_number=ZHANG_WEI_ID))
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-far", f"{OTHER_CONSORTIUM}-9", OTHER_CONSORTIUM, 5.6, "mmol/L", ago(days=1)))
+    [entry] = check(recognition, f"Patient/{patient_b}").not_recognizable
+    assert reasons(entry) == ["out-of-scope"] and entry["hr"] is True
+
+
+def test_glucose_in_mg_per_dl_is_offered_in_the_orderers_mmol_per_l(database: Database,
+                                                                     recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-mg", f"{HOSPITAL_A}-1001", HOSPITAL_A, 100.9, "mg/dL", ago(days=1)))
+    [found] = check(recognition, f"Patient/{patient_b}").recognizable  # the catalogue's unit: mmol/L
+    assert (found["value"], found["unit"]) == (5.601, "mmol/L")  # 100.9 ÷ 18.016, four significant digits
+    assert found["original"] == {"value": 100.9, "unit": "mg/dL"}
+    [found] = check(recognition, f"Patient/{patient_b}", unit="mg/dL").recognizable
+    assert (found["value"], found["unit"]) == (100.9, "mg/dL") and "original" not in found
+    # a unit that is no concentration cannot be compared
+    put(database, glucose("glu-bad", f"{HOSPITAL_A}-1001", HOSPITAL_A, 12, "U/L", ago(days=1)))
+    bad = [e for e in check(recognition, f"Patient/{patient_b}").not_recognizable if e["result"] == "Observation/glu-bad"]
+    assert [reasons(e) for e in bad] == [["unit-not-comparable"]]
+
+
+def test_the_orderers_local_code_is_mapped_to_the_catalogue_item(database: Database, recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=1)))
+    csv = ("source_system,source_code,source_display,target_system,target_code\n"
+           f"lab-item,XT,血糖,{LOINC},2345-7\n")
+    load_table(database, PROCESS_CACHE, "chc-his", read_csv(csv, "chc-his"), actor="test")
+    result = check(recognition, f"Patient/{patient_b}", "urn:hub:code:chc-his:lab-item|XT")
+    assert result.item is not None and result.item.item_id == "glu"
+    assert result.standard_code == f"{LOINC}|2345-7" and len(result.recognizable) == 1
+    unmapped = check(recognition, f"Patient/{patient_b}", "urn:hub:code:chc-his:lab-item|NOPE")
+    assert unmapped.item is None and "尚未映射" in unmapped.message
+
+
+def test_merging_after_the_result_makes_it_recognized_and_unmerging_takes_it_back(
+        database: Database, recognition: Recognition) -> None:
+    # two records the engine cannot link (no shared number): two persons
+    store(database, source_patient(HOSPITAL_A, "1001", "张伟", birth="1980-05-12"),
+          source_patient(COMMUNITY_B, "B77", "张卫国", birth="1975-01-02"))
+    run_empi(database)
+    put(database, glucose("glu-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=1)))
+    patient_b = f"{COMMUNITY_B}-B77"
+    assert check(recognition, f"Patient/{patient_b}").recognizable == []
+
+    operations = EmpiOperations(Engine(database))
+    source, target = person_of(database, patient_b), person_of(database, f"{HOSPITAL_A}-1001")
+    operations.merge(source, target, actor="test", reason="同一人")
+    assert [e["result"] for e in check(recognition, f"Patient/{patient_b}").recognizable] == ["Observation/glu-a"]
+
+    operations.unmerge(source, actor="test", reason="合并错误")
+    assert check(recognition, f"Patient/{patient_b}").recognizable == []
+
+
+def test_checks_are_recorded_for_the_figures(database: Database, recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=1)))
+    result = check(recognition, f"Patient/{patient_b}")
+    row = recognition.check_record(result.check_id)
+    assert row is not None and row["recognizable"] == 1 and row["item_id"] == "glu"
+    assert row["institution"] == COMMUNITY_B and row["result_ref"] == "Observation/glu-a"
+    assert row["price_fen"] == 500 and row["decision"] is None
+
+
+def _ct_head(report_id: str, patient_id: str, performer: str, when: object) -> dict:
+    return {"resourceType": "DiagnosticReport", "id": report_id, "status": "final",
+            "meta": {"tag": [{"system": "urn:hub:institution", "code": performer}]},
+            "category": [{"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"}]}],
+            "code": {"coding": [{"system": "urn:hub:code:pacs:exam-item", "code": "CT001"},
+                                {"system": "urn:hub:exam-item", "code": "CT-HEAD"}], "text": "头颅CT平扫"},
+            "subject": {"reference": f"Patient/{patient_id}"}, "effectiveDateTime": when.isoformat(),  # type: ignore[attr-defined]
+            "performer": [{"reference": f"Organization/{performer}"}], "conclusion": "颅内未见明显异常。"}
+
+
+def test_exams_are_recognized_by_hospital_level_region_wide(database: Database, recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, _ct_head("ct-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, ago(days=10)),
+        _ct_head("ct-chc", patient_b, COMMUNITY_B, ago(days=3)))
+    result = check(recognition, f"Patient/{patient_b}", "urn:hub:exam-item|CT-HEAD", institution=OTHER_CONSORTIUM)
+    [found] = result.recognizable  # region-wide: another consortium's hospital may use it
+    assert found["result"] == "DiagnosticReport/ct-a" and found["conclusion"] == "颅内未见明显异常。"
+    [community] = result.not_recognizable  # a community center is below 二级
+    assert community["result"] == "DiagnosticReport/ct-chc" and reasons(community) == ["not-qualified"]
+    assert "HR" in {t.get("code") for t in read(database, "DiagnosticReport", "ct-a")["meta"]["tag"]}
+    assert "HR" not in {t.get("code") for t in read(database, "DiagnosticReport", "ct-chc")["meta"]["tag"]}
+
+
+def test_a_catalogue_change_remarks_stored_results(database: Database, recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, _ct_head("ct-chc", patient_b, COMMUNITY_B, ago(days=3)))
+    assert "HR" not in {t.get("code") for t in read(database, "DiagnosticReport", "ct-chc")["meta"]["tag"]}
+    catalogue = CATALOGUE.read_text(encoding="utf-8").replace(
+        'code: "urn:hub:exam-item|CT-HEAD", validity: 30d, scope: region, qualification: "level:secondary"',
+        'code: "urn:hub:exam-item|CT-HEAD", validity: 30d, scope: region, qualification: "level:chc"')
+    outcome = recognition.load_catalogue(catalogue, "test")
+    assert outcome["changed_items"] == 1 and outcome["remarked"] == {"examined": 1, "updated": 1}
+    report = read(database, "DiagnosticReport", "ct-chc")
+    assert "HR" in {t.get("code") for t in report["meta"]["tag"]} and report["meta"]["versionId"] == "2"
+    # loading the same catalogue again changes nothing
+    assert recognition.load_catalogue(catalogue, "test")["remarked"] == {"examined": 0, "updated": 0}
