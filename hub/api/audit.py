@@ -101,6 +101,8 @@ class AuditMiddleware:
         try:
             await self.app(scope, audited_receive, audited_send)
         finally:
+            if "audit_patients" in state:  # the route knows whose data it showed (not whom the caller named)
+                record.patients = set(state["audit_patients"])
             principal = state.get("principal")
             if principal is not None:
                 record.client_id = principal.client_id

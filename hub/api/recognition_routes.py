@@ -3,8 +3,9 @@ and the CDS Hooks services ordering systems call at order time.
 
 - ``/recognition/catalogue`` (GET; PUT YAML or JSON: permission ``manage-recognition``)
 - ``/recognition/eqa`` (GET, POST; DELETE ``/recognition/eqa/{id}``: ``manage-recognition``)
+- ``POST /recognition/remark`` (``manage-recognition``), ``GET /recognition/catalogue/history``
 - ``POST /recognition/check`` and ``POST /recognition/checks/{id}/decision`` (``check-recognition``)
-- ``GET /recognition/figures`` (``read-indicators``)
+- ``GET /recognition/figures``, ``GET /recognition/checks`` (``read-indicators``), ``GET /recognition/checks/{id}``
 - ``GET /cds-services``, ``POST /cds-services/{id}``, ``POST /cds-services/{id}/feedback``
   (``check-recognition``)
 """
@@ -24,10 +25,11 @@ from hub.api.http import JSON_TYPES, PrintableModel, parse_body, read_body
 from hub.api.security import Authenticated, fhir_access, requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission
-from hub.errors import Forbidden, InvalidRequest
-from hub.fhir.instants import aware
+from hub.errors import Forbidden, InvalidRequest, NotFound
+from hub.fhir.search_values import local_zone
 from hub.recognition import cds
 from hub.recognition.check import CheckRequest, CheckResult
+from hub.recognition.decisions import Decision
 from hub.recognition.service import Recognition
 
 router = APIRouter(tags=["recognition"])
@@ -84,6 +86,19 @@ async def put_catalogue(request: Request, principal: Manager) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(_recognition(request).load_catalogue, body, _actor(principal)))
 
 
+@router.get("/recognition/catalogue/history", summary="Every recognition catalogue loaded")
+def catalogue_history(request: Request, principal: Authenticated) -> JSONResponse:
+    """Versions, newest first: version, number of items, when and by whom."""
+    return JSONResponse({"versions": _recognition(request).catalogue_history()})
+
+
+@router.post("/recognition/remark", summary="Set the HR mark again on every stored result")
+async def remark(request: Request, principal: Manager, level_rules_only: bool = False) -> JSONResponse:
+    """A repair (after an interrupted re-marking), or after institutions' levels changed (``level_rules_only``);
+    results whose mark is right are left as they are."""
+    return JSONResponse(await run_in_threadpool(_recognition(request).remark, level_rules_only=level_rules_only))
+
+
 @router.get("/recognition/eqa", summary="Quality-control (室间质评) records")
 def list_eqa(request: Request, principal: Authenticated, institution: str | None = None,
              item: str | None = None, year: Annotated[int | None, Query(ge=2000, le=2100)] = None) -> JSONResponse:
@@ -131,25 +146,69 @@ class DecisionBody(PrintableModel):
     decision: str = Field(..., description="recognized or retested")
     reason: str | None = Field(None, max_length=32, description="For retested: one of the six reasons")
     comment: str | None = Field(None, max_length=2000)
+    clinician: str | None = Field(None, max_length=200, description="Who decided, as the ordering system names "
+                                  "them (Practitioner/…)")
+
+
+def _local_time(moment: datetime | None) -> datetime | None:
+    """An order time; one written without a zone is the hub's local time (``HUB_TIMEZONE``)."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=local_zone())
+
+
+def _audit_patients(request: Request, results: list[CheckResult]) -> None:
+    """The hub's patients whose results a check showed, for the audit trail (not those the caller named)."""
+    request.state.audit_patients = sorted({s for r in results for s in r.subjects})
 
 
 @router.post("/recognition/check", summary="Check an order for recognizable prior results")
 async def check(request: Request, body: CheckBody, principal: Checker) -> JSONResponse:
     """The recognizable results (value in the orderer's unit where comparable, institution, date, HR) and
     the other candidates with their reasons; the check's id is the handle of the decision."""
-    order = CheckRequest(body.patient, _ordering(principal, body.institution), body.code,
-                         aware(body.at) if body.at else None, body.unit)
+    order = CheckRequest(body.patient, _ordering(principal, body.institution), body.code, _local_time(body.at),
+                         body.unit, bound=principal.bound)
     [result] = await run_in_threadpool(_recognition(request).check, [order], _actor(principal))
+    _audit_patients(request, [result])
     return JSONResponse(result.as_dict())
+
+
+@router.get("/recognition/checks", summary="Recorded checks and their decisions")
+def list_checks(request: Request, principal: Viewer, first: Annotated[date, Query(alias="from")],
+                last: Annotated[date, Query(alias="to")], decision: str | None = None, reason: str | None = None,
+                eligible: bool | None = None, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+                count: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
+    """Newest first; ``decision`` recognized, retested or undecided; ``reason`` one of the six (or
+    unspecified); ``eligible`` true for orders that had a recognizable result."""
+    recognition = _recognition(request)
+    reach = fhir_access(principal, recognition.database).institutions
+    return JSONResponse(recognition.checks(first, last, institutions=reach, decision=decision, reason=reason,
+                                           eligible=eligible, offset=offset, count=count))
+
+
+@router.get("/recognition/checks/{check_id}", summary="One recorded check with its decisions")
+def read_check(request: Request, check_id: Annotated[str, FastApiPath(max_length=36)],
+               principal: Authenticated) -> JSONResponse:
+    """The check as recorded and every decision taken on it (for clients that check or read the figures, of
+    the institutions they reach)."""
+    if not (principal.can(Permission.CHECK_RECOGNITION) or principal.can(Permission.READ_INDICATORS)):
+        raise Forbidden("Reading checks needs the permission check-recognition or read-indicators")
+    recognition = _recognition(request)
+    found = recognition.check_record(check_id)
+    reach = fhir_access(principal, recognition.database).institutions
+    if found is None or (reach is not None and found["institution"] not in reach):
+        raise NotFound(f"No recognition check {check_id}")
+    return JSONResponse(found)
 
 
 @router.post("/recognition/checks/{check_id}/decision", summary="Record the decision on a checked order")
 async def decide(request: Request, check_id: Annotated[str, FastApiPath(max_length=36)], body: DecisionBody,
                  principal: Checker) -> JSONResponse:
-    """``recognized`` (the order was dropped) or ``retested`` with one of the six reasons."""
-    [decided] = await run_in_threadpool(_recognition(request).decide,
-                                        [(check_id, body.decision, body.reason, body.comment)],
-                                        _actor(principal), _institutions(principal))
+    """``recognized`` (the order was dropped) or ``retested`` with one of the six reasons; every decision is
+    kept, the check shows the latest."""
+    wanted = Decision(check_id, body.decision, body.reason, body.comment, body.clinician)
+    [decided] = await run_in_threadpool(_recognition(request).decide, [wanted], _actor(principal),
+                                        _institutions(principal))
     return JSONResponse(decided)
 
 
@@ -173,13 +232,12 @@ def cds_discovery() -> JSONResponse:
     return JSONResponse(cds.discovery())
 
 
-def _hook(recognition: Recognition, service_id: str, body: Any, principal: Principal,
-          base_url: str) -> dict[str, Any]:
-    requests = cds.check_requests(service_id, body, principal.institutions, recognition.knows_patient)
+def _hook(recognition: Recognition, service_id: str, body: Any, principal: Principal) -> list[CheckResult]:
+    requests = cds.check_requests(service_id, body, principal.institutions, principal.bound,
+                                  recognition.knows_patient)
     for order in requests:
         _ordering(principal, order.institution)
-    results: list[CheckResult] = recognition.check(requests, _actor(principal)) if requests else []
-    return cds.cards(results, base_url)
+    return recognition.check(requests, _actor(principal)) if requests else []
 
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS Hooks service")
@@ -189,15 +247,16 @@ async def cds_call(request: Request, service_id: Annotated[str, FastApiPath(max_
     cds.service_of(service_id)
     body = parse_body(await read_body(request, request.app.state.settings), request.headers.get("content-type"),
                       JSON_TYPES)
-    base_url = str(request.base_url).rstrip("/")
-    return JSONResponse(await run_in_threadpool(_hook, _recognition(request), service_id, body, principal,
-                                                base_url))
+    results = await run_in_threadpool(_hook, _recognition(request), service_id, body, principal)
+    _audit_patients(request, results)
+    return JSONResponse(cds.cards(results))
 
 
 @router.post("/cds-services/{service_id}/feedback", summary="CDS Hooks feedback: the decisions on cards")
 async def cds_feedback(request: Request, service_id: Annotated[str, FastApiPath(max_length=64)],
                        principal: Checker) -> JSONResponse:
-    """accepted (取消本次申请) → recognized; overridden, or 仍然开立 → re-tested with its reason."""
+    """accepted (取消本次申请) → recognized; overridden, or 仍然开立 → re-tested with its reason (recorded as
+    unspecified when the ordering system sends none)."""
     cds.service_of(service_id)
     body = parse_body(await read_body(request, request.app.state.settings), request.headers.get("content-type"),
                       JSON_TYPES)

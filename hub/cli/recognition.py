@@ -13,10 +13,11 @@ from rich.console import Console
 from hub.cli.database import open_database
 from hub.errors import HubError
 from hub.fhir.access import INSTITUTION_TAG
-from hub.fhir.instants import aware, now_utc
+from hub.fhir.instants import now_utc
 from hub.fhir.search_values import local_zone
 from hub.recognition.check import CheckRequest
-from hub.recognition.service import install, read_eqa_csv
+from hub.recognition.eqa import read_eqa_csv
+from hub.recognition.service import install
 from hub.store.database import Database
 
 recognition_app = typer.Typer(help="检查检验结果互认: catalogue, quality control, checks, figures.",
@@ -59,6 +60,20 @@ def eqa(path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=T
     console.print(f"Recorded {outcome['saved']} quality-control results; results re-marked: {outcome['remarked']}")
 
 
+@recognition_app.command("remark")
+def remark_command(level_rules_only: bool = typer.Option(
+        False, "--level-rules-only", help="Only items qualified by hospital level (after institutions changed)")) -> None:
+    """Set the HR mark again on every stored result of the catalogue's items (a repair; right marks stay)."""
+    database = open_database()
+    try:
+        outcome = install(database).remark(level_rules_only=level_rules_only)
+    except HubError as error:
+        raise _failed("Not re-marked", error) from None
+    finally:
+        database.dispose()
+    console.print(f"{outcome['items']} items: results re-marked {outcome['remarked']}")
+
+
 @recognition_app.command("check")
 def check(
     patient: str = typer.Option(..., help="Patient/<id> or an identifier system|value"),
@@ -70,8 +85,9 @@ def check(
     """Check an order for recognizable prior results (recorded like a check over the API); prints JSON."""
     database = open_database()
     try:
-        [result] = install(database).check([CheckRequest(patient, institution, code, aware(at) if at else None,
-                                                         unit, origin="cli")], ACTOR)
+        moment = (at if at.tzinfo else at.replace(tzinfo=local_zone())) if at else None  # local time by default
+        [result] = install(database).check([CheckRequest(patient, institution, code, moment, unit, origin="cli")],
+                                           ACTOR)
     except HubError as error:
         raise _failed("Check failed", error) from None
     finally:

@@ -11,6 +11,7 @@ from rich.table import Table
 from hub.cli.database import open_database
 from hub.errors import HubError
 from hub.fhir import jsonio
+from hub.recognition.service import install as install_recognition
 from hub.registry.roster import LEVELS, ROLES, apply_roster, load_roster
 from hub.store.database import Database
 from hub.store.organizations import summary
@@ -58,6 +59,8 @@ def registry_load(
         organizations = load_roster(path, known_ids=_stored_ids(database))
         with database.fhir_service(write=True) as service:
             counts = apply_roster(service, organizations)
+        # results qualified by hospital level (互认) follow the institutions' levels and departments
+        remarked = install_recognition(database).remark(level_rules_only=True) if counts["updated"] else None
     except HubError as error:
         raise failed("Not loaded", error) from None
     finally:
@@ -67,6 +70,8 @@ def registry_load(
         table.add_row(key, str(counts[key]))
     console.print(table)
     console.print(f"[green]Roster {path.name} loaded[/]: {len(organizations)} organizations")
+    if remarked is not None:
+        console.print(f"互认 results qualified by hospital level re-marked: {remarked['remarked']}")
 
 
 @registry_app.command("list")

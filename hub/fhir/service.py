@@ -104,7 +104,7 @@ class FhirService(ReadInteractions):
         self.fixed_now: datetime | None = None
 
     def marked(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
-        """``resource`` with the hub's marks as its markers give them (what will be stored)."""
+        """``resource`` (already stamped with its owner) with the hub's marks as its markers give them."""
         for marker in self.markers:
             resource = marker.mark(resource_type, resource)
         return resource
@@ -215,7 +215,7 @@ class FhirService(ReadInteractions):
                 if not self.access.may_change(existing):
                     raise Forbidden(f"{resource_type}/{resource_id} belongs to another institution")
                 stored = _without_server_meta(jsonio.loads_stored(existing.content))
-                resource = self.marked(resource_type, resource)
+                resource = self.marked(resource_type, self.access.stamp(resource))
                 if jsonio.canonical(stored) == jsonio.canonical(_without_server_meta(resource)):
                     outcomes.append("unchanged")
                     continue
@@ -386,9 +386,9 @@ class FhirService(ReadInteractions):
             )
         if resource_type == "Subscription":
             resource = self._checked_subscription(resource)
-        resource = self.marked(resource_type, resource)
+        resource = self.marked(resource_type, self.access.stamp(resource))  # marks may read the owner's tag
         last_updated = self.now()
-        document = with_meta(self.access.stamp(resource), resource_id, version_id, last_updated)
+        document = with_meta(resource, resource_id, version_id, last_updated)
         content = jsonio.dumps(document)
         self._refuse_hidden_patients(resource_type, content)
         if TOKEN_PREFIX.encode() in content:
@@ -451,7 +451,7 @@ class FhirService(ReadInteractions):
             live = current is not None and not current.deleted
             if live and current is not None and current.content is not None:
                 stored = _without_server_meta(jsonio.loads_stored(current.content))
-                resource = self.marked(resource_type, resource)
+                resource = self.marked(resource_type, self.access.stamp(resource))
                 if jsonio.canonical(stored) == jsonio.canonical(_without_server_meta(resource)):
                     return Outcome(200, current, message="No change; the current version is kept")
             previous = current.version_id if current is not None else 0

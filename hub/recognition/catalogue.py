@@ -145,7 +145,7 @@ def _price(value: Any, where: str, problems: list[str]) -> int | None:
         amount = Decimal(str(value))
     except InvalidOperation:
         amount = Decimal(-1)
-    if amount < 0 or amount != amount.quantize(Decimal("0.01")):
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")):
         problems.append(f"{where}: price '{value}' must be an amount in 元 with at most two decimals")
         return None
     return int(amount * 100)

@@ -6,7 +6,9 @@ Two services, one per hook: ``order-select`` (checks the orders just selected) a
 order whose item has a recognizable prior result gets a warning card in Chinese with the result and
 where it was done, the suggestions 取消本次申请 (delete the draft order) and 仍然开立, and the six
 re-test reasons as ``overrideReasons``. The card's uuid is the recorded check; ``feedback`` records
-the decision (accepted → recognized; overridden or 仍然开立 → re-tested, with its reason).
+the decision (accepted → recognized; overridden or 仍然开立 → re-tested, with its reason). An order
+checked again (order-select, then order-sign) replaces its undecided check, and gets no card once decided.
+The caller authenticates with the hub's bearer token (SMART Backend Services), not the CDS Hooks JWT.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from hub.errors import InvalidRequest, NotFound
 from hub.fhir.access import INSTITUTION_TAG
 from hub.recognition.check import CheckRequest, CheckResult
-from hub.recognition.decisions import REASON_SYSTEM, RECOGNIZED, RETEST_REASONS, RETESTED
+from hub.recognition.decisions import REASON_SYSTEM, RECOGNIZED, RETEST_REASONS, RETESTED, Decision
 
 SERVICES = {
     "hr-order-select": {
@@ -56,12 +58,21 @@ def suggestion_id(check_id: str, kind: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{check_id}:{kind}"))
 
 
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{where} must be a JSON array")
+    return value
+
+
 def _orders(request: dict[str, Any], hook: str) -> list[dict[str, Any]]:
     context = request["context"]
     bundle = context.get("draftOrders")
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise InvalidRequest("context.draftOrders must be a Bundle of the draft orders")
-    orders = [e.get("resource") for e in bundle.get("entry") or () if isinstance(e, dict)]
+    orders = [e.get("resource") for e in _list(bundle.get("entry"), "context.draftOrders.entry")
+              if isinstance(e, dict)]
     orders = [o for o in orders if isinstance(o, dict) and o.get("resourceType") == "ServiceRequest"]
     if hook == "order-select":
         selections = context.get("selections")
@@ -74,10 +85,12 @@ def _orders(request: dict[str, Any], hook: str) -> list[dict[str, Any]]:
 def _patient_keys(request: dict[str, Any]) -> list[str]:
     """What names the patient: the prefetched Patient's identifiers first, then ``context.patientId``."""
     keys = []
-    prefetched = (request.get("prefetch") or {}).get("patient") if isinstance(request.get("prefetch"), dict) else None
+    prefetch = request.get("prefetch")
+    prefetched = prefetch.get("patient") if isinstance(prefetch, dict) else None
     if isinstance(prefetched, dict) and prefetched.get("resourceType") == "Patient":
-        for identifier in prefetched.get("identifier") or ():
-            if isinstance(identifier, dict) and identifier.get("system") and identifier.get("value"):
+        for identifier in _list(prefetched.get("identifier"), "prefetch.patient.identifier"):
+            if isinstance(identifier, dict) and isinstance(identifier.get("system"), str) \
+                    and isinstance(identifier.get("value"), str) and identifier["system"] and identifier["value"]:
                 keys.append(f"{identifier['system']}|{identifier['value']}")
     patient_id = request["context"].get("patientId")
     if isinstance(patient_id, str) and patient_id:
@@ -87,15 +100,28 @@ def _patient_keys(request: dict[str, Any]) -> list[str]:
 
 def _institution(order: dict[str, Any], home: frozenset[str]) -> str | None:
     meta = order.get("meta")
-    for tag in (meta.get("tag") or ()) if isinstance(meta, dict) else ():
-        if isinstance(tag, dict) and tag.get("system") == INSTITUTION_TAG and tag.get("code"):
-            return str(tag["code"])
+    for tag in _list(meta.get("tag"), "ServiceRequest.meta.tag") if isinstance(meta, dict) else ():
+        if isinstance(tag, dict) and tag.get("system") == INSTITUTION_TAG and isinstance(tag.get("code"), str):
+            return tag["code"]
     return next(iter(home)) if len(home) == 1 else None
 
 
-def check_requests(service_id: str, request: Any, home: frozenset[str],
+def _codes(order: dict[str, Any]) -> list[str]:
+    concept = order.get("code")
+    if not isinstance(concept, dict):
+        return []
+    return [f"{c['system']}|{c['code']}" for c in _list(concept.get("coding"), "ServiceRequest.code.coding")
+            if isinstance(c, dict) and isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
+            and c["system"] and c["code"]]
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def check_requests(service_id: str, request: Any, home: frozenset[str], bound: bool,
                    patient_known: Callable[[str], bool]) -> list[CheckRequest]:
-    """The checks a hook request asks for (one per draft order with a code)."""
+    """The checks a hook request asks for (one per draft order with a code; its codings tried in turn)."""
     hook = service_of(service_id)["hook"]
     if not isinstance(request, dict):
         raise InvalidRequest("A CDS Hooks request is a JSON object")
@@ -109,18 +135,21 @@ def check_requests(service_id: str, request: Any, home: frozenset[str],
     if not keys:
         raise InvalidRequest("context.patientId is required")
     patient = next((k for k in keys if patient_known(k)), keys[-1])
+    clinician = _text(request["context"].get("userId"), 200)
     out = []
     for order in _orders(request, hook):
         institution = _institution(order, home)
         if institution is None:
             raise InvalidRequest("The ordering institution is unknown: tag the ServiceRequest with meta.tag "
                                  f"{INSTITUTION_TAG}, or use a client bound to one institution")
-        code = next((c for c in (order.get("code") or {}).get("coding") or ()
-                     if isinstance(c, dict) and c.get("system") and c.get("code")), None)
-        if code is None:
+        codes = _codes(order)
+        if not codes:
             continue
-        out.append(CheckRequest(patient, institution, f"{code['system']}|{code['code']}", origin=hook,
-                                order_ref=f"ServiceRequest/{order.get('id')}"[:200]))
+        order_id = order.get("id")
+        out.append(CheckRequest(patient, institution, codes[0], origin=hook,
+                                order_ref=f"ServiceRequest/{order_id}"[:200] if isinstance(order_id, str) else None,
+                                alternatives=tuple(codes[1:]), bound=bound, clinician=clinician,
+                                hook_instance=_text(request["hookInstance"], 64)))
     return out
 
 
@@ -128,7 +157,7 @@ def _detail(result: CheckResult) -> str:
     lines = ["| 结果 | 检查检验机构 | 时间 |", "| --- | --- | --- |"]
     for entry in result.recognizable[:5]:
         value = entry.get("conclusion") if entry["result"].startswith("DiagnosticReport/") else (
-            f"{entry.get('value')} {entry.get('unit') or ''}".strip())
+            f"{entry.get('comparator') or ''}{entry.get('value')} {entry.get('unit') or ''}".strip())
         lines.append(f"| {value or '见报告'} | {entry.get('institution_name') or entry.get('institution')} "
                      f"| {entry['date'][:16].replace('T', ' ')} |")
     lines.append("")
@@ -137,55 +166,58 @@ def _detail(result: CheckResult) -> str:
     return "\n".join(lines)
 
 
-def cards(results: Sequence[CheckResult], base_url: str) -> dict[str, Any]:
-    """The cards answering a hook request: one per order with a recognizable prior result."""
+def cards(results: Sequence[CheckResult]) -> dict[str, Any]:
+    """The cards answering a hook request: one per order with a recognizable prior result (none for an order
+    already decided on in an earlier call)."""
     out = []
     for result in results:
-        if not result.recognizable or result.item is None:
+        if not result.recognizable or result.item is None or result.already_decided:
             continue
         best = result.recognizable[0]
         where = best.get("institution_name") or best.get("institution")
         summary = f"{result.item.name}：{best['date'][:10]} 已在{where}完成（HR），建议互认，避免重复检查检验"
-        card: dict[str, Any] = {
+        cancel: dict[str, Any] = {"label": "取消本次申请", "uuid": suggestion_id(result.check_id, CANCEL),
+                                  "isRecommended": True}
+        if result.request.order_ref:
+            cancel["actions"] = [{"type": "delete", "description": f"取消重复的{result.item.name}申请，互认既往结果",
+                                  "resourceId": [result.request.order_ref]}]
+        out.append({
             "uuid": result.check_id,
             "summary": summary[:140],
             "indicator": "warning",
             "detail": _detail(result),
             "source": _SOURCE,
             "selectionBehavior": "at-most-one",
-            "suggestions": [
-                {"label": "取消本次申请", "uuid": suggestion_id(result.check_id, CANCEL), "isRecommended": True,
-                 "actions": [{"type": "delete", "description": f"取消重复的{result.item.name}申请，互认既往结果",
-                              "resourceId": [result.request.order_ref or ""]}]},
-                {"label": "仍然开立", "uuid": suggestion_id(result.check_id, KEEP), "isRecommended": False,
-                 "actions": []},
-            ],
+            "suggestions": [cancel, {"label": "仍然开立", "uuid": suggestion_id(result.check_id, KEEP),
+                                     "isRecommended": False}],
             "overrideReasons": [{"system": REASON_SYSTEM, "code": code, "display": text}
                                 for code, text in RETEST_REASONS.items()],
-            "links": [{"label": "查看既往结果", "url": f"{base_url}/fhir/{best['result']}", "type": "absolute"}],
-        }
-        out.append(card)
+        })
     return {"cards": out}
 
 
-def feedback_decisions(body: Any) -> list[tuple[str, str, str | None, str | None]]:
-    """(check id, decision, reason, comment) of each feedback entry."""
+def feedback_decisions(body: Any, clinician: str | None = None) -> list[Decision]:
+    """The decisions a feedback request reports: ``accepted`` with 取消本次申请 → recognized; ``overridden``, or
+    仍然开立 accepted → re-tested, with the ``overrideReason`` if given (recorded as unspecified otherwise)."""
     if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
         raise InvalidRequest("A feedback request is {\"feedback\": [{card, outcome, …}]}")
     out = []
     for number, entry in enumerate(body["feedback"], start=1):
-        if not isinstance(entry, dict) or not isinstance(entry.get("card"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("card"), str) or not entry["card"]:
             raise InvalidRequest(f"feedback {number}: card (the card's uuid) is required")
-        outcome = entry.get("outcome")
+        card, outcome = entry["card"][:36], entry.get("outcome")
         override = entry.get("overrideReason") if isinstance(entry.get("overrideReason"), dict) else {}
         coding = override.get("reason") if isinstance(override.get("reason"), dict) else {}
         reason = coding.get("code") if coding.get("system") in (None, REASON_SYSTEM) else None
-        comment = override.get("userComment") if isinstance(override.get("userComment"), str) else None
-        accepted = {s.get("id") for s in entry.get("acceptedSuggestions") or () if isinstance(s, dict)}
-        if outcome == "overridden" or (outcome == "accepted" and suggestion_id(entry["card"], KEEP) in accepted):
-            out.append((entry["card"], RETESTED, reason, comment))
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidRequest(f"feedback {number}: overrideReason.reason.code must be a string")
+        comment = _text(override.get("userComment"), 2000)
+        accepted = {s.get("id") for s in _list(entry.get("acceptedSuggestions"),
+                                               f"feedback {number}: acceptedSuggestions") if isinstance(s, dict)}
+        if outcome == "overridden" or (outcome == "accepted" and suggestion_id(card, KEEP) in accepted):
+            out.append(Decision(card, RETESTED, reason, comment, clinician, reason_required=False))
         elif outcome == "accepted":
-            out.append((entry["card"], RECOGNIZED, None, comment))
+            out.append(Decision(card, RECOGNIZED, None, comment, clinician))
         else:
             raise InvalidRequest(f"feedback {number}: outcome must be 'accepted' or 'overridden'")
     return out

@@ -23,9 +23,11 @@ from hub.coding.mapping_tables import split_local
 from hub.coding.normalizer import LOINC, MappingIndex
 from hub.coding.terminology import PROCESS_CACHE, Terminology, escape
 from hub.coding.units import UCUM, Units
-from hub.errors import InvalidRequest
+from hub.errors import BusinessRuleViolation, Forbidden, InvalidRequest
 from hub.fhir import jsonio
+from hub.fhir.access import institution_tags
 from hub.fhir.instants import now_utc
+from hub.fhir.search import parse_query, parse_search
 from hub.fhir.search_values import local_zone
 from hub.fhir.service import FhirService
 from hub.recognition.catalogue import Item, validity_text, validity_words
@@ -37,6 +39,8 @@ from hub.store.recognition import CheckRow
 MAX_RESULTS = 200
 #: Statuses of results that are not results at all.
 _VOID = frozenset({"cancelled", "entered-in-error"})
+#: Candidates shown without their value: outside the orderer's scope, or not a result yet.
+_WITHHELD = frozenset({"out-of-scope", "not-final"})
 REASONS = {
     "expired": "已超过互认有效期",
     "not-qualified": "检查检验机构不具备该项目互认资质",
@@ -57,6 +61,13 @@ class CheckRequest:
     unit: str | None = None
     origin: str = "api"
     order_ref: str | None = None
+    #: Other codings of the order, tried in turn when ``code`` is no catalogue item.
+    alternatives: tuple[str, ...] = ()
+    #: The caller is bound to the ordering institution: it names only its own patients (or by ID number).
+    bound: bool = False
+    #: CDS Hooks ``userId`` and ``hookInstance``.
+    clinician: str | None = None
+    hook_instance: str | None = None
 
 
 @dataclass
@@ -71,6 +82,8 @@ class CheckResult:
     recognizable: list[dict[str, Any]] = field(default_factory=list)
     not_recognizable: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    #: The same order was checked and decided on in an earlier hook call: not recorded again, no card.
+    already_decided: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -155,18 +168,31 @@ def split_code(text: str, name: str = "code") -> tuple[str, str]:
     return system, code
 
 
-def find_subjects(service: FhirService, empi: EmpiStore, patient: str) -> list[str]:
-    """The Patient ids whose results are the patient's: the regional persons (golden ids, which searches
-    follow to every linked source) of the Patients ``patient`` names, and Patients not in the EMPI."""
+def find_subjects(service: FhirService, empi: EmpiStore, patient: str, *, orderer: str | None = None) -> list[str]:
+    """The Patient ids whose results are the patient's: the regional person (golden id, which searches follow
+    to every linked source) of the Patients ``patient`` names, or the Patient itself when it is not in the EMPI.
+
+    ``orderer`` (a caller bound to that institution) may name only a Patient of its own (by id or by its own
+    record number) or anyone by the citizen ID number the patient shows at registration. An identifier that
+    names two different people is refused: a check never mixes two patients' results.
+    """
     text = (patient or "").strip()
     if text.startswith("Patient/"):
-        ids = [text[len("Patient/"):]]
+        stored = service.repository.read_current("Patient", text[len("Patient/"):])
+        found = [stored] if stored is not None and not stored.deleted else []
+        by_citizen_id = False
     elif "|" in text:
         system, value = split_code(text, "patient")
         spec = service.conditional_spec("Patient", f"identifier={escape(system)}|{escape(value)}")
-        ids = [s.id for s in service.repository.search(replace(spec, count=20))]
+        found = service.repository.search(replace(spec, count=20))
+        by_citizen_id = service.protector is not None and service.protector.is_citizen_id_system(system)
     else:
         raise InvalidRequest("'patient' must be Patient/<id> or an identifier 'system|value'")
+    if orderer is not None and found and not by_citizen_id and not any(
+            orderer in (institution_tags(s.content) or ()) for s in found):
+        raise Forbidden("Name the patient by a Patient or record number of your own institution, or by the "
+                        "citizen ID number")
+    ids = [s.id for s in found]
     records = empi.records(ids)
     persons = empi.persons(ids)
     subjects = set()
@@ -178,6 +204,10 @@ def find_subjects(service: FhirService, empi: EmpiStore, patient: str) -> list[s
             subjects.add(person.merged_into)
         else:
             subjects.add(patient_id)
+    if len(subjects) > 1:
+        raise BusinessRuleViolation(f"The identifier names {len(subjects)} different people in the master patient "
+                                    "index (not linked, or decided not to be the same person): name the patient "
+                                    "by its Patient id, or settle the match first")
     return sorted(subjects)
 
 
@@ -194,31 +224,47 @@ class Checker:
         self.codes = codes
         self.scopes_of = scopes_of
 
+    def _item(self, service: FhirService, request: CheckRequest) -> tuple[Item | None, str | None, str]:
+        """The catalogue item of the order (its code, or the first alternative that is one), the standard code
+        found, and why there is none."""
+        standard_text, why = None, ""
+        for text in (request.code, *request.alternatives):
+            system, code = split_code(text)
+            standard = self.codes.standard(service, self.scopes_of, system, code)
+            if standard is None:
+                why = why or f"本地项目代码 {code} 尚未映射到标准代码，无法判断互认"
+                continue
+            standard_text = standard_text or f"{standard[0]}|{standard[1]}"
+            item = self.rules.catalogue.item_for(*standard)
+            if item is not None:
+                return item, f"{standard[0]}|{standard[1]}", ""
+            why = "该项目不在互认项目目录内"
+        return None, standard_text, why
+
     def run(self, service: FhirService, empi: EmpiStore, request: CheckRequest) -> CheckResult:
         """Check one order."""
-        system, code = split_code(request.code)
         check_id = str(uuid.uuid4())
-        standard = self.codes.standard(service, self.scopes_of, system, code)
-        if standard is None:
-            return CheckResult(check_id, request, None, None, [],
-                               message=f"本地项目代码 {code} 尚未映射到标准代码，无法判断互认")
-        item = self.rules.catalogue.item_for(*standard)
-        standard_text = f"{standard[0]}|{standard[1]}"
+        item, standard_text, why = self._item(service, request)
         if item is None:
-            return CheckResult(check_id, request, None, standard_text, [], message="该项目不在互认项目目录内")
-        subjects = find_subjects(service, empi, request.patient)
+            return CheckResult(check_id, request, None, standard_text, [], message=why)
+        units = self.codes.units(service) if item.kind == "lab" else None
+        usual_unit, molar_mass = self.codes.loinc(service, item.code) if item.system == LOINC else (None, None)
+        if request.unit and (units is None or units.resolve(request.unit) is None):
+            raise InvalidRequest(f"unit '{request.unit}' is not a unit the hub knows (a UCUM code, like mmol/L)")
+        subjects = find_subjects(service, empi, request.patient,
+                                 orderer=request.institution if request.bound else None)
         result = CheckResult(check_id, request, item, standard_text, subjects)
         if not subjects:
             result.message = "未找到该患者（区域主索引中没有这个标识）"
             return result
-        references = ",".join(f"Patient/{s}" for s in subjects)
-        spec = service.conditional_spec(
-            item.resource_type, f"subject={references}&code={escape(item.system)}|{escape(item.code)}")
         at = request.at or now_utc()
-        units = self.codes.units(service) if item.kind == "lab" else None
-        usual_unit, molar_mass = self.codes.loinc(service, item.code) if item.system == LOINC else (None, None)
+        references = ",".join(f"Patient/{s}" for s in subjects)
+        # newest first (results with only ``issued`` have no search date: they come last, and are read too)
+        query = f"subject={references}&code={escape(item.system)}|{escape(item.code)}&_sort=-date"
+        spec = parse_search(item.resource_type, parse_query(query), service.registry, default_count=MAX_RESULTS,
+                            max_count=MAX_RESULTS).spec
         wanted = request.unit or item.unit or usual_unit
-        for stored in service.repository.search(replace(spec, count=MAX_RESULTS)):
+        for stored in service.repository.search(spec):
             if stored.content is None:
                 continue
             resource = jsonio.loads_stored(stored.content)
@@ -239,7 +285,7 @@ class Checker:
         moment = result_time(resource)
         if status in _VOID or moment is None or moment > at:
             return None  # not a result, or not a prior one
-        performer = performer_of(resource)
+        performer = self.rules.institution_of(performer_of(resource))
         org = self.rules.institutions.get(performer or "")
         reasons: list[dict[str, str]] = []
 
@@ -263,10 +309,14 @@ class Checker:
             "institution_name": org.name if org is not None else None,
             "hr": status in FINAL and self.rules.qualified(item, performer, year),
         }
+        if any(r["code"] in _WITHHELD for r in reasons):
+            entry["reasons"] = reasons  # not a result the orderer may use: where and when only, no value
+            return entry
         if resource_type == "DiagnosticReport":
             entry["conclusion"] = resource.get("conclusion")
         else:
             _value(resource, entry, conversion, reason)
+            _context(resource, entry)
         entry["reasons"] = reasons
         return entry
 
@@ -282,6 +332,8 @@ def _value(resource: dict[str, Any], entry: dict[str, Any],
     units, wanted, molar_mass = conversion
     value, written = _number(quantity.get("value")), quantity.get("unit") or quantity.get("code")
     entry.update({"value": value, "unit": written})
+    if quantity.get("comparator"):  # "<0.01": the bound converts, the comparator stays
+        entry["comparator"] = quantity["comparator"]
     if not wanted:
         return
     target = units.resolve(wanted) if units is not None else None
@@ -302,6 +354,17 @@ def _value(resource: dict[str, Any], entry: dict[str, Any],
                       "original": {"value": value, "unit": written}})
 
 
+def _context(resource: dict[str, Any], entry: dict[str, Any]) -> None:
+    """The reference range and interpretation (H/L flags) the performing lab reported."""
+    ranges = [r.get("text") for r in resource.get("referenceRange") or () if isinstance(r, dict) and r.get("text")]
+    if ranges:
+        entry["reference_range"] = ranges[0]
+    flags = [c.get("code") for i in resource.get("interpretation") or () if isinstance(i, dict)
+             for c in i.get("coding") or () if isinstance(c, dict) and c.get("code")]
+    if flags:
+        entry["interpretation"] = flags[0]
+
+
 def _number(value: Any) -> Any:
     """A stored number (Decimal as parsed) as JSON can carry it."""
     if isinstance(value, Decimal):
@@ -318,7 +381,7 @@ def _concept_text(concept: Any) -> str | None:
 
 def _age_text(age: timedelta) -> str:
     hours = age.total_seconds() / 3600
-    return f"{hours:.0f} 小时" if hours < 48 else f"{hours / 24:.0f} 天"
+    return f"{hours:.0f} 小时" if hours < 48 else f"{hours / 24:.1f} 天"
 
 
 def check_row(result: CheckResult, actor: str, at: datetime) -> CheckRow:
@@ -332,4 +395,5 @@ def check_row(result: CheckResult, actor: str, at: datetime) -> CheckRow:
         origin=result.request.origin, order_ref=(result.request.order_ref or None),
         recognizable=len(result.recognizable), result_ref=best["result"] if best else None,
         performer=best["institution"] if best else None, price_fen=item.price_fen if item else None,
-        checked_by=actor)
+        checked_by=actor, clinician=(result.request.clinician or "")[:200] or None,
+        hook_instance=(result.request.hook_instance or "")[:64] or None)

@@ -9,6 +9,7 @@ re-tests by reason, avoided repeat tests and their cost (the catalogue's per-ite
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -32,9 +33,29 @@ PERIODS = ("day", "month", "year", "total")
 GROUPS = ("institution", "consortium", "region")
 
 
-def decide(store: RecognitionStore, check_id: str, decision: str, reason: str | None, comment: str | None,
-           actor: str, institutions: frozenset[str] | None, now: Any) -> dict[str, Any]:
+#: A re-test the ordering system reported without its reason (CDS Hooks feedback need not carry one): kept, and
+#: counted apart, rather than lost.
+UNSPECIFIED = "unspecified"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision taken on a check."""
+
+    check_id: str
+    decision: str
+    reason: str | None = None
+    comment: str | None = None
+    #: The clinician as the ordering system names them (CDS Hooks ``userId``).
+    clinician: str | None = None
+    #: False for what an ordering system reports happened (feedback): a missing reason is recorded as such.
+    reason_required: bool = True
+
+
+def decide(store: RecognitionStore, wanted: Decision, actor: str, institutions: frozenset[str] | None,
+           now: Any) -> dict[str, Any]:
     """Record the decision on a check; ``institutions`` (None: any) are those the decider acts for."""
+    check_id, decision, reason, comment = wanted.check_id, wanted.decision, wanted.reason, wanted.comment
     check = store.check(check_id)
     if check is None:
         raise NotFound(f"No recognition check {check_id}")
@@ -47,7 +68,9 @@ def decide(store: RecognitionStore, check_id: str, decision: str, reason: str | 
     comment = (comment or "").strip() or None
     if comment is not None and len(comment) > 2000:
         raise InvalidRequest("The comment is limited to 2000 characters")
-    if decision == RETESTED:
+    if decision == RETESTED and reason is None and not wanted.reason_required:
+        reason = UNSPECIFIED
+    elif decision == RETESTED:
         if reason not in RETEST_REASONS:
             raise InvalidRequest("Re-testing despite a recognizable result needs one of the six reasons: "
                                  + ", ".join(f"{code} ({text})" for code, text in RETEST_REASONS.items()))
@@ -55,8 +78,9 @@ def decide(store: RecognitionStore, check_id: str, decision: str, reason: str | 
             raise InvalidRequest("The reason 'other' (其他情形) needs a comment saying why")
     else:
         reason = None
-    store.decide(check_id, decision, reason, comment, actor, now)
-    return {"check": check_id, "decision": decision, "reason": reason, "comment": comment}
+    clinician = (wanted.clinician or "")[:200] or None
+    store.decide(check_id, decision, reason, comment, actor, clinician, now)
+    return {"check": check_id, "decision": decision, "reason": reason, "comment": comment, "clinician": clinician}
 
 
 def _period(day: str, period: str) -> str:
@@ -79,7 +103,7 @@ def figures(store: RecognitionStore, rules: Rules, first: date, last: date, *, p
                                                                      or "")
         key = (_period(total["check_day"], period), unit)
         row = rows.setdefault(key, {"checks": 0, "eligible": 0, "recognized": 0, "retested": 0, "undecided": 0,
-                                    "retests_by_reason": {code: 0 for code in RETEST_REASONS}, "avoided_fen": 0})
+                                    "retests_by_reason": {code: 0 for code in (*RETEST_REASONS, UNSPECIFIED)}, "avoided_fen": 0})
         count = int(total["checks"])
         row["checks"] += count
         if total["eligible"]:

@@ -41,7 +41,7 @@ class HrMarker:
         if resource_type not in RESULT_TYPES:
             return resource
         if self._rules is None:  # read once per unit of work, when it writes a result
-            self._rules = self.cache.current(self.connection)
+            self._rules = self.cache.current(self.connection, lock=True)
         return with_tag(resource, HR_SYSTEM, HR_TAG if self._rules.is_hr(resource_type, resource) else None)
 
 
@@ -57,13 +57,12 @@ class Remarked:
         return {"examined": self.examined, "updated": self.updated}
 
 
-def remark(database: Database, items: Iterable[Item], year: int | None = None) -> Remarked:
-    """Write again the stored results of ``items`` (of ``year`` only, if given) whose HR mark changed."""
+def remark(database: Database, items: Iterable[Item]) -> Remarked:
+    """Write again the stored results of ``items`` whose HR mark changed (every result of the item is read:
+    its year may come from ``issued``, its performer from a department or the owner's tag)."""
     done = Remarked()
     for item in items:
         criteria = f"code={escape(item.system)}|{escape(item.code)}"
-        if year is not None:
-            criteria += f"&date=ge{year}-01-01&date=lt{year + 1}-01-01"
         after: int | None = 0
         while after is not None:
             for attempt in range(_ATTEMPTS):

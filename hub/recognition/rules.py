@@ -77,8 +77,15 @@ class Rules:
             org_id, seen = org.parent, seen + 1
         return None
 
+    def institution_of(self, org_id: str | None) -> str | None:
+        """The institution an Organization is: a department is its institution's; one the roster does not
+        describe is itself."""
+        return self.ancestor(org_id, "institution") or org_id
+
     def in_scope(self, item: Item, orderer: str, performer: str) -> bool:
         """Whether a result done at ``performer`` may be offered to ``orderer`` (same consortium or region)."""
+        if orderer == performer:
+            return True
         shared = self.ancestor(orderer, item.scope)
         return shared is not None and shared == self.ancestor(performer, item.scope)
 
@@ -99,11 +106,12 @@ class Rules:
         item = self.item_of(resource)
         if item is None or item.resource_type != resource_type:
             return False
-        return self.qualified(item, performer_of(resource), result_year(result_time(resource)))
+        return self.qualified(item, self.institution_of(performer_of(resource)), result_year(result_time(resource)))
 
 
 def performer_of(resource: dict[str, Any]) -> str | None:
-    """The performing institution: the first ``performer`` Organization, else the owning institution's tag."""
+    """The performing Organization: the first ``performer`` Organization, else the owning institution's tag
+    (:meth:`Rules.institution_of` takes a department to its institution)."""
     for performer in resource.get("performer") or ():
         reference = performer.get("reference") if isinstance(performer, dict) else None
         if isinstance(reference, str) and reference.startswith("Organization/"):
@@ -155,9 +163,11 @@ class RulesCache:
         self._stamp: tuple[Any, ...] | None = None
         self._rules = Rules()
 
-    def current(self, connection: Connection) -> Rules:
-        """The rules in force, as this transaction sees them."""
-        stamp = (RecognitionStore(connection).stamp(), SqlRepository(connection, None).type_stamp("Organization"))
+    def current(self, connection: Connection, *, lock: bool = False) -> Rules:
+        """The rules in force, as this transaction sees them (``lock``: a transaction writing results holds
+        them until it ends, see :meth:`RecognitionStore.stamp`)."""
+        stamp = (RecognitionStore(connection).stamp(lock=lock),
+                 SqlRepository(connection, None).type_stamp("Organization"))
         if stamp != self._stamp:
             rules = load_rules(connection)
             with self._lock:

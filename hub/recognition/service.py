@@ -6,11 +6,9 @@ the app, the CLI, the workers) and returns the service the API and the CLI use.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -21,12 +19,16 @@ from hub.fhir.instants import now_utc
 from hub.recognition import decisions
 from hub.recognition.catalogue import Catalogue, Item, from_json, load_catalogue, parse_text
 from hub.recognition.check import Checker, CheckRequest, CheckResult, LocalCodes, check_row, find_subjects
+from hub.recognition.eqa import eqa_records
 from hub.recognition.marker import HrMarker, Remarked, remark
 from hub.recognition.rules import Rules, RulesCache
 from hub.store.database import Database
-from hub.store.recognition import EqaRecord, RecognitionStore
+from hub.store.recognition import RecognitionStore
 
-_MAX_YEAR_SPAN = (2000, 2100)
+#: The hooks whose checks name an order (a second call for the same order replaces the first's check).
+SERVICES_HOOKS = frozenset({"order-select", "order-sign"})
+#: How long a hook call for an order counts as a repeat of an earlier one.
+REPEAT_WINDOW = timedelta(days=1)
 
 
 class Recognition:
@@ -63,6 +65,7 @@ class Recognition:
         catalogue, content = load_catalogue(parse_text(raw))
         self._check_codes(catalogue)
         with self._store(write=True) as store:
+            store.bump()
             before = from_json(store.catalogue())
             store.save_catalogue(content, actor, now_utc())
         changed = _changed_items(before, catalogue)
@@ -75,14 +78,18 @@ class Recognition:
         problems = []
         with self.database.fhir_service(write=False) as service:
             terminology = Terminology(service, PROCESS_CACHE)
+            units = self.codes.units(service)
             for item in catalogue.items.values():
+                if item.unit and (units is None or units.resolve(item.unit) is None):
+                    problems.append(f"{item.item_id}: unit '{item.unit}' is not a UCUM unit the hub knows")
                 system = terminology.code_system(item.system)
                 if system is None:
                     problems.append(f"{item.item_id}: code system {item.system} is not loaded (hub terminology load)")
                 elif system.get(item.code) is None:
                     problems.append(f"{item.item_id}: {item.code} is not a code of {item.system}")
         if problems:
-            raise InvalidRequest(f"The catalogue has {len(problems)} unknown code(s): " + "; ".join(problems[:20]))
+            raise InvalidRequest(f"The catalogue has {len(problems)} unknown code(s) or unit(s): "
+                                 + "; ".join(problems[:20]))
 
     # -- quality control ---------------------------------------------------------------------
 
@@ -94,14 +101,10 @@ class Recognition:
     def save_eqa(self, entries: Sequence[dict[str, Any]], actor: str) -> dict[str, Any]:
         """Record quality-control results and re-mark the results they decide."""
         rules = self.rules()
-        records = [_eqa_record(entry, number, rules) for number, entry in enumerate(entries, start=1)]
+        records = eqa_records(entries, rules)
         with self._store(write=True) as store:
             saved = store.save_eqa(records, actor, now_utc())
-        marked = Remarked()
-        for item_id, year in sorted({(r.item_id, r.year) for r in records}):
-            part = remark(self.database, [rules.catalogue.items[item_id]], year)
-            marked.examined += part.examined
-            marked.updated += part.updated
+        marked = remark(self.database, [rules.catalogue.items[i] for i in sorted({r.item_id for r in records})])
         return {"saved": saved, "remarked": marked.as_dict()}
 
     def delete_eqa(self, eqa_id: int) -> dict[str, Any]:
@@ -111,8 +114,14 @@ class Recognition:
         if record is None:
             raise NotFound(f"No quality-control record {eqa_id}")
         item = self.rules().catalogue.items.get(record.item_id)
-        marked = remark(self.database, [item], record.year) if item is not None else Remarked()
+        marked = remark(self.database, [item]) if item is not None else Remarked()
         return {"deleted": eqa_id, "remarked": marked.as_dict()}
+
+    def remark(self, *, level_rules_only: bool = False) -> dict[str, Any]:
+        """Set the HR mark again on every stored result of the catalogue's items (of those qualified by hospital
+        level only: after institutions changed); a repair after an interrupted re-marking."""
+        items = [i for i in self.rules().catalogue.items.values() if i.rule == "level" or not level_rules_only]
+        return {"items": len(items), "remarked": remark(self.database, items).as_dict()}
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -125,15 +134,39 @@ class Recognition:
         """Check orders and record the checks."""
         rules = self.rules()
         for request in requests:
-            if request.institution not in rules.institutions:
-                raise InvalidRequest(f"Unknown ordering institution '{request.institution}' (an Organization id)")
+            org = rules.institutions.get(request.institution)
+            if org is None or org.kind not in ("institution", ""):
+                raise InvalidRequest(f"Unknown ordering institution '{request.institution}' (the Organization id of "
+                                     "an institution, not of a consortium or region)")
         checker = Checker(rules, self.codes, self._scopes)
         with self.database.empi_batch(write=False) as (service, empi):
             results = [checker.run(service, empi, request) for request in requests]
         now = now_utc()
         with self._store(write=True) as store:
-            store.record_checks([check_row(r, actor, now) for r in results])
+            rows = []
+            for result in results:
+                if self._checked_before(store, result, now):
+                    continue
+                rows.append(check_row(result, actor, now))
+            store.record_checks(rows)
         return results
+
+    @staticmethod
+    def _checked_before(store: RecognitionStore, result: CheckResult, now: datetime) -> bool:
+        """Whether an order checked again by a hook (order-select, then order-sign) was decided on already (it is
+        then not recorded again); an undecided earlier check of it is replaced (an order counts once)."""
+        request = result.request
+        if not request.order_ref or request.origin not in SERVICES_HOOKS or result.item is None:
+            return False
+        earlier = store.latest_for_order(request.institution, request.order_ref, result.item.item_id,
+                                         now - REPEAT_WINDOW)
+        if earlier is None:
+            return False
+        if earlier["decision"] is not None:
+            result.already_decided = True
+            return True
+        store.forget_check(earlier["check_id"])
+        return False
 
     def knows_patient(self, key: str) -> bool:
         """Whether ``key`` (Patient/<id> or an identifier system|value) names a Patient the hub holds."""
@@ -146,18 +179,36 @@ class Recognition:
             except InvalidRequest:
                 return False
 
-    def decide(self, wanted: Sequence[tuple[str, str, str | None, str | None]], actor: str,
+    def decide(self, wanted: Sequence[decisions.Decision], actor: str,
                institutions: frozenset[str] | None) -> list[dict[str, Any]]:
-        """Record the decisions (check id, decision, reason, comment) taken on checks, all or none."""
+        """Record decisions taken on checks, all or none."""
         now = now_utc()
         with self._store(write=True) as store:
-            return [decisions.decide(store, check_id, decision, reason, comment, actor, institutions, now)
-                    for check_id, decision, reason, comment in wanted]
+            return [decisions.decide(store, decision, actor, institutions, now) for decision in wanted]
 
     def check_record(self, check_id: str) -> dict[str, Any] | None:
-        """A recorded check."""
+        """A recorded check with its decisions (JSON form)."""
         with self._store(write=False) as store:
-            return store.check(check_id)
+            found = store.check(check_id)
+            if found is None:
+                return None
+            return {**_json_row(found), "decisions": store.decisions(check_id)}
+
+    def checks(self, first: date, last: date, *, institutions: frozenset[str] | None, decision: str | None,
+               reason: str | None, eligible: bool | None, offset: int, count: int) -> dict[str, Any]:
+        """Recorded checks, newest first, filtered (JSON form) and how many match."""
+        if decision is not None and decision not in (*decisions.DECISIONS, "undecided"):
+            raise InvalidRequest("decision must be recognized, retested or undecided")
+        with self._store(write=False) as store:
+            rows, total = store.checks(first_day=first.isoformat(), last_day=last.isoformat(),
+                                       institutions=institutions, decision=decision, reason=reason,
+                                       eligible=eligible, limit=count, offset=offset)
+        return {"total": total, "offset": offset, "checks": [_json_row(row) for row in rows]}
+
+    def catalogue_history(self) -> list[dict[str, Any]]:
+        """Every catalogue loaded, newest first."""
+        with self._store(write=False) as store:
+            return store.catalogue_history()
 
     def figures(self, first: date, last: date, *, period: str, group: str,
                 institutions: frozenset[str] | None = None) -> dict[str, Any]:
@@ -166,6 +217,11 @@ class Recognition:
         with self._store(write=False) as store:
             return decisions.figures(store, rules, first, last, period=period, group=group,
                                      institutions=institutions)
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as JSON (instants as ISO 8601)."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 def _changed_items(before: Catalogue, after: Catalogue) -> list[Item]:
@@ -183,57 +239,7 @@ def _changed_items(before: Catalogue, after: Catalogue) -> list[Item]:
     return list(changed.values())
 
 
-def _eqa_record(entry: Any, number: int, rules: Rules) -> EqaRecord:
-    where = f"record {number}"
-    if not isinstance(entry, dict):
-        raise InvalidRequest(f"{where}: must be an object with institution, item, year, passed")
-    institution, item_id = str(entry.get("institution") or ""), str(entry.get("item") or "")
-    year, passed = entry.get("year"), entry.get("passed")
-    if institution not in rules.institutions:
-        raise InvalidRequest(f"{where}: unknown institution '{institution}' (an Organization id)")
-    if item_id not in rules.catalogue.items:
-        raise InvalidRequest(f"{where}: '{item_id}' is not an item of the catalogue in force")
-    if rules.catalogue.items[item_id].rule != "eqa":
-        raise InvalidRequest(f"{where}: item '{item_id}' is qualified by hospital level, not by 室间质评")
-    if not isinstance(year, int) or isinstance(year, bool) or not _MAX_YEAR_SPAN[0] <= year <= _MAX_YEAR_SPAN[1]:
-        raise InvalidRequest(f"{where}: year must be a year like 2026")
-    if not isinstance(passed, bool):
-        raise InvalidRequest(f"{where}: passed must be true or false")
-    scheme, certificate = str(entry.get("scheme") or ""), str(entry.get("certificate") or "")
-    if len(scheme) > 200 or len(certificate) > 200:
-        raise InvalidRequest(f"{where}: scheme and certificate are limited to 200 characters")
-    return EqaRecord(institution, item_id, year, passed, scheme, certificate)
-
-
 _INSTALLED: WeakKeyDictionary[Database, Recognition] = WeakKeyDictionary()
-
-
-EQA_COLUMNS = ("institution", "item", "year", "passed", "scheme", "certificate")
-_TRUE, _FALSE = {"true", "1", "yes", "pass", "passed", "合格", "通过"}, {"false", "0", "no", "fail", "failed", "不合格",
-                                                                      "未通过"}
-
-
-def read_eqa_csv(raw: bytes) -> list[dict[str, Any]]:
-    """Quality-control records from CSV (columns institution,item,year,passed[,scheme,certificate])."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidRequest("The quality-control file must be UTF-8 CSV") from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in EQA_COLUMNS[:4] if c not in (reader.fieldnames or ())]
-    if missing:
-        raise InvalidRequest(f"The quality-control file lacks the column(s) {', '.join(missing)} "
-                             f"(columns: {','.join(EQA_COLUMNS)})")
-    out = []
-    for line, row in enumerate(reader, start=2):
-        passed = (row.get("passed") or "").strip().lower()
-        year = (row.get("year") or "").strip()
-        if passed not in _TRUE | _FALSE or not year.isdigit():
-            raise InvalidRequest(f"line {line}: year must be a year and passed true or false")
-        out.append({"institution": (row.get("institution") or "").strip(), "item": (row.get("item") or "").strip(),
-                    "year": int(year), "passed": passed in _TRUE, "scheme": (row.get("scheme") or "").strip(),
-                    "certificate": (row.get("certificate") or "").strip()})
-    return out
 
 
 def install(database: Database) -> Recognition:

@@ -13,7 +13,13 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
-from hub.store.tables import recognition_catalogue, recognition_check, recognition_eqa, recognition_stamp
+from hub.store.tables import (
+    recognition_catalogue,
+    recognition_check,
+    recognition_decision,
+    recognition_eqa,
+    recognition_stamp,
+)
 
 #: The counter moved by every change of the catalogue or of the quality-control records.
 RULES = "rules"
@@ -49,6 +55,8 @@ class CheckRow:
     performer: str | None
     price_fen: int | None
     checked_by: str
+    clinician: str | None = None
+    hook_instance: str | None = None
 
 
 class RecognitionStore:
@@ -59,14 +67,23 @@ class RecognitionStore:
 
     # -- change counter ----------------------------------------------------------------------
 
-    def stamp(self) -> int:
-        """The rules' change counter (0 before any change)."""
-        value = self.connection.execute(
-            select(recognition_stamp.c.counter).where(recognition_stamp.c.name == RULES)).scalar_one_or_none()
+    def stamp(self, *, lock: bool = False) -> int:
+        """The rules' change counter (0 before any change).
+
+        ``lock`` (a transaction that writes results by these rules) holds the counter row shared until
+        it ends: a change of the rules waits for it, and it waits for a change under way, so no result
+        is committed under rules older than those a re-marking after the change reads (PostgreSQL; SQLite
+        has one writer at a time anyway).
+        """
+        query = select(recognition_stamp.c.counter).where(recognition_stamp.c.name == RULES)
+        if lock:
+            query = query.with_for_update(read=True)
+        value = self.connection.execute(query).scalar_one_or_none()
         return int(value or 0)
 
     def bump(self) -> None:
-        """Move the change counter (inside the transaction that changes the rules)."""
+        """Move the change counter, first thing in the transaction that changes the rules (it then holds the
+        row until it commits: rule changes run one at a time, after the writers that read the old rules)."""
         moved = self.connection.execute(update(recognition_stamp).where(recognition_stamp.c.name == RULES)
                                         .values(counter=recognition_stamp.c.counter + 1)).rowcount
         if not moved:
@@ -83,11 +100,18 @@ class RecognitionStore:
         return {**orjson.loads(row.content), "loaded_at": row.loaded_at.isoformat(), "loaded_by": row.loaded_by}
 
     def save_catalogue(self, content: dict[str, Any], actor: str, now: datetime) -> None:
-        """Put a catalogue in force (earlier versions are kept)."""
+        """Put a catalogue in force (earlier versions are kept); call :meth:`bump` first."""
         self.connection.execute(insert(recognition_catalogue).values(
             version=str(content.get("version") or ""), content=orjson.dumps(content).decode(),
             loaded_at=now, loaded_by=actor))
-        self.bump()
+
+    def catalogue_history(self) -> list[dict[str, Any]]:
+        """Every catalogue loaded, newest first (version, items, when, by whom)."""
+        c = recognition_catalogue.c
+        rows = self.connection.execute(select(c.catalogue_pk, c.version, c.content, c.loaded_at, c.loaded_by)
+                                       .order_by(c.catalogue_pk.desc()))
+        return [{"version": r.version, "items": len(orjson.loads(r.content).get("items") or ()),
+                 "loaded_at": r.loaded_at.isoformat(), "loaded_by": r.loaded_by} for r in rows]
 
     # -- quality control ---------------------------------------------------------------------
 
@@ -113,6 +137,8 @@ class RecognitionStore:
     def save_eqa(self, records: Sequence[EqaRecord], actor: str, now: datetime) -> int:
         """Record results (a result already recorded for the institution, item and year is replaced)."""
         c = recognition_eqa.c
+        if records:
+            self.bump()
         for record in records:
             self.connection.execute(delete(recognition_eqa).where(
                 c.institution == record.institution, c.item_id == record.item_id, c.year == record.year))
@@ -121,16 +147,15 @@ class RecognitionStore:
                 {"institution": r.institution, "item_id": r.item_id, "year": r.year, "passed": r.passed,
                  "scheme": r.scheme, "certificate": r.certificate, "recorded_by": actor, "recorded_at": now}
                 for r in records])
-            self.bump()
         return len(records)
 
     def delete_eqa(self, eqa_id: int) -> EqaRecord | None:
         """Remove a record; the record removed, or None if there was none."""
+        self.bump()
         row = self.connection.execute(select(recognition_eqa).where(recognition_eqa.c.eqa_pk == eqa_id)).first()
         if row is None:
             return None
         self.connection.execute(delete(recognition_eqa).where(recognition_eqa.c.eqa_pk == eqa_id))
-        self.bump()
         return EqaRecord(row.institution, row.item_id, int(row.year), bool(row.passed), row.scheme, row.certificate)
 
     # -- checks and decisions -----------------------------------------------------------------
@@ -148,10 +173,57 @@ class RecognitionStore:
         return dict(row._mapping) if row is not None else None
 
     def decide(self, check_id: str, decision: str, reason: str | None, comment: str | None, actor: str,
-               now: datetime) -> None:
-        """Record the decision taken on a check (a later decision replaces it: the order was changed)."""
+               clinician: str | None, now: datetime) -> None:
+        """Record a decision taken on a check: kept in the decision log; the check shows the latest."""
         self.connection.execute(update(recognition_check).where(recognition_check.c.check_id == check_id).values(
             decision=decision, reason=reason, comment=comment, decided_at=now, decided_by=actor))
+        self.connection.execute(insert(recognition_decision).values(
+            check_id=check_id, decision=decision, reason=reason, comment=comment, decided_at=now, decided_by=actor,
+            clinician=clinician))
+
+    def decisions(self, check_id: str) -> list[dict[str, Any]]:
+        """The decisions taken on a check, oldest first."""
+        c = recognition_decision.c
+        rows = self.connection.execute(select(c.decision, c.reason, c.comment, c.decided_at, c.decided_by, c.clinician)
+                                       .where(c.check_id == check_id).order_by(c.decision_pk))
+        return [{**row._mapping, "decided_at": row.decided_at.isoformat()} for row in rows]
+
+    def latest_for_order(self, institution: str, order_ref: str, item_id: str | None,
+                         since: datetime) -> dict[str, Any] | None:
+        """The latest check since ``since`` of the same order and item (a hook called again for it)."""
+        c = recognition_check.c
+        row = self.connection.execute(
+            select(recognition_check).where(c.institution == institution, c.order_ref == order_ref,
+                                            c.item_id == item_id, c.checked_at >= since)
+            .order_by(c.checked_at.desc()).limit(1)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def forget_check(self, check_id: str) -> None:
+        """Drop an undecided check another check of the same order replaces."""
+        self.connection.execute(delete(recognition_check).where(recognition_check.c.check_id == check_id,
+                                                               recognition_check.c.decision.is_(None)))
+
+    def checks(self, *, first_day: str, last_day: str, institutions: Iterable[str] | None = None,
+               decision: str | None = None, reason: str | None = None, eligible: bool | None = None,
+               limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Recorded checks, newest first, filtered; and how many match."""
+        c = recognition_check.c
+        conditions = [c.check_day >= first_day, c.check_day <= last_day]
+        if institutions is not None:
+            conditions.append(c.institution.in_(sorted(institutions)))
+        if decision == "undecided":
+            conditions.append(c.decision.is_(None))
+        elif decision is not None:
+            conditions.append(c.decision == decision)
+        if reason is not None:
+            conditions.append(c.reason == reason)
+        if eligible is not None:
+            conditions.append(c.recognizable > 0 if eligible else c.recognizable == 0)
+        total = self.connection.execute(select(func.count()).select_from(recognition_check)
+                                        .where(and_(*conditions))).scalar_one()
+        rows = self.connection.execute(select(recognition_check).where(and_(*conditions))
+                                       .order_by(c.checked_at.desc(), c.check_id).limit(limit).offset(offset))
+        return [dict(row._mapping) for row in rows], int(total)
 
     def day_totals(self, first_day: str, last_day: str,
                    institutions: Iterable[str] | None = None) -> list[dict[str, Any]]:

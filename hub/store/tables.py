@@ -649,5 +649,25 @@ recognition_check = Table(
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("decided_by", String(200), nullable=True),
     Column("checked_by", String(200), nullable=False),
+    #: The clinician as the ordering system names them (CDS Hooks ``userId``: Practitioner/…), if known.
+    Column("clinician", String(200), nullable=True),
+    #: The CDS Hooks ``hookInstance`` of the call that made the check.
+    Column("hook_instance", String(64), nullable=True),
     Index("ix_hub_recognition_check_day", "check_day", "institution"),
+    Index("ix_hub_recognition_check_order", "institution", "order_ref"),
+)
+
+#: Every decision taken on a check, in order (the check row holds the latest).
+recognition_decision = Table(
+    "hub_recognition_decision",
+    metadata,
+    Column("decision_pk", BigId, primary_key=True, autoincrement=True),
+    Column("check_id", String(36), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("reason", String(32), nullable=True),
+    Column("comment", Text, nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("clinician", String(200), nullable=True),
+    Index("ix_hub_recognition_decision_check", "check_id", "decision_pk"),
 )

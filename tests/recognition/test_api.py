@@ -4,13 +4,13 @@ CDS Hooks (shapes validated against the specification's), feedback, decisions an
 from __future__ import annotations
 
 import uuid
-from datetime import date
 
 import httpx
 import pytest
 
 from hub.auth.roles import Role
 from hub.fhir.instants import now_utc
+from hub.fhir.search_values import local_zone
 from hub.recognition.service import Recognition
 from hub.store.database import Database
 from tests.auth.audit_support import events_of, patients_of
@@ -118,6 +118,15 @@ def test_catalogue_is_managed_as_data_and_bad_catalogues_change_nothing(server: 
         assert http.get("/recognition/catalogue").json()["version"] == "2026.12"
         assert http.put("/recognition/catalogue", content=CATALOGUE.read_bytes(),
                         headers={"Content-Type": "application/yaml"}).json()["changed_items"] == 0
+        nan = http.put("/recognition/catalogue", content=b"version: x\nitems:\n  - {id: a, code: 'http://loinc.org|2345-7', "
+                                                         b"validity: 7d, price: .nan}\n",
+                       headers={"Content-Type": "application/yaml"})
+        assert_outcome(nan, 400, contains="price 'nan'")
+        twice = {"institution": HOSPITAL_A, "item": "glu", "year": YEAR, "passed": True}
+        assert_outcome(http.post("/recognition/eqa", json={"records": [twice, {**twice, "passed": False}]}), 400,
+                       contains="records 1 and 2")
+        history = http.get("/recognition/catalogue/history").json()["versions"]
+        assert [v["version"] for v in history] == ["2026.12", "2026.12"] and history[0]["items"] == 22
     with client(server) as http:  # a clinician's system may not change the catalogue
         assert_outcome(http.put("/recognition/catalogue", content=CATALOGUE.read_bytes(),
                                 headers={"Content-Type": "application/yaml"}), 403)
@@ -141,7 +150,7 @@ def test_cds_hooks_discovery_cards_and_feedback(server: str, database: Database,
         cds_schemas.validate(cards, cds_schemas.RESPONSE)
         [card] = cards["cards"]  # no cholesterol result: one card
         assert card["indicator"] == "warning" and "葡萄糖" in card["summary"] and "昆山市第一人民医院" in card["summary"]
-        assert "5.601 mmol/L" in card["detail"]
+        assert "5.601 mmol/L" in card["detail"] and "links" not in card  # the result is in the card itself
         cancel, keep = card["suggestions"]
         assert cancel["label"] == "取消本次申请" and cancel["actions"][0] == {
             "type": "delete", "description": "取消重复的葡萄糖申请，互认既往结果", "resourceId": ["ServiceRequest/sr-1"]}
@@ -158,23 +167,66 @@ def test_cds_hooks_discovery_cards_and_feedback(server: str, database: Database,
         assert_outcome(wrong, 400, contains="answers the hook 'order-select'")
 
         feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
-                                  "overrideReason": {"reason": card["overrideReasons"][0]},
+                                  "overrideReason": {"reason": card["overrideReasons"][0], "userComment": "术前复查"},
                                   "outcomeTimestamp": now_utc().isoformat()}]}
         cds_schemas.validate(feedback, cds_schemas.FEEDBACK)
         response = http.post("/cds-services/hr-order-sign/feedback", json=feedback)
         assert response.status_code == 200, response.text
         assert response.json()["recorded"][0]["reason"] == "condition-changed"
+        # the ordering system may report an override without its reason: kept, counted as unspecified
         no_reason = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
                                    "outcomeTimestamp": now_utc().isoformat()}]}
-        assert_outcome(http.post("/cds-services/hr-order-sign/feedback", json=no_reason), 400,
-                       contains="six reasons")
+        assert http.post("/cds-services/hr-order-sign/feedback", json=no_reason).json()["recorded"][0][
+            "reason"] == "unspecified"
+        keep = {"feedback": [{"card": card["uuid"], "outcome": "accepted", "acceptedSuggestions": [{"id": keep["uuid"]}],
+                              "outcomeTimestamp": now_utc().isoformat()}]}
+        assert http.post("/cds-services/hr-order-sign/feedback", json=keep).json()["recorded"][0][
+            "decision"] == "retested"
         accepted = {"feedback": [{"card": card["uuid"], "outcome": "accepted",
                                   "acceptedSuggestions": [{"id": cancel["uuid"]}],
                                   "outcomeTimestamp": now_utc().isoformat()}]}
         assert http.post("/cds-services/hr-order-sign/feedback", json=accepted).json()["recorded"][0][
             "decision"] == "recognized"
-    record = hub.check_record(card["uuid"])
-    assert record is not None and record["decision"] == "recognized" and record["order_ref"] == "ServiceRequest/sr-1"
+        record = http.get(f"/recognition/checks/{card['uuid']}").json()
+    assert record["decision"] == "recognized" and record["order_ref"] == "ServiceRequest/sr-1"
+    assert [(d["decision"], d["reason"]) for d in record["decisions"]] == [
+        ("retested", "condition-changed"), ("retested", "unspecified"), ("retested", "unspecified"), ("recognized", None)]
+    assert record["decisions"][0]["comment"] == "术前复查"
+
+
+def test_cds_hooks_orders_are_counted_once_and_bad_requests_get_400(server: str, database: Database,
+                                                                   hub: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=2)))
+    local_first = {"resourceType": "ServiceRequest", "id": "sr-9", "status": "draft", "intent": "order",
+                   "code": {"coding": [{"system": "urn:hub:code:chc-his:lab-item", "code": "UNMAPPED"},
+                                       {"system": LOINC, "code": "2345-7"}]}}
+    no_id = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+             "code": {"coding": [{"system": LOINC, "code": "2345-7"}]}}
+    with client(server) as http:
+        select = hook_request(patient_b, [local_first], hook="order-select", selections=["ServiceRequest/sr-9"])
+        [first] = http.post("/cds-services/hr-order-select", json=select).json()["cards"]  # the 2nd coding is the item
+        [again] = http.post("/cds-services/hr-order-sign", json=hook_request(patient_b, [local_first])).json()["cards"]
+        assert http.get(f"/recognition/checks/{first['uuid']}").status_code == 404  # replaced: the order counts once
+        decided = {"feedback": [{"card": again["uuid"], "outcome": "accepted", "outcomeTimestamp": now_utc().isoformat(),
+                                 "acceptedSuggestions": [{"id": again["suggestions"][0]["uuid"]}]}]}
+        assert http.post("/cds-services/hr-order-sign/feedback", json=decided).status_code == 200
+        assert http.post("/cds-services/hr-order-sign", json=hook_request(patient_b, [local_first])).json() == {
+            "cards": []}  # decided already: no second card
+        [card] = http.post("/cds-services/hr-order-sign", json=hook_request(patient_b, [no_id])).json()["cards"]
+        assert "actions" not in card["suggestions"][0]  # nothing to delete without the order's id
+        for broken in ({"draftOrders": {"resourceType": "Bundle", "entry": {"resource": 1}}},
+                       {"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": {
+                           "resourceType": "ServiceRequest", "id": "x", "code": {"coding": "2345-7"}}}]}},
+                       {"draftOrders": []}):
+            request = hook_request(patient_b, [])
+            request["context"].update(broken)
+            assert_outcome(http.post("/cds-services/hr-order-sign", json=request), 400)
+        for feedback in ({"feedback": [{"card": first["uuid"], "outcome": "accepted", "acceptedSuggestions": "all"}]},
+                         {"feedback": [{"card": first["uuid"], "outcome": "overridden",
+                                        "overrideReason": {"reason": {"code": ["emergency"]}}}]},
+                         {"feedback": [{"card": first["uuid"], "outcome": "maybe"}]}, {"feedback": []}):
+            assert_outcome(http.post("/cds-services/hr-order-sign/feedback", json=feedback), 400)
 
 
 def test_decisions_and_figures(server: str, database: Database, hub: Recognition) -> None:
@@ -187,12 +239,18 @@ def test_decisions_and_figures(server: str, database: Database, hub: Recognition
                                                              "code": f"{LOINC}|2345-7"})
             assert response.status_code == 200, response.text
             checks.append(response.json()["check"])
+        # an order time without a zone is local time: the result of a day ago is 24 h old, not 16
+        local = now_utc().astimezone(local_zone()).replace(tzinfo=None).isoformat()
+        at_local = http.post("/recognition/check", json={"patient": f"Patient/{patient_b}", "code": f"{LOINC}|2345-7",
+                                                         "at": local}).json()
+        assert 23.9 <= at_local["recognizable"][0]["age_hours"] <= 24.1
+        checks.append(at_local["check"])
         none = http.post("/recognition/check", json={"patient": f"Patient/{patient_b}", "code": f"{LOINC}|2093-3"})
         assert none.json()["recognizable"] == [] and none.json()["item"]["id"] == "tc"
         assert_outcome(http.post("/recognition/check", json={"patient": f"Patient/{patient_b}", "code": f"{LOINC}|2345-7",
                                                              "institution": HOSPITAL_A}), 403)
         decide = [("recognized", None, None), ("recognized", None, None), ("retested", "emergency", None),
-                  ("retested", "other", "家属要求复查")]
+                  ("retested", "other", "家属要求复查"), ("recognized", None, None)]
         for check_id, (decision, reason, comment) in zip(checks, decide, strict=True):
             response = http.post(f"/recognition/checks/{check_id}/decision",
                                  json={"decision": decision, "reason": reason, "comment": comment})
@@ -203,15 +261,17 @@ def test_decisions_and_figures(server: str, database: Database, hub: Recognition
                                  json={"decision": "recognized"}), 422)
         assert_outcome(http.post(f"/recognition/checks/{uuid.uuid4()}/decision", json={"decision": "recognized"}), 404)
         assert_outcome(http.get("/recognition/figures", params={"from": "2026-01-01", "to": "2026-12-31"}), 403)
-    today = date.today().isoformat()
+    today = now_utc().astimezone(local_zone()).date().isoformat()  # checks are summed per local day
     with client(server, GOVERNANCE) as http:
         figures = http.get("/recognition/figures", params={"from": today, "to": today, "period": "total"}).json()
         [row] = figures["rows"]
         assert row["institution"] == COMMUNITY_B and row["name"] == "玉山镇社区卫生服务中心"
-        assert (row["checks"], row["eligible"], row["recognized"], row["retested"]) == (5, 4, 2, 2)
-        assert row["recognition_rate"] == 0.5 and row["avoided_tests"] == 2 and row["avoided_cost"] == "10.00"
+        assert (row["checks"], row["eligible"], row["recognized"], row["retested"]) == (6, 5, 3, 2)
+        assert row["recognition_rate"] == 0.6 and row["avoided_tests"] == 3 and row["avoided_cost"] == "15.00"
         assert row["retests_by_reason"]["emergency"] == 1 and row["retests_by_reason"]["other"] == 1
-        assert row["items"]["glu"] == {"eligible": 4, "recognized": 2}
+        assert row["items"]["glu"] == {"eligible": 5, "recognized": 3}
+        listed = http.get("/recognition/checks", params={"from": today, "to": today, "decision": "retested"}).json()
+        assert listed["total"] == 2 and {c["reason"] for c in listed["checks"]} == {"emergency", "other"}
         by_consortium = http.get("/recognition/figures", params={"from": today, "to": today, "by": "consortium"}).json()
         assert [r["consortium"] for r in by_consortium["rows"]] == ["consortium-ks"]
         assert_outcome(http.get("/recognition/figures", params={"from": today, "to": today, "period": "week"}), 400)
@@ -233,3 +293,19 @@ def test_checks_are_audited_with_the_patients_they_reveal(server: str, database:
     [person] = [p["reference"] for p in response.json()["patients"]]
     [event] = events_of(database, auditor.client_id, 1)
     assert person in patients_of(event) and event["outcome"] == "0"
+
+
+def test_a_cds_call_is_audited_with_the_hub_patients_not_the_callers_ids(server: str, database: Database,
+                                                                        hub: Recognition) -> None:
+    zhang_wei(database)
+    put(database, glucose("glu-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=1)))
+    auditor = principal(Role.CLINICIAN_CDS, institutions=(COMMUNITY_B,), client_id=f"cds-{uuid.uuid4().hex[:8]}")
+    prefetch = {"patient": {"resourceType": "Patient", "id": "ehr-1",
+                            "identifier": [{"system": f"urn:hub:mrn:{COMMUNITY_B}", "value": "B77"}]}}
+    with client(server, auditor) as http:
+        response = http.post("/cds-services/hr-order-sign", json=hook_request("ehr-1", [order("sr-1")],
+                                                                               prefetch=prefetch))
+        assert len(response.json()["cards"]) == 1
+    [event] = events_of(database, auditor.client_id, 1)
+    person = hub.check_record(response.json()["cards"][0]["uuid"])["person"]  # type: ignore[index]
+    assert patients_of(event) == [f"Patient/{person}"]

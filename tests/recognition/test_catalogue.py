@@ -8,8 +8,8 @@ import pytest
 
 from hub.errors import InvalidRequest
 from hub.recognition.catalogue import from_json, load_catalogue, parse_text
+from hub.recognition.eqa import read_eqa_csv
 from hub.recognition.rules import Institution, Rules, result_time, result_year
-from hub.recognition.service import read_eqa_csv
 from tests.recognition.support import CATALOGUE
 
 

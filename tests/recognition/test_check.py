@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from hub.auth.roles import Role
 from hub.coding.mapping_tables import read_csv
 from hub.coding.terminology import PROCESS_CACHE
 from hub.empi.engine import Engine
 from hub.empi.operations import EmpiOperations
+from hub.errors import BusinessRuleViolation, Forbidden, InvalidRequest
 from hub.governance.tables import load_table
+from hub.recognition.check import CheckRequest
 from hub.recognition.service import Recognition
 from hub.store.database import Database
+from tests.auth.support import principal
 from tests.empi.support import ZHANG_WEI_ID, person_of, read, run_empi, source_patient, store
 from tests.recognition.support import (
     CATALOGUE,
@@ -19,6 +23,7 @@ from tests.recognition.support import (
     HOSPITAL_A,
     LOINC,
     OTHER_CONSORTIUM,
+    YEAR,
     ago,
     check,
     consortium,
@@ -187,3 +192,106 @@ def test_a_catalogue_change_remarks_stored_results(database: Database, recogniti
     assert "HR" in {t.get("code") for t in report["meta"]["tag"]} and report["meta"]["versionId"] == "2"
     # loading the same catalogue again changes nothing
     assert recognition.load_catalogue(catalogue, "test")["remarked"] == {"examined": 0, "updated": 0}
+
+
+def test_an_institution_bound_client_names_its_own_patients_or_by_id_number(database: Database,
+                                                                           recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=1)))
+
+    def bound(patient: str) -> list[str]:
+        [result] = recognition.check([CheckRequest(patient, COMMUNITY_B, f"{LOINC}|2345-7", bound=True)], "test")
+        return [e["result"] for e in result.recognizable]
+
+    assert bound(f"Patient/{patient_b}") == bound(f"urn:hub:mrn:{COMMUNITY_B}|B77") == ["Observation/glu-a"]
+    assert bound(f"urn:oid:2.16.156.10011.1.3|{ZHANG_WEI_ID}") == ["Observation/glu-a"]
+    for foreign in (f"Patient/{HOSPITAL_A}-1001", f"urn:hub:mrn:{HOSPITAL_A}|1001"):
+        with pytest.raises(Forbidden, match="own institution"):
+            bound(foreign)
+
+
+def test_an_identifier_naming_two_different_people_is_refused(database: Database, recognition: Recognition) -> None:
+    # the same ID number at two hospitals, but decided to be two people: no results are mixed
+    store(database, source_patient(HOSPITAL_A, "1001", "张伟", id_number=ZHANG_WEI_ID),
+          source_patient(COMMUNITY_B, "B77", "张伟", id_number=ZHANG_WEI_ID))
+    run_empi(database)
+    operations = EmpiOperations(Engine(database))
+    operations.unlink(f"{COMMUNITY_B}-B77", actor="test", reason="同号不同人")
+    put(database, glucose("glu-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=1)))
+    with pytest.raises(BusinessRuleViolation, match="2 different people"):
+        check(recognition, f"urn:oid:2.16.156.10011.1.3|{ZHANG_WEI_ID}")
+    assert check(recognition, f"Patient/{COMMUNITY_B}-B77").recognizable == []
+
+
+def test_hr_follows_the_owner_tag_department_and_local_year(database: Database, recognition: Recognition) -> None:
+    zhang_wei(database)
+    with database.fhir_service(write=True) as service:  # a department of hospital A
+        service.update("Organization", "org-ks-1-lab", {"resourceType": "Organization", "id": "org-ks-1-lab",
+                                                        "name": "检验科", "partOf": {"reference": f"Organization/{HOSPITAL_A}"}})
+    by_department = glucose("glu-dept", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=1))
+    by_department["performer"] = [{"reference": "Organization/org-ks-1-lab"}]
+    put(database, by_department)
+    # a hospital's own client writes without performer or tag: the hub stamps its institution, then marks
+    own = glucose("glu-own", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.6, "mmol/L", ago(days=1))
+    del own["performer"], own["meta"]
+    access = principal(Role.SOURCE_ADMIN, institutions=(HOSPITAL_A,)).access(frozenset({HOSPITAL_A}),
+                                                                          frozenset({HOSPITAL_A}))
+    with database.fhir_service(write=True, access=access) as service:
+        service.update("Observation", "glu-own", own)
+    for result_id in ("glu-dept", "glu-own"):
+        assert "HR" in {t.get("code") for t in read(database, "Observation", result_id)["meta"]["tag"]}
+
+
+def test_results_dated_only_by_issued_are_remarked_when_their_eqa_changes(database: Database,
+                                                                         recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    issued_only = glucose("glu-issued", patient_b, FAILED_LAB, 5.6, "mmol/L", ago(days=1))
+    issued_only["issued"] = issued_only.pop("effectiveDateTime")
+    put(database, issued_only)
+    assert "HR" not in {t.get("code") for t in read(database, "Observation", "glu-issued")["meta"]["tag"]}
+    outcome = recognition.save_eqa([{"institution": FAILED_LAB, "item": "glu", "year": YEAR, "passed": True}], "t")
+    assert outcome["remarked"]["updated"] == 1
+    assert "HR" in {t.get("code") for t in read(database, "Observation", "glu-issued")["meta"]["tag"]}
+
+
+def test_values_of_results_the_orderer_may_not_use_are_withheld(database: Database,
+                                                               recognition: Recognition) -> None:
+    store(database, source_patient(OTHER_CONSORTIUM, "9", "张伟", id_number=ZHANG_WEI_ID))
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-far", f"{OTHER_CONSORTIUM}-9", OTHER_CONSORTIUM, 5.6, "mmol/L", ago(days=1)),
+        glucose("glu-pre", f"{HOSPITAL_A}-1001", HOSPITAL_A, 6.6, "mmol/L", ago(hours=2), status="preliminary"))
+    low = glucose("glu-low", f"{HOSPITAL_A}-1001", HOSPITAL_A, 1.1, "mmol/L", ago(hours=5))
+    low["valueQuantity"]["comparator"] = "<"
+    low["referenceRange"] = [{"text": "3.9-6.1"}]
+    low["interpretation"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                                          "code": "L"}]}]
+    put(database, low)
+    result = check(recognition, f"Patient/{patient_b}")
+    [found] = result.recognizable
+    assert (found["comparator"], found["value"], found["reference_range"], found["interpretation"]) == (
+        "<", 1.1, "3.9-6.1", "L")
+    assert {e["result"]: "value" in e for e in result.not_recognizable} == {
+        "Observation/glu-far": False, "Observation/glu-pre": False}
+
+
+def test_bad_check_requests_are_refused(database: Database, recognition: Recognition) -> None:
+    patient_b = zhang_wei(database)
+    with pytest.raises(InvalidRequest, match="unit 'furlong'"):
+        check(recognition, f"Patient/{patient_b}", unit="furlong")
+    with pytest.raises(InvalidRequest, match="not of a consortium"):
+        check(recognition, f"Patient/{patient_b}", institution="consortium-ks")
+    with pytest.raises(InvalidRequest, match="system\\|code"):
+        check(recognition, f"Patient/{patient_b}", "2345-7")
+
+
+def test_a_level_change_is_followed_by_remarking(database: Database, recognition: Recognition) -> None:
+    zhang_wei(database)
+    put(database, _ct_head("ct-a", f"{HOSPITAL_A}-1001", HOSPITAL_A, ago(days=3)))
+    assert "HR" in {t.get("code") for t in read(database, "DiagnosticReport", "ct-a")["meta"]["tag"]}
+    hospital = read(database, "Organization", HOSPITAL_A)
+    hospital["type"] = [t for t in hospital["type"]
+                        if t["coding"][0]["system"] != "urn:hub:institution-level"] + [
+        {"coding": [{"system": "urn:hub:institution-level", "code": "primary"}]}]
+    put(database, hospital)
+    assert recognition.remark(level_rules_only=True)["remarked"]["updated"] == 1
+    assert "HR" not in {t.get("code") for t in read(database, "DiagnosticReport", "ct-a")["meta"]["tag"]}

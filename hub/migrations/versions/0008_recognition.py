@@ -45,10 +45,27 @@ def upgrade() -> None:
     sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('decided_by', sa.String(length=200), nullable=True),
     sa.Column('checked_by', sa.String(length=200), nullable=False),
+    sa.Column('clinician', sa.String(length=200), nullable=True),
+    sa.Column('hook_instance', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('check_id', name=op.f('pk_hub_recognition_check'))
     )
     with op.batch_alter_table('hub_recognition_check', schema=None) as batch_op:
         batch_op.create_index('ix_hub_recognition_check_day', ['check_day', 'institution'], unique=False)
+        batch_op.create_index('ix_hub_recognition_check_order', ['institution', 'order_ref'], unique=False)
+
+    op.create_table('hub_recognition_decision',
+    sa.Column('decision_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('check_id', sa.String(length=36), nullable=False),
+    sa.Column('decision', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.String(length=32), nullable=True),
+    sa.Column('comment', sa.Text(), nullable=True),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('decided_by', sa.String(length=200), nullable=False),
+    sa.Column('clinician', sa.String(length=200), nullable=True),
+    sa.PrimaryKeyConstraint('decision_pk', name=op.f('pk_hub_recognition_decision'))
+    )
+    with op.batch_alter_table('hub_recognition_decision', schema=None) as batch_op:
+        batch_op.create_index('ix_hub_recognition_decision_check', ['check_id', 'decision_pk'], unique=False)
 
     op.create_table('hub_recognition_eqa',
     sa.Column('eqa_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -68,12 +85,19 @@ def upgrade() -> None:
     sa.Column('counter', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_hub_recognition_stamp'))
     )
+    # the one counter row exists from the start: writers lock it (FOR SHARE) and rule changes update it
+    op.execute("INSERT INTO hub_recognition_stamp (name, counter) VALUES ('rules', 0)")
 
 
 def downgrade() -> None:
     op.drop_table('hub_recognition_stamp')
+    with op.batch_alter_table('hub_recognition_decision', schema=None) as batch_op:
+        batch_op.drop_index('ix_hub_recognition_decision_check')
+
+    op.drop_table('hub_recognition_decision')
     op.drop_table('hub_recognition_eqa')
     with op.batch_alter_table('hub_recognition_check', schema=None) as batch_op:
+        batch_op.drop_index('ix_hub_recognition_check_order')
         batch_op.drop_index('ix_hub_recognition_check_day')
 
     op.drop_table('hub_recognition_check')
