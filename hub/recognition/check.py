@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from hub.coding.codesystems import CodeSystemIndex
 from hub.coding.mapping_index import build_index
 from hub.coding.mapping_tables import split_local
 from hub.coding.normalizer import LOINC, MappingIndex
@@ -105,24 +106,42 @@ class CheckResult:
         }
 
 
+@dataclass(frozen=True)
+class CodeSystems:
+    """What a check needs of the terminology: the UCUM units and the LOINC items (usual unit, molar mass)."""
+
+    stamp: tuple[Any, ...]
+    units: Units | None
+    loinc: CodeSystemIndex | None
+
+    def loinc_facts(self, code: str) -> tuple[str | None, Decimal | None]:
+        """A LOINC item's usual unit and molar mass (for mass ↔ substance conversions)."""
+        concept = self.loinc.get(code) if self.loinc is not None else None
+        if concept is None:
+            return None, None
+        unit = next(iter(concept.values("unit")), None)
+        mass = next(iter(concept.values("molar-mass")), None)
+        return (str(unit) if unit else None), (Decimal(str(mass)) if mass is not None else None)
+
+
 class LocalCodes:
-    """Maps an orderer's local codes to standard codes through its mapping tables (rebuilt when they change)."""
+    """The terminology a check uses, kept in memory and rebuilt when it changes (one indexed read per check):
+    the orderers' mapping tables (local code → standard code), the UCUM units and the LOINC items."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._indexes: dict[tuple[str, ...], tuple[tuple[Any, ...], MappingIndex]] = {}
-        self._units: tuple[tuple[Any, ...], Units | None] | None = None
-        self._loinc: tuple[tuple[Any, ...], Any] | None = None
+        self._systems = CodeSystems((), None, None)
 
-    def _index(self, service: FhirService, scopes: list[str]) -> MappingIndex:
-        repository = service.repository
-        stamp = (repository.type_stamp("ConceptMap"), repository.type_stamp("CodeSystem"))
-        cached = self._indexes.get(tuple(scopes))
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, build_index(Terminology(service, PROCESS_CACHE), scopes))
-            with self._lock:
-                self._indexes[tuple(scopes)] = cached
-        return cached[1]
+    def code_systems(self, service: FhirService) -> CodeSystems:
+        """The units and LOINC items as the hub holds them now."""
+        stamp = (service.repository.type_stamp("CodeSystem"),)
+        if self._systems.stamp != stamp:
+            terminology = Terminology(service, PROCESS_CACHE)
+            ucum = terminology.code_system(UCUM)
+            self._systems = CodeSystems(stamp, Units.from_code_system(ucum) if ucum is not None else None,
+                                        terminology.code_system(LOINC))
+        return self._systems
 
     def standard(self, service: FhirService, scopes_of: Any, system: str, code: str) -> tuple[str, str] | None:
         """The standard (system, code) a local code maps to; the code itself when it is not local."""
@@ -130,33 +149,21 @@ class LocalCodes:
         if local is None:
             return system, code
         scope, element = local
-        index = self._index(service, scopes_of(scope))
+        scopes = tuple(scopes_of(scope))
+        repository = service.repository
+        stamp = (repository.type_stamp("ConceptMap"), repository.type_stamp("CodeSystem"))
+        cached = self._indexes.get(scopes)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, build_index(Terminology(service, PROCESS_CACHE), list(scopes)))
+            with self._lock:
+                self._indexes[scopes] = cached
+        index = cached[1]
         target = index.targets.get((element, code))
         coding = target.coding if target is not None and not target.ambiguous else None
         if coding is None and element in index.direct:
             concept = index.direct[element].get(code)
             coding = {"system": index.direct[element].url, "code": code} if concept is not None else None
         return (str(coding["system"]), str(coding["code"])) if coding else None
-
-    def loinc(self, service: FhirService, code: str) -> tuple[str | None, Decimal | None]:
-        """A LOINC item's usual unit and molar mass (for mass ↔ substance conversions), as the hub holds them."""
-        stamp = (service.repository.type_stamp("CodeSystem"),)
-        if self._loinc is None or self._loinc[0] != stamp:
-            self._loinc = (stamp, Terminology(service, PROCESS_CACHE).code_system(LOINC))
-        concept = self._loinc[1].get(code) if self._loinc[1] is not None else None
-        if concept is None:
-            return None, None
-        unit = next(iter(concept.values("unit")), None)
-        mass = next(iter(concept.values("molar-mass")), None)
-        return (str(unit) if unit else None), (Decimal(str(mass)) if mass is not None else None)
-
-    def units(self, service: FhirService) -> Units | None:
-        """The UCUM units the hub holds."""
-        stamp = (service.repository.type_stamp("CodeSystem"),)
-        if self._units is None or self._units[0] != stamp:
-            system = Terminology(service, PROCESS_CACHE).code_system(UCUM)
-            self._units = (stamp, Units.from_code_system(system) if system is not None else None)
-        return self._units[1]
 
 
 def split_code(text: str, name: str = "code") -> tuple[str, str]:
@@ -177,6 +184,9 @@ def find_subjects(service: FhirService, empi: EmpiStore, patient: str, *, ordere
     names two different people is refused: a check never mixes two patients' results.
     """
     text = (patient or "").strip()
+    if text.startswith("Patient/") and orderer is None:
+        found_ids = [text[len("Patient/"):]]
+        return _subjects(empi, found_ids)
     if text.startswith("Patient/"):
         stored = service.repository.read_current("Patient", text[len("Patient/"):])
         found = [stored] if stored is not None and not stored.deleted else []
@@ -192,7 +202,11 @@ def find_subjects(service: FhirService, empi: EmpiStore, patient: str, *, ordere
             orderer in (institution_tags(s.content) or ()) for s in found):
         raise Forbidden("Name the patient by a Patient or record number of your own institution, or by the "
                         "citizen ID number")
-    ids = [s.id for s in found]
+    return _subjects(empi, [s.id for s in found])
+
+
+def _subjects(empi: EmpiStore, ids: list[str]) -> list[str]:
+    """The regional persons of these Patients (or the Patients, outside the EMPI); one at most."""
     records = empi.records(ids)
     persons = empi.persons(ids)
     subjects = set()
@@ -209,6 +223,20 @@ def find_subjects(service: FhirService, empi: EmpiStore, patient: str, *, ordere
                                     "index (not linked, or decided not to be the same person): name the patient "
                                     "by its Patient id, or settle the match first")
     return sorted(subjects)
+
+
+def _results(service: FhirService, item: Item, references: str) -> list[Any]:
+    """The patient's results of the item: all of them, or (more than :data:`MAX_RESULTS`) the newest (results
+    with only ``issued`` have no search date: they sort last)."""
+    query = f"subject={references}&code={escape(item.system)}|{escape(item.code)}"
+    found = []
+    for sort in ("", "&_sort=-date"):  # sorting costs a join: only for the rare patient with that many results
+        spec = parse_search(item.resource_type, parse_query(query + sort), service.registry,
+                            default_count=MAX_RESULTS, max_count=MAX_RESULTS).spec
+        found = service.repository.search(spec)
+        if len(found) < MAX_RESULTS:
+            break
+    return found
 
 
 def _quantity(resource: dict[str, Any]) -> dict[str, Any] | None:
@@ -247,8 +275,9 @@ class Checker:
         item, standard_text, why = self._item(service, request)
         if item is None:
             return CheckResult(check_id, request, None, standard_text, [], message=why)
-        units = self.codes.units(service) if item.kind == "lab" else None
-        usual_unit, molar_mass = self.codes.loinc(service, item.code) if item.system == LOINC else (None, None)
+        systems = self.codes.code_systems(service)
+        units = systems.units if item.kind == "lab" else None
+        usual_unit, molar_mass = systems.loinc_facts(item.code) if item.system == LOINC else (None, None)
         if request.unit and (units is None or units.resolve(request.unit) is None):
             raise InvalidRequest(f"unit '{request.unit}' is not a unit the hub knows (a UCUM code, like mmol/L)")
         subjects = find_subjects(service, empi, request.patient,
@@ -259,12 +288,8 @@ class Checker:
             return result
         at = request.at or now_utc()
         references = ",".join(f"Patient/{s}" for s in subjects)
-        # newest first (results with only ``issued`` have no search date: they come last, and are read too)
-        query = f"subject={references}&code={escape(item.system)}|{escape(item.code)}&_sort=-date"
-        spec = parse_search(item.resource_type, parse_query(query), service.registry, default_count=MAX_RESULTS,
-                            max_count=MAX_RESULTS).spec
         wanted = request.unit or item.unit or usual_unit
-        for stored in service.repository.search(spec):
+        for stored in _results(service, item, references):
             if stored.content is None:
                 continue
             resource = jsonio.loads_stored(stored.content)

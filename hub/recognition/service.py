@@ -78,7 +78,7 @@ class Recognition:
         problems = []
         with self.database.fhir_service(write=False) as service:
             terminology = Terminology(service, PROCESS_CACHE)
-            units = self.codes.units(service)
+            units = self.codes.code_systems(service).units
             for item in catalogue.items.values():
                 if item.unit and (units is None or units.resolve(item.unit) is None):
                     problems.append(f"{item.item_id}: unit '{item.unit}' is not a UCUM unit the hub knows")
@@ -132,14 +132,14 @@ class Recognition:
 
     def check(self, requests: Sequence[CheckRequest], actor: str) -> list[CheckResult]:
         """Check orders and record the checks."""
-        rules = self.rules()
-        for request in requests:
-            org = rules.institutions.get(request.institution)
-            if org is None or org.kind not in ("institution", ""):
-                raise InvalidRequest(f"Unknown ordering institution '{request.institution}' (the Organization id of "
-                                     "an institution, not of a consortium or region)")
-        checker = Checker(rules, self.codes, self._scopes)
         with self.database.empi_batch(write=False) as (service, empi):
+            rules = self.cache.current(empi.connection)
+            for request in requests:
+                org = rules.institutions.get(request.institution)
+                if org is None or org.kind not in ("institution", ""):
+                    raise InvalidRequest(f"Unknown ordering institution '{request.institution}' (the Organization "
+                                         "id of an institution, not of a consortium or region)")
+            checker = Checker(rules, self.codes, self._scopes)
             results = [checker.run(service, empi, request) for request in requests]
         now = now_utc()
         with self._store(write=True) as store:

@@ -295,3 +295,14 @@ def test_a_level_change_is_followed_by_remarking(database: Database, recognition
     put(database, hospital)
     assert recognition.remark(level_rules_only=True)["remarked"]["updated"] == 1
     assert "HR" not in {t.get("code") for t in read(database, "DiagnosticReport", "ct-a")["meta"]["tag"]}
+
+
+def test_a_patient_with_more_results_than_read_gets_the_newest(database: Database, recognition: Recognition,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    patient_b = zhang_wei(database)
+    monkeypatch.setattr("hub.recognition.check.MAX_RESULTS", 3)
+    put(database, *(glucose(f"glu-{days}", f"{HOSPITAL_A}-1001", HOSPITAL_A, 5.0 + days / 10, "mmol/L",
+                            ago(days=days)) for days in (30, 25, 20, 15, 1)))
+    result = check(recognition, f"Patient/{patient_b}")
+    assert [e["result"] for e in result.recognizable] == ["Observation/glu-1"]
+    assert [e["result"] for e in result.not_recognizable] == ["Observation/glu-15", "Observation/glu-20"]
