@@ -83,7 +83,8 @@ async def put_catalogue(request: Request, principal: Manager) -> JSONResponse:
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media and media not in _YAML_TYPES:
         raise InvalidRequest(f"Send the catalogue as YAML or JSON, not {media}")
-    return JSONResponse(await run_in_threadpool(_recognition(request).load_catalogue, body, _actor(principal)))
+    return JSONResponse(await run_in_threadpool(_recognition(request).load_catalogue, body, _actor(principal),
+                                                wait=False))
 
 
 @router.get("/recognition/catalogue/history", summary="Every recognition catalogue loaded")
@@ -95,8 +96,15 @@ def catalogue_history(request: Request, principal: Authenticated) -> JSONRespons
 @router.post("/recognition/remark", summary="Set the HR mark again on every stored result")
 async def remark(request: Request, principal: Manager, level_rules_only: bool = False) -> JSONResponse:
     """A repair (after an interrupted re-marking), or after institutions' levels changed (``level_rules_only``);
-    results whose mark is right are left as they are."""
-    return JSONResponse(await run_in_threadpool(_recognition(request).remark, level_rules_only=level_rules_only))
+    results whose mark is right are left as they are. Large re-markings run in the background."""
+    return JSONResponse(await run_in_threadpool(_recognition(request).remark, level_rules_only=level_rules_only,
+                                                wait=False))
+
+
+@router.get("/recognition/remark", summary="The background re-marking: running, waiting, last outcome")
+def remark_status(request: Request, principal: Manager) -> JSONResponse:
+    """Re-markings reading more than 5,000 results run in the background after the change is answered."""
+    return JSONResponse(_recognition(request).remarker.status())
 
 
 @router.get("/recognition/eqa", summary="Quality-control (室间质评) records")
@@ -116,14 +124,15 @@ async def post_eqa(request: Request, principal: Manager) -> JSONResponse:
     records = body.get("records") if isinstance(body, dict) else None
     if not isinstance(records, list) or not records or len(records) > 10_000:
         raise InvalidRequest("Send {\"records\": [...]} with 1 to 10,000 records")
-    return JSONResponse(await run_in_threadpool(_recognition(request).save_eqa, records, _actor(principal)))
+    return JSONResponse(await run_in_threadpool(_recognition(request).save_eqa, records, _actor(principal),
+                                                wait=False))
 
 
 @router.delete("/recognition/eqa/{eqa_id}", summary="Remove a quality-control record")
 async def delete_eqa(request: Request, eqa_id: Annotated[int, FastApiPath(ge=1, le=2**63 - 1)],
                      principal: Manager) -> JSONResponse:
     """The results it decided are re-marked."""
-    return JSONResponse(await run_in_threadpool(_recognition(request).delete_eqa, eqa_id))
+    return JSONResponse(await run_in_threadpool(_recognition(request).delete_eqa, eqa_id, wait=False))
 
 
 # -- checks and decisions ---------------------------------------------------------------------

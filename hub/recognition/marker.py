@@ -9,6 +9,8 @@ mark changed (a new version each, nothing else in them changed).
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +28,10 @@ from hub.store.database import Database
 #: Results re-marked per transaction.
 BATCH = 500
 _ATTEMPTS = 3
+#: Re-markings reading at most this many results run before the change is answered; larger ones run in the
+#: background (``GET /recognition/remark`` shows them; ``hub recognition remark`` redoes an interrupted one).
+SYNC_REMARK = 5000
+log = logging.getLogger("hub.recognition")
 
 
 class HrMarker:
@@ -73,6 +79,59 @@ def remark(database: Database, items: Iterable[Item]) -> Remarked:
                     if attempt == _ATTEMPTS - 1:
                         raise
     return done
+
+
+def estimate(database: Database, items: Iterable[Item]) -> int:
+    """How many stored results a re-marking of ``items`` reads."""
+    with database.fhir_service(write=False) as service:
+        return sum(service.repository.count(service.conditional_spec(
+            item.resource_type, f"code={escape(item.system)}|{escape(item.code)}")) for item in items)
+
+
+class Remarker:
+    """Runs re-markings: small ones at once, large ones in one background thread (later ones queue behind)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], Item] = {}
+        self._thread: threading.Thread | None = None
+        self.last: dict[str, Any] | None = None
+
+    def run(self, items: Iterable[Item], *, wait: bool) -> dict[str, Any]:
+        """Re-mark ``items`` now (``wait``, or few results), or queue them for the background thread."""
+        items = list(items)
+        if not items:
+            return Remarked().as_dict()
+        count = estimate(self.database, items)
+        if wait or count <= SYNC_REMARK:
+            return remark(self.database, items).as_dict()
+        with self._lock:
+            self._pending.update({(i.system, i.code): i for i in items})
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._drain, daemon=True, name="recognition-remark")
+                self._thread.start()
+        return {"running": True, "items": len(items), "results": count}
+
+    def status(self) -> dict[str, Any]:
+        """Whether a background re-marking runs, what waits, and how the last one ended."""
+        with self._lock:
+            running = self._thread is not None and self._thread.is_alive()
+            return {"running": running, "pending_items": len(self._pending), "last": self.last}
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                items = list(self._pending.values())
+                self._pending.clear()
+                if not items:
+                    return
+            try:
+                done = remark(self.database, items)
+                self.last = {**done.as_dict(), "items": len(items), "failed": None}
+            except Exception as failure:  # noqa: BLE001 - reported in the log and the status; the repair redoes it
+                log.exception("re-marking %d recognition items failed", len(items))
+                self.last = {"items": len(items), "failed": type(failure).__name__}
 
 
 def _batch(database: Database, resource_type: str, criteria: str, after: int, done: Remarked) -> int | None:

@@ -20,7 +20,7 @@ from hub.recognition import decisions
 from hub.recognition.catalogue import Catalogue, Item, from_json, load_catalogue, parse_text
 from hub.recognition.check import Checker, CheckRequest, CheckResult, LocalCodes, check_row, find_subjects
 from hub.recognition.eqa import eqa_records
-from hub.recognition.marker import HrMarker, Remarked, remark
+from hub.recognition.marker import HrMarker, Remarker
 from hub.recognition.rules import Rules, RulesCache
 from hub.store.database import Database
 from hub.store.recognition import RecognitionStore
@@ -38,6 +38,7 @@ class Recognition:
         self.database = database
         self.cache = RulesCache()
         self.codes = LocalCodes()
+        self.remarker = Remarker(database)
 
     @contextmanager
     def _store(self, *, write: bool) -> Iterator[RecognitionStore]:
@@ -60,8 +61,9 @@ class Recognition:
                            "hub recognition catalogue FILE)")
         return content
 
-    def load_catalogue(self, raw: bytes | str, actor: str) -> dict[str, Any]:
-        """Check and put a catalogue in force; re-mark the results of items whose rule changed."""
+    def load_catalogue(self, raw: bytes | str, actor: str, *, wait: bool = True) -> dict[str, Any]:
+        """Check and put a catalogue in force; re-mark the results of items whose rule changed (``wait`` False:
+        a large re-marking runs in the background)."""
         catalogue, content = load_catalogue(parse_text(raw))
         self._check_codes(catalogue)
         with self._store(write=True) as store:
@@ -69,9 +71,8 @@ class Recognition:
             before = from_json(store.catalogue())
             store.save_catalogue(content, actor, now_utc())
         changed = _changed_items(before, catalogue)
-        marked = remark(self.database, changed)
         return {"version": catalogue.version, "items": len(catalogue.items), "changed_items": len(changed),
-                "remarked": marked.as_dict()}
+                "remarked": self.remarker.run(changed, wait=wait)}
 
     def _check_codes(self, catalogue: Catalogue) -> None:
         """Every item's code must be a code of a code system the hub holds (LOINC, the exam items…)."""
@@ -98,30 +99,29 @@ class Recognition:
         with self._store(write=False) as store:
             return store.eqa_records(**filters)
 
-    def save_eqa(self, entries: Sequence[dict[str, Any]], actor: str) -> dict[str, Any]:
+    def save_eqa(self, entries: Sequence[dict[str, Any]], actor: str, *, wait: bool = True) -> dict[str, Any]:
         """Record quality-control results and re-mark the results they decide."""
         rules = self.rules()
         records = eqa_records(entries, rules)
         with self._store(write=True) as store:
             saved = store.save_eqa(records, actor, now_utc())
-        marked = remark(self.database, [rules.catalogue.items[i] for i in sorted({r.item_id for r in records})])
-        return {"saved": saved, "remarked": marked.as_dict()}
+        items = [rules.catalogue.items[i] for i in sorted({r.item_id for r in records})]
+        return {"saved": saved, "remarked": self.remarker.run(items, wait=wait)}
 
-    def delete_eqa(self, eqa_id: int) -> dict[str, Any]:
+    def delete_eqa(self, eqa_id: int, *, wait: bool = True) -> dict[str, Any]:
         """Remove a quality-control record and re-mark the results it decided."""
         with self._store(write=True) as store:
             record = store.delete_eqa(eqa_id)
         if record is None:
             raise NotFound(f"No quality-control record {eqa_id}")
         item = self.rules().catalogue.items.get(record.item_id)
-        marked = remark(self.database, [item]) if item is not None else Remarked()
-        return {"deleted": eqa_id, "remarked": marked.as_dict()}
+        return {"deleted": eqa_id, "remarked": self.remarker.run([item] if item is not None else [], wait=wait)}
 
-    def remark(self, *, level_rules_only: bool = False) -> dict[str, Any]:
+    def remark(self, *, level_rules_only: bool = False, wait: bool = True) -> dict[str, Any]:
         """Set the HR mark again on every stored result of the catalogue's items (of those qualified by hospital
         level only: after institutions changed); a repair after an interrupted re-marking."""
         items = [i for i in self.rules().catalogue.items.values() if i.rule == "level" or not level_rules_only]
-        return {"items": len(items), "remarked": remark(self.database, items).as_dict()}
+        return {"items": len(items), "remarked": self.remarker.run(items, wait=wait)}
 
     # -- checks ------------------------------------------------------------------------------
 

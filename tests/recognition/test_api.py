@@ -3,6 +3,7 @@ CDS Hooks (shapes validated against the specification's), feedback, decisions an
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -309,3 +310,21 @@ def test_a_cds_call_is_audited_with_the_hub_patients_not_the_callers_ids(server:
     [event] = events_of(database, auditor.client_id, 1)
     person = hub.check_record(response.json()["cards"][0]["uuid"])["person"]  # type: ignore[index]
     assert patients_of(event) == [f"Patient/{person}"]
+
+
+def test_large_remarkings_run_in_the_background(server: str, database: Database, hub: Recognition,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    patient_b = zhang_wei(database)
+    put(database, glucose("glu-tcm", patient_b, FAILED_LAB, 5.9, "mmol/L", ago(days=1)))
+    monkeypatch.setattr("hub.recognition.marker.SYNC_REMARK", 0)  # every re-marking counts as large
+    with client(server, GOVERNANCE) as http:
+        response = http.post("/recognition/eqa", json={"records": [
+            {"institution": FAILED_LAB, "item": "glu", "year": YEAR, "passed": True}]})
+        assert response.status_code == 200 and response.json()["remarked"] == {"running": True, "items": 1,
+                                                                               "results": 1}
+        deadline = time.monotonic() + 30
+        while http.get("/recognition/remark").json()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = http.get("/recognition/remark").json()
+    assert status["last"] == {"examined": 1, "updated": 1, "items": 1, "failed": None}
+    assert tags(server, "glu-tcm") == {"HR"}
