@@ -14,7 +14,7 @@ from weakref import WeakKeyDictionary
 
 from hub.coding.mapping_tables import source_scopes
 from hub.coding.terminology import PROCESS_CACHE, Terminology
-from hub.errors import InvalidRequest, NotFound
+from hub.errors import HubError, InvalidRequest, NotFound
 from hub.fhir.instants import now_utc
 from hub.recognition import decisions
 from hub.recognition.catalogue import Catalogue, Item, from_json, load_catalogue, parse_text
@@ -176,7 +176,7 @@ class Recognition:
                 return stored is not None and not stored.deleted
             try:
                 return bool(find_subjects(service, empi, key))
-            except InvalidRequest:
+            except HubError:  # malformed, or naming two people: the next key the caller has is tried
                 return False
 
     def decide(self, wanted: Sequence[decisions.Decision], actor: str,

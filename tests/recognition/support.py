@@ -8,6 +8,7 @@ from typing import Any
 
 from hub.fhir.access import INSTITUTION_TAG
 from hub.fhir.instants import now_utc
+from hub.fhir.search_values import local_zone
 from hub.recognition.check import CheckRequest, CheckResult
 from hub.recognition.service import Recognition, install
 from hub.registry.roster import apply_roster, load_roster
@@ -20,7 +21,8 @@ LOINC = "http://loinc.org"
 #: 昆山市第一人民医院 (tertiary, passed 室间质评 for glucose), 昆山市中医医院 (tertiary, failed it), 玉山镇社区
 #: 卫生服务中心 (chc, orders), and a hospital of another consortium of the same region.
 HOSPITAL_A, FAILED_LAB, COMMUNITY_B, OTHER_CONSORTIUM = "org-ks-1", "org-ks-tcm", "org-ks-chc-yushan", "org-other-1"
-YEAR = now_utc().year
+#: This (local) year and the one before.
+YEARS = (now_utc().astimezone(local_zone()).year, now_utc().astimezone(local_zone()).year - 1)
 
 
 def consortium(database: Database) -> Recognition:
@@ -37,11 +39,12 @@ def consortium(database: Database) -> Recognition:
                      "partOf": {"reference": "Organization/consortium-other"}}):
             service.update("Organization", org["id"], org)
     recognition.load_catalogue(CATALOGUE.read_bytes(), "test")
-    recognition.save_eqa([
-        {"institution": HOSPITAL_A, "item": "glu", "year": YEAR, "passed": True, "scheme": "江苏省临床检验中心"},
-        {"institution": FAILED_LAB, "item": "glu", "year": YEAR, "passed": False, "scheme": "江苏省临床检验中心"},
-        {"institution": OTHER_CONSORTIUM, "item": "glu", "year": YEAR, "passed": True},
-    ], "test")
+    # this year's and last year's rounds alike: a result of a few days ago may fall in either
+    recognition.save_eqa([{"institution": institution, "item": "glu", "year": year, "passed": passed,
+                           "scheme": "江苏省临床检验中心"}
+                          for year in YEARS
+                          for institution, passed in ((HOSPITAL_A, True), (FAILED_LAB, False), (OTHER_CONSORTIUM, True))],
+                         "test")
     return recognition
 
 

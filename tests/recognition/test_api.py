@@ -24,7 +24,7 @@ from tests.recognition.support import (
     FAILED_LAB,
     HOSPITAL_A,
     LOINC,
-    YEAR,
+    YEARS,
     ago,
     consortium,
     glucose,
@@ -86,13 +86,16 @@ def test_results_carry_hr_on_reads_and_searches_and_eqa_changes_remark_them(serv
 
     with client(server, GOVERNANCE) as http:  # the failed lab passes a re-assessment
         response = http.post("/recognition/eqa", json={"records": [
-            {"institution": FAILED_LAB, "item": "glu", "year": YEAR, "passed": True, "certificate": "JS-2026-88"}]})
+            {"institution": FAILED_LAB, "item": "glu", "year": year, "passed": True, "certificate": "JS-2026-88"}
+            for year in YEARS]})
         assert response.status_code == 200, response.text
         assert response.json()["remarked"]["updated"] == 2
         assert tags(server, "glu-tcm") == {"HR"} and tags(server, "glu-forged") == {"HR"}
-        [record] = http.get("/recognition/eqa", params={"institution": FAILED_LAB}).json()["records"]
-        assert record["passed"] is True and record["certificate"] == "JS-2026-88"
-        assert http.delete(f"/recognition/eqa/{record['id']}").status_code == 200
+        records = http.get("/recognition/eqa", params={"institution": FAILED_LAB}).json()["records"]
+        assert [(r["year"], r["passed"], r["certificate"]) for r in records] == [
+            (year, True, "JS-2026-88") for year in YEARS]
+        for record in records:
+            assert http.delete(f"/recognition/eqa/{record['id']}").status_code == 200
     assert tags(server, "glu-tcm") == set()
 
 
@@ -123,7 +126,7 @@ def test_catalogue_is_managed_as_data_and_bad_catalogues_change_nothing(server: 
                                                          b"validity: 7d, price: .nan}\n",
                        headers={"Content-Type": "application/yaml"})
         assert_outcome(nan, 400, contains="price 'nan'")
-        twice = {"institution": HOSPITAL_A, "item": "glu", "year": YEAR, "passed": True}
+        twice = {"institution": HOSPITAL_A, "item": "glu", "year": YEARS[0], "passed": True}
         assert_outcome(http.post("/recognition/eqa", json={"records": [twice, {**twice, "passed": False}]}), 400,
                        contains="records 1 and 2")
         history = http.get("/recognition/catalogue/history").json()["versions"]
@@ -319,7 +322,7 @@ def test_large_remarkings_run_in_the_background(server: str, database: Database,
     monkeypatch.setattr("hub.recognition.marker.SYNC_REMARK", 0)  # every re-marking counts as large
     with client(server, GOVERNANCE) as http:
         response = http.post("/recognition/eqa", json={"records": [
-            {"institution": FAILED_LAB, "item": "glu", "year": YEAR, "passed": True}]})
+            {"institution": FAILED_LAB, "item": "glu", "year": year, "passed": True} for year in YEARS]})
         assert response.status_code == 200 and response.json()["remarked"] == {"running": True, "items": 1,
                                                                                "results": 1}
         deadline = time.monotonic() + 30

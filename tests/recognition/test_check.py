@@ -23,7 +23,7 @@ from tests.recognition.support import (
     HOSPITAL_A,
     LOINC,
     OTHER_CONSORTIUM,
-    YEAR,
+    YEARS,
     ago,
     check,
     consortium,
@@ -249,7 +249,8 @@ def test_results_dated_only_by_issued_are_remarked_when_their_eqa_changes(databa
     issued_only["issued"] = issued_only.pop("effectiveDateTime")
     put(database, issued_only)
     assert "HR" not in {t.get("code") for t in read(database, "Observation", "glu-issued")["meta"]["tag"]}
-    outcome = recognition.save_eqa([{"institution": FAILED_LAB, "item": "glu", "year": YEAR, "passed": True}], "t")
+    outcome = recognition.save_eqa([{"institution": FAILED_LAB, "item": "glu", "year": year, "passed": True}
+                                    for year in YEARS], "t")
     assert outcome["remarked"]["updated"] == 1
     assert "HR" in {t.get("code") for t in read(database, "Observation", "glu-issued")["meta"]["tag"]}
 
