@@ -13,6 +13,7 @@ A catalogue is a YAML (or JSON) document::
         validity: 72h                          # hours (h) or days (d); the national rules set none
         scope: consortium                      # consortium (医联体内) or region (全区)
         qualification: eqa                     # eqa: a passing 室间质评 result for the item and year
+        eqa_valid_years: 1                     # 2: last year's pass holds until this year's round is recorded
         unit: mmol/L                           # the unit results are offered in (default: the LOINC unit)
         price: 5.00                            # 元, counted as avoided cost when a result is recognized
       - id: ct-head
@@ -41,7 +42,8 @@ SCOPES = {"consortium": "医联体内", "region": "全区"}
 LEVEL_RANK = {"township": 1, "chc": 1, "primary": 1, "secondary": 2, "tertiary": 3}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _VALIDITY = re.compile(r"^\s*(\d{1,5})\s*([hd])\s*$")
-_KEYS = {"id", "name", "category", "code", "kind", "validity", "scope", "qualification", "unit", "price"}
+_KEYS = {"id", "name", "category", "code", "kind", "validity", "scope", "qualification", "eqa_valid_years", "unit",
+         "price"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class Item:
     min_level: str | None
     unit: str | None
     price_fen: int | None
+    #: For an eqa rule: the latest round recorded within this many years (the result's year first) decides.
+    eqa_valid_years: int = 1
 
     @property
     def kind(self) -> str:
@@ -172,8 +176,12 @@ def _item(entry: Any, number: int, defaults: dict[str, Any], problems: list[str]
     rule, min_level = _qualification(entry.get("qualification", defaults.get("qualification", "eqa")), where,
                                      problems)
     unit = str(entry["unit"]).strip() if entry.get("unit") else None
+    years = entry.get("eqa_valid_years", defaults.get("eqa_valid_years", 1))
+    if not isinstance(years, int) or isinstance(years, bool) or not 1 <= years <= 5:
+        problems.append(f"{where}: eqa_valid_years '{years}' must be a whole number of years from 1 to 5")
+        years = 1
     return Item(item_id, str(entry.get("name") or item_id), str(entry.get("category") or ""), system, code,
-                validity, scope, rule, min_level, unit, _price(entry.get("price"), where, problems))
+                validity, scope, rule, min_level, unit, _price(entry.get("price"), where, problems), years)
 
 
 def load_catalogue(document: dict[str, Any]) -> tuple[Catalogue, dict[str, Any]]:
@@ -220,6 +228,7 @@ def to_json(catalogue: Catalogue) -> dict[str, Any]:
         {"id": i.item_id, "name": i.name, "category": i.category, "code": f"{i.system}|{i.code}", "kind": i.kind,
          "validity": validity_text(i.validity), "scope": i.scope,
          "qualification": "eqa" if i.rule == "eqa" else f"level:{i.min_level}",
+         **({"eqa_valid_years": i.eqa_valid_years} if i.eqa_valid_years != 1 else {}),
          **({"unit": i.unit} if i.unit else {}),
          **({"price": f"{i.price_fen / 100:.2f}"} if i.price_fen is not None else {})}
         for i in catalogue.items.values()]}

@@ -90,14 +90,21 @@ class Rules:
         return shared is not None and shared == self.ancestor(performer, item.scope)
 
     def qualified(self, item: Item, institution: str | None, year: int | None) -> bool:
-        """Whether ``institution`` met the item's qualification in ``year``."""
+        """Whether ``institution`` met the item's qualification in ``year``: its level, or the latest 室间质评
+        round recorded for the item within the item's ``eqa_valid_years`` (the result's year first)."""
         if not institution:
             return False
         if item.rule == "level":
             org = self.institutions.get(institution)
             rank = LEVEL_RANK.get(org.level, 0) if org is not None else 0
             return rank >= LEVEL_RANK.get(item.min_level or "", 99)
-        return year is not None and self.eqa.get((institution, item.item_id, year), False)
+        if year is None:
+            return False
+        for round_year in range(year, year - item.eqa_valid_years, -1):  # the latest round recorded decides
+            passed = self.eqa.get((institution, item.item_id, round_year))
+            if passed is not None:
+                return passed
+        return False
 
     def is_hr(self, resource_type: str, resource: dict[str, Any]) -> bool:
         """Whether a result qualifies for recognition (carries HR)."""

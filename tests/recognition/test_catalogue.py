@@ -90,3 +90,19 @@ def test_a_result_counts_in_its_local_year() -> None:
     although it is still 2025 in UTC."""
     assert result_year(result_time({"effectiveDateTime": "2026-01-01T03:00:00+08:00"})) == 2026
     assert result_year(result_time({"issued": "2025-12-31T20:00:00Z"})) == 2026
+
+
+def test_last_years_round_holds_until_this_years_is_recorded_when_the_item_says_so() -> None:
+    document = {"version": "1", "items": [
+        {"id": "glu", "code": "http://loinc.org|2345-7", "validity": "7d"},
+        {"id": "glu2", "code": "http://loinc.org|14749-6", "validity": "7d", "eqa_valid_years": 2}]}
+    catalogue, content = load_catalogue(document)
+    assert content["items"][1]["eqa_valid_years"] == 2 and "eqa_valid_years" not in content["items"][0]
+    rules = Rules(catalogue, {("lab", "glu", 2025): True, ("lab", "glu2", 2025): True,
+                              ("failed", "glu2", 2025): True, ("failed", "glu2", 2026): False})
+    glu, glu2 = catalogue.items["glu"], catalogue.items["glu2"]
+    assert not rules.qualified(glu, "lab", 2026)  # a pass counts for its own year only
+    assert rules.qualified(glu2, "lab", 2026) and not rules.qualified(glu2, "lab", 2028)
+    assert not rules.qualified(glu2, "failed", 2026)  # this year's failed round decides
+    with pytest.raises(InvalidRequest, match="eqa_valid_years"):
+        load_catalogue({"version": "1", "items": [{**document["items"][1], "eqa_valid_years": 9}]})
