@@ -26,7 +26,7 @@ from hub.coding.catalog import catalog_resources
 from hub.config import Settings
 from hub.store.database import Database
 from hub.store.migrate import upgrade
-from hub.store.tables import metadata
+from hub.store.schema import metadata
 from tests.ingest.sources import create_database, run_script
 
 FHIR_JSON = "application/fhir+json"

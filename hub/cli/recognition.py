@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -17,31 +19,33 @@ from hub.fhir.instants import now_utc
 from hub.fhir.search_values import local_zone
 from hub.recognition.check import CheckRequest
 from hub.recognition.eqa import read_eqa_csv
-from hub.recognition.service import install
+from hub.recognition.service import Recognition, install
 from hub.store.database import Database
 
 recognition_app = typer.Typer(help="检查检验结果互认: catalogue, quality control, checks, figures.",
                               no_args_is_help=True)
 console = Console(soft_wrap=True)
 ACTOR = "cli"
+T = TypeVar("T")
 
 
-def _failed(action: str, error: HubError) -> typer.Exit:
-    console.print(f"[red]{action}:[/] {error.message}")
-    return typer.Exit(1)
+def _run(action: str, work: Callable[[Recognition], T]) -> T:
+    """``work`` on the recognition service of the configured database; a refusal is printed, exit 1."""
+    database = open_database()
+    try:
+        return work(install(database))
+    except HubError as error:
+        console.print(f"[red]{action}:[/] {error.message}")
+        raise typer.Exit(1) from None
+    finally:
+        database.dispose()
 
 
 @recognition_app.command("catalogue")
 def catalogue(path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
                                           help="The catalogue (YAML or JSON)")) -> None:
     """Put a recognition catalogue in force (the results of changed items are re-marked HR)."""
-    database = open_database()
-    try:
-        outcome = install(database).load_catalogue(path.read_bytes(), ACTOR)
-    except HubError as error:
-        raise _failed("Catalogue not loaded", error) from None
-    finally:
-        database.dispose()
+    outcome = _run("Catalogue not loaded", lambda recognition: recognition.load_catalogue(path.read_bytes(), ACTOR))
     console.print(f"Catalogue {outcome['version']}: {outcome['items']} items, {outcome['changed_items']} changed; "
                   f"results re-marked: {outcome['remarked']}")
 
@@ -50,13 +54,8 @@ def catalogue(path: Path = typer.Argument(..., exists=True, dir_okay=False, read
 def eqa(path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
                                     help="CSV: institution,item,year,passed[,scheme,certificate]")) -> None:
     """Record quality-control (室间质评) results (the results they decide are re-marked HR)."""
-    database = open_database()
-    try:
-        outcome = install(database).save_eqa(read_eqa_csv(path.read_bytes()), ACTOR)
-    except HubError as error:
-        raise _failed("Quality-control records not loaded", error) from None
-    finally:
-        database.dispose()
+    outcome = _run("Quality-control records not loaded",
+                   lambda recognition: recognition.save_eqa(read_eqa_csv(path.read_bytes()), ACTOR))
     console.print(f"Recorded {outcome['saved']} quality-control results; results re-marked: {outcome['remarked']}")
 
 
@@ -64,13 +63,7 @@ def eqa(path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=T
 def remark_command(level_rules_only: bool = typer.Option(
         False, "--level-rules-only", help="Only items qualified by hospital level (after institutions changed)")) -> None:
     """Set the HR mark again on every stored result of the catalogue's items (a repair; right marks stay)."""
-    database = open_database()
-    try:
-        outcome = install(database).remark(level_rules_only=level_rules_only)
-    except HubError as error:
-        raise _failed("Not re-marked", error) from None
-    finally:
-        database.dispose()
+    outcome = _run("Not re-marked", lambda recognition: recognition.remark(level_rules_only=level_rules_only))
     console.print(f"{outcome['items']} items: results re-marked {outcome['remarked']}")
 
 
@@ -83,15 +76,9 @@ def check(
     unit: str = typer.Option(None, help="The unit to offer results in (UCUM)"),
 ) -> None:
     """Check an order for recognizable prior results (recorded like a check over the API); prints JSON."""
-    database = open_database()
-    try:
-        moment = (at if at.tzinfo else at.replace(tzinfo=local_zone())) if at else None  # local time by default
-        [result] = install(database).check([CheckRequest(patient, institution, code, moment, unit, origin="cli")],
-                                           ACTOR)
-    except HubError as error:
-        raise _failed("Check failed", error) from None
-    finally:
-        database.dispose()
+    moment = (at if at.tzinfo else at.replace(tzinfo=local_zone())) if at else None  # local time by default
+    order = CheckRequest(patient, institution, code, moment, unit, origin="cli")
+    [result] = _run("Check failed", lambda recognition: recognition.check([order], ACTOR))
     typer.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str))
 
 
@@ -103,14 +90,8 @@ def figures(
     by: str = typer.Option("institution", help="institution, consortium or region"),
 ) -> None:
     """The recognition figures per ordering institution (or consortium, region) and period; prints JSON."""
-    database = open_database()
-    try:
-        out = install(database).figures(first.date(), last.date(), period=period,
-                                        group=by)
-    except HubError as error:
-        raise _failed("No figures", error) from None
-    finally:
-        database.dispose()
+    out = _run("No figures", lambda recognition: recognition.figures(first.date(), last.date(), period=period,
+                                                                   group=by))
     typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 

@@ -211,7 +211,7 @@ class FhirService(ReadInteractions):
                 continue
             existing = current.get((resource_type, resource_id))
             live = existing is not None and not existing.deleted and existing.content is not None
-            if live and existing is not None and existing.content is not None:
+            if live and existing is not None and existing.content is not None:  # stamped and marked to compare
                 if not self.access.may_change(existing):
                     raise Forbidden(f"{resource_type}/{resource_id} belongs to another institution")
                 stored = _without_server_meta(jsonio.loads_stored(existing.content))
@@ -221,7 +221,7 @@ class FhirService(ReadInteractions):
                     continue
             previous = existing.version_id if existing is not None else 0
             writes.append(self._version(resource, resource_type, resource_id, previous + 1, "PUT", previous,
-                                        hub_assigned_id=True))
+                                        hub_assigned_id=True, prepared=live))
             outcomes.append("updated" if live else "created")
         if writes:
             self.repository.write_many(writes)
@@ -376,7 +376,9 @@ class FhirService(ReadInteractions):
         *,
         may_conflict: bool = True,
         hub_assigned_id: bool = False,
+        prepared: bool = False,
     ) -> VersionWrite:
+        """The next version of ``resource`` (``prepared``: already stamped with its owner and marked)."""
         self.access.require(resource_type, "c" if method == "POST" else "u")
         if method != "POST" and not hub_assigned_id and mask_text(resource_id) != resource_id:  # a client-chosen id
             raise InvalidRequest(
@@ -386,7 +388,8 @@ class FhirService(ReadInteractions):
             )
         if resource_type == "Subscription":
             resource = self._checked_subscription(resource)
-        resource = self.marked(resource_type, self.access.stamp(resource))  # marks may read the owner's tag
+        if not prepared:
+            resource = self.marked(resource_type, self.access.stamp(resource))  # marks may read the owner's tag
         last_updated = self.now()
         document = with_meta(resource, resource_id, version_id, last_updated)
         content = jsonio.dumps(document)
@@ -449,13 +452,15 @@ class FhirService(ReadInteractions):
         def plan(current: StoredResource | None) -> Outcome | tuple[VersionWrite, Outcome]:
             resource = build(current)
             live = current is not None and not current.deleted
-            if live and current is not None and current.content is not None:
+            compared = live and current is not None and current.content is not None
+            if compared and current is not None and current.content is not None:
                 stored = _without_server_meta(jsonio.loads_stored(current.content))
                 resource = self.marked(resource_type, self.access.stamp(resource))
                 if jsonio.canonical(stored) == jsonio.canonical(_without_server_meta(resource)):
                     return Outcome(200, current, message="No change; the current version is kept")
             previous = current.version_id if current is not None else 0
-            write = self._version(resource, resource_type, resource_id, previous + 1, method, previous)
+            write = self._version(resource, resource_type, resource_id, previous + 1, method, previous,
+                                  prepared=compared)
             return write, Outcome(200 if live or must_exist else 201, write.new)
 
         return self._compare_and_swap(resource_type, resource_id, precondition, plan)

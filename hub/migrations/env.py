@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from hub.store.tables import metadata
+from hub.store.schema import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

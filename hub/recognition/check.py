@@ -322,7 +322,8 @@ class Checker:
         if not performer or not self.rules.in_scope(item, request.institution, performer):
             reason("out-of-scope", "不在同一医联体" if item.scope == "consortium" else "不在本区域")
         year = result_year(moment)
-        if not self.rules.qualified(item, performer, year):
+        qualified = self.rules.qualified(item, performer, year)
+        if not qualified:
             reason("not-qualified", f"{year} 年度未通过室间质评" if item.rule == "eqa"
                    else f"机构级别低于 {item.min_level}")
         age = at - moment
@@ -332,7 +333,7 @@ class Checker:
             "result": f"{resource_type}/{resource_id}", "status": status, "date": moment.astimezone(local_zone())
             .isoformat(), "age_hours": round(age.total_seconds() / 3600, 1), "institution": performer,
             "institution_name": org.name if org is not None else None,
-            "hr": status in FINAL and self.rules.qualified(item, performer, year),
+            "hr": status in FINAL and qualified,
         }
         if any(r["code"] in _WITHHELD for r in reasons):
             entry["reasons"] = reasons  # not a result the orderer may use: where and when only, no value

@@ -101,10 +101,10 @@ class Remarker:
     def run(self, items: Iterable[Item], *, wait: bool) -> dict[str, Any]:
         """Re-mark ``items`` now (``wait``, or few results), or queue them for the background thread."""
         items = list(items)
-        if not items:
-            return Remarked().as_dict()
+        if wait or not items:
+            return remark(self.database, items).as_dict()
         count = estimate(self.database, items)
-        if wait or count <= SYNC_REMARK:
+        if count <= SYNC_REMARK:
             return remark(self.database, items).as_dict()
         with self._lock:
             self._pending.update({(i.system, i.code): i for i in items})

@@ -20,7 +20,8 @@ from hub.fhir.criteria import Criterion, IdCriterion
 from hub.fhir.instants import aware
 from hub.privacy import DataKeyring
 from hub.store.search_sql import SearchSql
-from hub.store.tables import empi_person, empi_record, export_file, export_job, export_member, resource
+from hub.store.service_tables import export_file, export_job, export_member
+from hub.store.tables import empi_person, empi_record, resource
 
 ACCEPTED = "accepted"
 IN_PROGRESS = "in-progress"

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
-from hub.store.tables import (
+from hub.store.service_tables import (
     recognition_catalogue,
     recognition_check,
     recognition_decision,

@@ -18,6 +18,7 @@ from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
 from hub.store.index_rows import COPY_THRESHOLD, DriverIntegrityError, insert_index_rows, insert_rows
 from hub.store.search_sql import SearchSql, token_hash
+from hub.store.service_tables import subscription_event
 from hub.store.sorted_search import index_sortable, search_few_sorted, search_index_sorted
 from hub.store.subscriptions import watched_types
 from hub.store.tables import (
@@ -26,7 +27,6 @@ from hub.store.tables import (
     reference_index,
     resource,
     resource_version,
-    subscription_event,
 )
 
 #: Sorted searches with more matches than this read the sort index in order.

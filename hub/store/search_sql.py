@@ -45,11 +45,11 @@ from hub.fhir.criteria import (
     UriCriterion,
 )
 from hub.fhir.search_values import micros_to_datetime, normalize_string, prefix_upper_bound, range_rule
+from hub.store.service_tables import export_member
 from hub.store.tables import (
     INDEX_TABLES,
     date_index,
     empi_record,
-    export_member,
     number_index,
     reference_index,
     resource,

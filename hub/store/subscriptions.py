@@ -17,7 +17,8 @@ from sqlalchemy import Connection, and_, delete, func, select, update
 
 from hub.fhir.instants import aware
 from hub.fhir.subscriptions import watched_type
-from hub.store.tables import resource, resource_version, subscription_delivery, subscription_event
+from hub.store.service_tables import subscription_delivery, subscription_event
+from hub.store.tables import resource, resource_version
 
 _cache_lock = threading.Lock()
 #: Per database URL: the number of Subscription versions and the types the Subscriptions watch.

@@ -123,7 +123,7 @@ def session(settings: Settings, database: Database) -> Iterator[Session]:
 
 
 def _empty(database: Database) -> None:
-    from hub.store.tables import metadata
+    from hub.store.schema import metadata
 
     database.audit.flush()
     with database.engine.begin() as connection:

@@ -15,7 +15,8 @@ from hub.privacy import KeyringError
 from hub.store.database import Database
 from hub.store.protection import reencrypt
 from hub.store.reindex import reindex
-from hub.store.tables import metadata, resource
+from hub.store.schema import metadata
+from hub.store.tables import resource
 from tests.conftest import assert_outcome
 
 CITIZEN_ID_SYSTEM = "urn:oid:2.16.156.10011.1.3"

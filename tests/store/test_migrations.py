@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect
 
 from hub.store.database import Database
 from hub.store.migrate import current_revision, downgrade, head_revision, upgrade
-from hub.store.tables import metadata
+from hub.store.schema import metadata
 
 
 def test_database_is_at_head(database: Database) -> None:

@@ -1,0 +1,8 @@
+"""Every table of the hub on one ``MetaData``: what the migrations and the schema tests compare."""
+
+from __future__ import annotations
+
+from hub.store import service_tables as _service_tables  # noqa: F401 (registers the services' tables)
+from hub.store.tables import metadata
+
+__all__ = ["metadata"]
