@@ -15,7 +15,7 @@ from weakref import WeakKeyDictionary
 from hub.coding.mapping_tables import source_scopes
 from hub.coding.terminology import PROCESS_CACHE, Terminology
 from hub.errors import HubError, InvalidRequest, NotFound
-from hub.fhir.instants import now_utc
+from hub.fhir.instants import aware, now_utc
 from hub.recognition import decisions
 from hub.recognition.catalogue import Catalogue, Item, from_json, load_catalogue, parse_text
 from hub.recognition.check import Checker, CheckRequest, CheckResult, LocalCodes, check_row, find_subjects
@@ -220,8 +220,8 @@ class Recognition:
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as JSON (instants as ISO 8601)."""
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+    """A stored row as JSON (instants as ISO 8601, in UTC)."""
+    return {k: aware(v).isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 def _changed_items(before: Catalogue, after: Catalogue) -> list[Item]:

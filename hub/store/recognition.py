@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from hub.fhir.instants import aware
 from hub.store.service_tables import (
     recognition_catalogue,
     recognition_check,
@@ -97,7 +98,7 @@ class RecognitionStore:
             select(recognition_catalogue).order_by(recognition_catalogue.c.catalogue_pk.desc()).limit(1)).first()
         if row is None:
             return None
-        return {**orjson.loads(row.content), "loaded_at": row.loaded_at.isoformat(), "loaded_by": row.loaded_by}
+        return {**orjson.loads(row.content), "loaded_at": aware(row.loaded_at).isoformat(), "loaded_by": row.loaded_by}
 
     def save_catalogue(self, content: dict[str, Any], actor: str, now: datetime) -> None:
         """Put a catalogue in force (earlier versions are kept); call :meth:`bump` first."""
@@ -111,7 +112,7 @@ class RecognitionStore:
         rows = self.connection.execute(select(c.catalogue_pk, c.version, c.content, c.loaded_at, c.loaded_by)
                                        .order_by(c.catalogue_pk.desc()))
         return [{"version": r.version, "items": len(orjson.loads(r.content).get("items") or ()),
-                 "loaded_at": r.loaded_at.isoformat(), "loaded_by": r.loaded_by} for r in rows]
+                 "loaded_at": aware(r.loaded_at).isoformat(), "loaded_by": r.loaded_by} for r in rows]
 
     # -- quality control ---------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class RecognitionStore:
         rows = self.connection.execute(query.order_by(c.year.desc(), c.institution, c.item_id))
         return [{"id": r.eqa_pk, "institution": r.institution, "item": r.item_id, "year": r.year,
                  "passed": bool(r.passed), "scheme": r.scheme, "certificate": r.certificate,
-                 "recorded_by": r.recorded_by, "recorded_at": r.recorded_at.isoformat()} for r in rows]
+                 "recorded_by": r.recorded_by, "recorded_at": aware(r.recorded_at).isoformat()} for r in rows]
 
     def results(self) -> dict[tuple[str, str, int], bool]:
         """Every record as (institution, item, year) → passed (the rules hold them in memory)."""
@@ -186,7 +187,7 @@ class RecognitionStore:
         c = recognition_decision.c
         rows = self.connection.execute(select(c.decision, c.reason, c.comment, c.decided_at, c.decided_by, c.clinician)
                                        .where(c.check_id == check_id).order_by(c.decision_pk))
-        return [{**row._mapping, "decided_at": row.decided_at.isoformat()} for row in rows]
+        return [{**row._mapping, "decided_at": aware(row.decided_at).isoformat()} for row in rows]
 
     def latest_for_order(self, institution: str, order_ref: str, item_id: str | None,
                          since: datetime) -> dict[str, Any] | None:
