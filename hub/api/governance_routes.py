@@ -19,14 +19,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.http import PrintableModel, read_body
+from hub.api.http import PrintableModel, printable, read_body
 from hub.api.security import requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission
 from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
 from hub.errors import HubError, InvalidRequest
-from hub.fhir.search import CONTROL_CHARACTERS
 from hub.governance.renormalize import estimate
 from hub.governance.review import (
     Decision,
@@ -51,13 +50,6 @@ MAX_OFFSET = 1_000_000_000
 Reviewer = Annotated[Principal, Depends(requires(Permission.REVIEW_MAPPINGS))]
 ConflictId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
 _STATIC = resources.files("hub.api") / "static"
-
-
-def _printable(name: str, value: str | None) -> str | None:
-    """``value``, refused (400) when it holds control characters (a NUL cannot even be stored)."""
-    if value is not None and CONTROL_CHARACTERS.search(value):
-        raise InvalidRequest(f"{name} must not contain control characters")
-    return value
 
 
 class TargetRequest(PrintableModel):
@@ -112,7 +104,7 @@ def list_conflicts(
     """Conflicts with occurrences, first/last seen, samples, institutions and sources."""
     for name, value in (("kind", kind), ("status", status), ("element", element), ("source", source),
                         ("institution", institution), ("q", q)):
-        _printable(name, value)
+        printable(name, value)
     if sort.lstrip("-") not in SORTS:
         raise InvalidRequest(f"sort must be one of {', '.join(SORTS)} (prefix '-' for descending)")
     selection = ConflictFilter(kind=kind or None, status=status or None, element=element or None,

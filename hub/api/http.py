@@ -227,6 +227,13 @@ class CatchAllMiddleware:
             await response(scope, receive, send)
 
 
+def printable(name: str, value: str | None) -> str | None:
+    """A parameter's ``value``, refused (400) when it holds control characters (a NUL cannot even be stored)."""
+    if value is not None and CONTROL_CHARACTERS.search(value):
+        raise InvalidRequest(f"{name} must not contain control characters")
+    return value
+
+
 class PrintableModel(BaseModel):
     """A JSON request body whose texts hold no control characters (400 naming the field, never a 500)."""
 

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.http import JSON_TYPES, PrintableModel, parse_body, read_body
+from hub.api.http import JSON_TYPES, PrintableModel, parse_body, printable, read_body
 from hub.api.security import Authenticated, fhir_access, requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission
@@ -111,6 +111,7 @@ def remark_status(request: Request, principal: Manager) -> JSONResponse:
 def list_eqa(request: Request, principal: Authenticated, institution: str | None = None,
              item: str | None = None, year: Annotated[int | None, Query(ge=2000, le=2100)] = None) -> JSONResponse:
     """Records filtered by institution, item and year."""
+    printable("institution", institution), printable("item", item)
     return JSONResponse({"records": _recognition(request).eqa_records(institution=institution, item_id=item,
                                                                       year=year)})
 
@@ -189,6 +190,7 @@ def list_checks(request: Request, principal: Viewer, first: Annotated[date, Quer
                 count: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
     """Newest first; ``decision`` recognized, retested or undecided; ``reason`` one of the six (or
     unspecified); ``eligible`` true for orders that had a recognizable result."""
+    printable("decision", decision), printable("reason", reason)
     recognition = _recognition(request)
     reach = fhir_access(principal, recognition.database).institutions
     return JSONResponse(recognition.checks(first, last, institutions=reach, decision=decision, reason=reason,
@@ -200,6 +202,7 @@ def read_check(request: Request, check_id: Annotated[str, FastApiPath(max_length
                principal: Authenticated) -> JSONResponse:
     """The check as recorded and every decision taken on it (for clients that check or read the figures, of
     the institutions they reach)."""
+    printable("check id", check_id)
     if not (principal.can(Permission.CHECK_RECOGNITION) or principal.can(Permission.READ_INDICATORS)):
         raise Forbidden("Reading checks needs the permission check-recognition or read-indicators")
     recognition = _recognition(request)
@@ -215,6 +218,7 @@ async def decide(request: Request, check_id: Annotated[str, FastApiPath(max_leng
                  principal: Checker) -> JSONResponse:
     """``recognized`` (the order was dropped) or ``retested`` with one of the six reasons; every decision is
     kept, the check shows the latest."""
+    printable("check id", check_id)
     wanted = Decision(check_id, body.decision, body.reason, body.comment, body.clinician)
     [decided] = await run_in_threadpool(_recognition(request).decide, [wanted], _actor(principal),
                                         _institutions(principal))
@@ -225,6 +229,7 @@ async def decide(request: Request, check_id: Annotated[str, FastApiPath(max_leng
 def figures(request: Request, principal: Viewer, first: Annotated[date, Query(alias="from")],
             last: Annotated[date, Query(alias="to")], period: str = "month", by: str = "institution") -> JSONResponse:
     """Checks, eligible orders, recognized, re-tested by reason, recognition rate, avoided tests and cost."""
+    printable("period", period), printable("by", by)
     if (last - first).days > 3660:
         raise InvalidRequest("The period is limited to ten years")
     recognition = _recognition(request)

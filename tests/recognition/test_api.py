@@ -331,3 +331,24 @@ def test_large_remarkings_run_in_the_background(server: str, database: Database,
         status = http.get("/recognition/remark").json()
     assert status["last"] == {"examined": 1, "updated": 1, "items": 1, "failed": None}
     assert tags(server, "glu-tcm") == {"HR"}
+
+
+def test_control_characters_are_refused_not_stored(server: str, database: Database, hub: Recognition) -> None:
+    """PostgreSQL cannot store a NUL: every text that reaches a query or a row is checked first (400, not 500)."""
+    patient_b = zhang_wei(database)
+    with client(server, principal(Role.ADMIN)) as http:
+        for path, params in (("/recognition/eqa", {"institution": "\x00"}), ("/recognition/eqa", {"item": "a\x00"}),
+                             ("/recognition/checks", {"from": "2026-01-01", "to": "2026-01-02", "reason": "\x00"}),
+                             ("/recognition/checks/%00", {})):
+            assert_outcome(http.get(path, params=params), 400, contains="control characters")
+        assert_outcome(http.post("/recognition/checks/%00/decision", json={"decision": "recognized"}), 400)
+        request = hook_request(patient_b, [order("sr-\x00")])
+        request["context"]["userId"] = "Practitioner/\x00"
+        assert_outcome(http.post("/cds-services/hr-order-sign", json=request), 400, contains="control character")
+        feedback = {"feedback": [{"card": "\x00", "outcome": "accepted"}]}
+        assert_outcome(http.post("/cds-services/hr-order-sign/feedback", json=feedback), 400)
+        assert_outcome(http.post("/recognition/eqa", json={"records": [
+            {"institution": "\x00", "item": "glu", "year": 2026, "passed": True}]}), 400)
+        catalogue = b'{"version": "\\u0000", "items": [{"id": "a", "code": "http://loinc.org|2345-7", "validity": "7d"}]}'
+        assert_outcome(http.put("/recognition/catalogue", content=catalogue,
+                                headers={"Content-Type": "application/json"}), 400, contains="control characters")
