@@ -87,6 +87,10 @@ class Settings:
     export_retention_hours: int = 24
     export_file_resources: int = 100_000
     export_jobs_per_client: int = 5
+    #: Tele-diagnosis: whether the API process takes in new exams and runs the SLA sweep, and how often
+    #: the sweep runs.
+    tele_worker: bool = True
+    tele_sweep_seconds: int = 30
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -126,6 +130,8 @@ class Settings:
             export_retention_hours=_int_env("HUB_EXPORT_RETENTION_HOURS", 24),
             export_file_resources=_int_env("HUB_EXPORT_FILE_RESOURCES", 100_000),
             export_jobs_per_client=_int_env("HUB_EXPORT_JOBS_PER_CLIENT", 5),
+            tele_worker=_flag_env("HUB_TELE_WORKER", True),
+            tele_sweep_seconds=_int_env("HUB_TELE_SWEEP_SECONDS", 30),
         )
 
     def __post_init__(self) -> None:
@@ -140,6 +146,8 @@ class Settings:
             raise ValueError("HUB_SUBSCRIPTION_MAX_ATTEMPTS, _RETRY_SECONDS and _TIMEOUT_SECONDS must be at least 1")
         if self.export_retention_hours < 1 or self.export_file_resources < 1 or self.export_jobs_per_client < 1:
             raise ValueError("HUB_EXPORT_RETENTION_HOURS, _FILE_RESOURCES and _JOBS_PER_CLIENT must be at least 1")
+        if self.tele_sweep_seconds < 1:
+            raise ValueError("HUB_TELE_SWEEP_SECONDS must be at least 1")
         if not (len(self.empi_region_code) == 6 and self.empi_region_code.isdigit()):
             raise ValueError("HUB_EMPI_REGION_CODE must be a 6-digit administrative division code (GB/T 2260)")
 

@@ -23,6 +23,7 @@ from hub.api import (
     recognition_routes,
     sources_routes,
     subscriptions_routes,
+    telediagnosis_routes,
     terminology_routes,
 )
 from hub.api.audit import AuditMiddleware
@@ -44,6 +45,8 @@ from hub.store.database import Database
 from hub.subscriptions.delivery import Deliverer
 from hub.subscriptions.matcher import SubscriptionMatcher
 from hub.subscriptions.worker import SubscriptionWorker
+from hub.telediagnosis.service import Telediagnosis
+from hub.telediagnosis.sla import TeleWorkers
 
 log = logging.getLogger("hub.api")
 
@@ -61,6 +64,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if settings.subscription_worker:
         workers.append(SubscriptionWorker(SubscriptionMatcher(database, endpoints=settings.subscription_endpoints),
                                           Deliverer.from_settings(database, settings)))
+    telediagnosis = Telediagnosis(database)
+    if settings.tele_worker:
+        workers.append(TeleWorkers(telediagnosis, sweep_seconds=settings.tele_sweep_seconds))
     exports = ExportJobs(database, settings)
     export_worker = ExportWorker(exports) if settings.export_worker else None
     if export_worker is not None:
@@ -96,6 +102,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.security = security
     app.state.empi = empi
     app.state.recognition = recognition
+    app.state.telediagnosis = telediagnosis
     app.state.exports = exports
     app.state.export_worker = export_worker
     app.add_exception_handler(HubError, hub_error_handler)
@@ -112,6 +119,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(empi_routes.fhir_router)
     app.include_router(bulk_routes.router)
     app.include_router(recognition_routes.router)
+    app.include_router(telediagnosis_routes.router)
     app.include_router(subscriptions_routes.router)
     app.include_router(fhir_routes.router)
 

@@ -39,11 +39,15 @@ class Permission(StrEnum):
     #: The figures the dashboards show (recognition rate, avoided tests…).
     READ_INDICATORS = "read-indicators"
     BULK_EXPORT = "bulk-export"
+    #: Tele-diagnosis configuration: reading centers, routing rules, SLA targets, the reader roster.
+    MANAGE_TELEDIAGNOSIS = "manage-telediagnosis"
+    #: Send an exam to be read at a reading center (a site's systems).
+    REQUEST_READING = "request-reading"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.SOURCE_ADMIN: frozenset({Permission.MANAGE_SOURCES}),
+    Role.SOURCE_ADMIN: frozenset({Permission.MANAGE_SOURCES, Permission.REQUEST_READING}),
     Role.APP: frozenset({Permission.BULK_EXPORT, Permission.READ_INDICATORS}),
     Role.GOVERNANCE: frozenset({Permission.REVIEW_MAPPINGS, Permission.REVIEW_MATCHES, Permission.MANAGE_RECOGNITION,
                                 Permission.READ_INDICATORS}),
@@ -54,7 +58,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 _READ = frozenset("rs")
 _ALL = frozenset(INTERACTIONS)
 _TERMINOLOGY = ("CodeSystem", "ValueSet", "ConceptMap", "NamingSystem")
-_REPORTS = ("DiagnosticReport", "Observation", "ImagingStudy", "Media", "Task")
+#: What readers write through FHIR; their reading Tasks change through the worklist endpoints
+#: (claim, release, report), which keep the routing state with them.
+_REPORTS = ("DiagnosticReport", "Observation", "ImagingStudy", "Media")
 _RECOGNITION_READS = (
     "Patient", "Observation", "DiagnosticReport", "ImagingStudy", "ServiceRequest", "Specimen",
     "Encounter", "Organization", "CodeSystem", "ValueSet", "ConceptMap",

@@ -28,11 +28,13 @@ from hub.cli.ingest import ingest_app, sources_app
 from hub.cli.recognition import load_recognition_samples, recognition_app
 from hub.cli.registry import registry_app
 from hub.cli.security import audit_app, clients_app, keys_app, register_client
+from hub.cli.telediagnosis import demo_exams, load_tele_samples, tele_app
 from hub.config import Settings
 from hub.errors import HubError
 from hub.fhir import jsonio
 from hub.fhir.bulk import consortium_group
 from hub.fhir.resource_types import resource_types
+from hub.fhir.search_values import local_zone
 from hub.fhir.transaction import process_bundle
 from hub.privacy import logging_config
 from hub.registry.roster import apply_roster, load_roster
@@ -57,6 +59,7 @@ app.add_typer(terminology_app, name="terminology")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(empi_app, name="empi")
 app.add_typer(recognition_app, name="recognition")
+app.add_typer(tele_app, name="telediagnosis")
 console = Console(soft_wrap=True)
 #: Failures go to standard error (a script may be reading standard output).
 errors = Console(soft_wrap=True, stderr=True)
@@ -222,6 +225,11 @@ def demo(
         console.print(f"Ingested the demo front-end database of 玉山镇社区卫生服务中心 over ODBC "
                       f"(source {DEMO_SOURCE}, run {ingested.run_id} {ingested.status}): {ingested.counts.as_dict()}")
     console.print(f"Master patient index: {describe(drain_queue(database))}")
+    console.print(f"Tele-diagnosis (远程诊断): {load_tele_samples(database, samples)}")
+    for task in demo_exams(database, DEMO_INSTITUTION, f"urn:hub:mrn:{DEMO_INSTITUTION}|Y0005"):
+        console.print(f"  exam {task['focus']} ({task['modality']}, {task['priority']}) of {DEMO_INSTITUTION} → "
+                      f"center {task['center_id']}, {task['state']} to PractitionerRole/{task['reader']}, due "
+                      f"{task['deadline'].astimezone(local_zone()):%Y-%m-%d %H:%M}")
     base = f"http://{host}:{port}"
     demo_clients = (
         ("demo admin", Role.ADMIN, {}),
@@ -230,6 +238,8 @@ def demo(
         ("demo data governance (数据治理科)", Role.GOVERNANCE, {}),
         ("demo HIS of 玉山镇社区卫生服务中心 (互认 CDS Hooks)", Role.CLINICIAN_CDS,
          {"institutions": [DEMO_INSTITUTION]}),
+        ("demo worklist of 昆山市医学影像诊断中心 (reads the consortium's exams)", Role.READER,
+         {"institutions": ["org-ks-imaging"], "consortia": ["consortium-ks"]}),
     )
     credentials = []
     console.print("[bold]Demo API clients[/] (secrets are shown only now; the hub stores their hashes):")
@@ -268,6 +278,10 @@ def demo(
                   "(as the demo HIS client: 張偉's fasting glucose of 昆山一院 is recognizable)")
     console.print(f"CDS Hooks:           {base}/cds-services  (order-select, order-sign); figures "
                   f"{base}/recognition/figures?from=2026-01-01&to=2026-12-31")
+    console.print(f"Tele-diagnosis:      {base}/telediagnosis/worklist?reader=PractitionerRole/pr-ks-img-li "
+                  "(as the demo worklist client); POST …/telediagnosis/tasks/<id>/claim|report; "
+                  f"{base}/fhir/Task?owner=PractitionerRole/pr-ks-img-li&status=ready ; figures "
+                  f"{base}/telediagnosis/figures?from=2026-01-01&to=2026-12-31")
     console.print(f"OpenAPI spec:        {base}/openapi.json")
     if not no_serve:
         serve(host=host, port=port, workers=1)

@@ -34,6 +34,7 @@ from hub.store.repository import SqlRepository
 from hub.store.scoped import ScopedRepository
 from hub.store.sources import SqlSourceStore
 from hub.store.tables import INDEX_TABLES, empi_block, empi_record, resource, resource_version
+from hub.store.telediagnosis import TeleStore
 
 log = logging.getLogger("hub.store")
 #: How often SQLite statistics are refreshed after writes.
@@ -200,6 +201,14 @@ class Database:
         with self.connection(write=True) as connection:
             service = self._service(connection, SqlRepository(connection, self.protector))
             yield service, ConflictStore(connection)
+
+    @contextmanager
+    def tele_batch(self) -> Iterator[tuple[FhirService, TeleStore]]:
+        """A step of tele-diagnosis work: the reading Tasks and reports it writes and its tables, in one
+        transaction."""
+        with self.connection(write=True) as connection:
+            service = self._service(connection, SqlRepository(connection, self.protector))
+            yield service, TeleStore(connection)
 
     @contextmanager
     def empi_batch(self, *, write: bool = True) -> Iterator[tuple[FhirService, EmpiStore]]:

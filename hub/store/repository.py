@@ -28,6 +28,7 @@ from hub.store.tables import (
     resource,
     resource_version,
 )
+from hub.store.tele_tables import INTAKE_TYPES, tele_intake
 
 #: Sorted searches with more matches than this read the sort index in order.
 _SORT_IN_INDEX_ABOVE = 2000
@@ -444,11 +445,14 @@ class SqlRepository:
 
     def _queue_changes(self, writes: Sequence[VersionWrite]) -> None:
         """Queue the writes that others act on after commit, in the writing transaction: they see every
-        write that commits, and none that does not. Patients for the EMPI; resources of the types
-        Subscriptions watch for their matcher (deletions notify nobody)."""
+        write that commits, and none that does not. Patients for the EMPI; exams for tele-diagnosis's
+        intake; resources of the types Subscriptions watch for their matcher (deletions notify nobody)."""
         if self._empi_queue:
             insert_rows(self.connection, empi_queue, [{"patient_id": w.new.id, "enqueued": w.new.last_updated}
                                                       for w in writes if w.new.resource_type == "Patient"])
+        insert_rows(self.connection, tele_intake, [
+            {"resource_type": w.new.resource_type, "res_id": w.new.id, "enqueued": w.new.last_updated}
+            for w in writes if w.new.resource_type in INTAKE_TYPES and not w.new.deleted])
         watched = watched_types(self.connection)
         if watched:
             insert_rows(self.connection, subscription_event, [

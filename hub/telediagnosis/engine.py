@@ -1,0 +1,118 @@
+"""One step of tele-diagnosis work inside one transaction: routing, and moving a task from one state to the
+next with its row, its Task resource and the readers' loads changed together.
+
+A reader's open-task count includes every task ``assigned`` to or ``claimed`` by them; a task given to a
+reader (routed, reassigned or claimed from another) adds one to their cumulative load for the shift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from hub.errors import NotFound
+from hub.fhir import jsonio
+from hub.fhir.search_values import local_zone
+from hub.fhir.service import FhirService
+from hub.store.telediagnosis import TeleStore
+from hub.telediagnosis.config import Center, TeleConfig
+from hub.telediagnosis.readers import Reader
+from hub.telediagnosis.routing import Decision, Exam, Tree, route
+from hub.telediagnosis.tasks import changed, owner_reference
+
+#: States in which a task counts in its reader's open load.
+LOADED = frozenset({"assigned", "claimed"})
+
+
+class Step:
+    """The routing context and the Task writes of one transaction."""
+
+    def __init__(self, service: FhirService, store: TeleStore, config: TeleConfig, tree: Tree,
+                 readers: dict[str, Reader], now: datetime) -> None:
+        self.service = service
+        self.store = store
+        self.config = config
+        self.tree = tree
+        self.readers = readers
+        self.now = now
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._read: dict[str, dict[str, Any]] = {}
+
+    # -- routing -----------------------------------------------------------------------------------
+
+    def decide(self, exam: Exam, *, exclude: frozenset[str] = frozenset(), center: Center | None = None) -> Decision:
+        """Where ``exam`` goes now (``center``: only that center's readers)."""
+        config = replace(self.config, centers=(center,)) if center is not None else self.config
+        institutions = {c.institution for c in config.centers}
+        readers = [r for r in self.readers.values() if r.institution in institutions]
+        loads = self.store.loads(r.role_id for r in readers)
+        local = self.now.astimezone(local_zone())
+        return route(exam, config, self.tree, readers, loads, local.hour * 60 + local.minute, exclude=exclude)
+
+    def reroute(self, row: dict[str, Any], note: str, *, exclude: frozenset[str] = frozenset(),
+                from_states: Sequence[str] = ("assigned", "claimed", "queued")) -> Decision | None:
+        """Give an open task to the reader routing chooses now (or put it in its center's queue); None when the
+        task changed meanwhile."""
+        center = self.config.center(row["center_id"])
+        decision = self.decide(_exam(row), exclude=exclude, center=center) if center is not None else None
+        if decision is None:
+            return None
+        reader = decision.reader.role_id if decision.reader else None
+        state = "assigned" if reader else "queued"
+        if not self.move(row, from_states, state, reader, {"claimed_at": None, "claim_expires": None},
+                         note + (f"，分配给 {decision.reader.name}" if decision.reader else "，进入中心队列"),
+                         owner=owner_reference(decision.center, reader), executionPeriod=None):
+            return None
+        return decision
+
+    # -- state changes -----------------------------------------------------------------------------
+
+    def move(self, row: dict[str, Any], from_states: Sequence[str], state: str, reader: str | None,
+             values: dict[str, Any], note: str, *, expect: dict[str, Any] | None = None, business: str | None = None,
+             owner: dict[str, Any] | None = None, **fields: Any) -> bool:
+        """Move a task to ``state`` (with ``reader`` and other row ``values``) if it is still in one of
+        ``from_states`` (and matches ``expect``); its Task and the readers' loads follow. False: it was not."""
+        if not self.store.change(row["task_id"], from_states, {"state": state, "reader": reader, **values},
+                                 expect=expect):
+            return False
+        old_reader, old_state = row.get("reader"), row["state"]
+        if old_reader and old_state in LOADED and not (old_reader == reader and state in LOADED):
+            self.store.add_load(old_reader, opened=-1)
+        if reader and state in LOADED and not (old_reader == reader and old_state in LOADED):
+            self.store.add_load(reader, opened=1, assigned=1)
+        task = self.task(row["task_id"])
+        self.put(changed(task, self.now, note, state=state, business=business, owner=owner, **fields))
+        row.update(state=state, reader=reader, **values)
+        return True
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        """The Task as this step left it."""
+        if task_id in self._pending:
+            return self._pending[task_id]
+        if task_id in self._read:
+            return self._read[task_id]
+        stored = self.service.repository.read_current("Task", task_id)
+        if stored is None or stored.content is None:
+            raise NotFound(f"Task/{task_id} is not stored")
+        return jsonio.loads_stored(stored.content)
+
+    def prefetch(self, task_ids: Sequence[str]) -> None:
+        """Read these Tasks in one query (a sweep changes many)."""
+        found = self.service.repository.read_current_many([("Task", i) for i in task_ids])
+        self._read.update({key[1]: jsonio.loads_stored(s.content) for key, s in found.items() if s.content})
+
+    def put(self, task: dict[str, Any]) -> None:
+        """Write ``task`` when the step ends."""
+        self._pending[task["id"]] = task
+
+    def flush(self) -> None:
+        """Write the Tasks changed in this step (one new version each)."""
+        if self._pending:
+            self.service.upsert_many([("Task", i, t) for i, t in self._pending.items()])
+            self._pending.clear()
+
+
+def _exam(row: dict[str, Any]) -> Exam:
+    return Exam(row["site"], row["modality"], row["priority"], row.get("body_site"))
