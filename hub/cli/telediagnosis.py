@@ -94,6 +94,13 @@ def sweep_command() -> None:
     _print_json(_run("Sweep failed", lambda tele: sweep(tele).as_dict()))
 
 
+@tele_app.command("recount")
+def recount() -> None:
+    """Count every reader's open tasks again from the tasks (a repair, after tasks were changed by hand)."""
+    counted = _run("Not recounted", lambda tele: tele.recount())
+    console.print(f"Open tasks counted again for {counted} readers")
+
+
 @tele_app.command("worklist")
 def worklist(reader: str = typer.Option(None, help="PractitionerRole id"),
              center: str = typer.Option(None, help="Reading center id")) -> None:

@@ -205,9 +205,9 @@ class TeleStore:
         for start in range(0, len(pks), 500):
             self.connection.execute(delete(tele_intake).where(tele_intake.c.intake_pk.in_(pks[start:start + 500])))
 
-    def pending_intake(self) -> int:
-        """How many exams wait for intake."""
-        return int(self.connection.execute(select(func.count()).select_from(tele_intake)).scalar_one())
+    def clear_intake(self) -> None:
+        """Forget every exam waiting (tele-diagnosis is not configured)."""
+        self.connection.execute(delete(tele_intake))
 
 
 def _row(row: Any) -> dict[str, Any]:

@@ -166,7 +166,7 @@ def load_config(document: dict[str, Any]) -> tuple[TeleConfig, dict[str, Any]]:
         problems.append("claim_timeout_minutes: whole minutes from 1 to 10080")
     site_levels = _strings(document.get("site_levels", list(DEFAULT_SITE_LEVELS)), "site_levels", problems)
     sites = _strings(document.get("sites", []), "sites", problems)
-    unknown = sorted(set(document) - {"version", "centers", "subspecialties", "sla_minutes", "warn_at",
+    unknown = sorted(str(k) for k in set(document) - {"version", "centers", "subspecialties", "sla_minutes", "warn_at",
                                       "claim_timeout_minutes", "site_levels", "sites"})
     if unknown:
         problems.append(f"unknown field(s): {', '.join(unknown)}")
@@ -236,7 +236,8 @@ def _center(index: int, raw: Any, problems: list[str]) -> dict[str, Any]:
     if supervisor is not None and (not isinstance(supervisor, str) or not ID_PATTERN.match(supervisor)):
         problems.append(f"{label}.supervisor: the PractitionerRole id of the center's supervisor")
     out["supervisor"] = supervisor
-    for key in sorted(set(raw) - {"id", "institution", "name", "modalities", "body_sites", "hours", "supervisor"}):
+    for key in sorted(str(k) for k in set(raw) - {"id", "institution", "name", "modalities", "body_sites", "hours",
+                                                  "supervisor"}):
         problems.append(f"{label}: unknown field '{key}'")
     return out
 

@@ -130,15 +130,18 @@ def roster_resources(raw: bytes | str, config: TeleConfig) -> tuple[list[dict[st
             problems.append(f"{label}: center '{entry.get('center')}' is not a center of the configuration")
             continue
         name = entry.get("name")
-        modalities = entry.get("modalities") or []
-        unknown = sorted(set(map(str, modalities)) - center.modalities)
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{label}: name is required")
-        if not modalities or unknown:
+        modalities, subspecialties = entry.get("modalities"), entry.get("subspecialties", [])
+        if not isinstance(modalities, list) or not modalities \
+                or not {str(m) for m in modalities} <= center.modalities:
             problems.append(f"{label}: modalities must be some of the center's ({', '.join(sorted(center.modalities))})")
+        if not isinstance(subspecialties, list) or not all(isinstance(s, str) and s.strip() for s in subspecialties):
+            problems.append(f"{label}: subspecialties must be a list of codes")
         capacity = entry.get("capacity", DEFAULT_CAPACITY)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             problems.append(f"{label}: capacity must be a whole number of tasks, at least 1")
+        if problems:
             continue
         resources.extend(_reader_resources(entry, center.institution, capacity))
         if "on_shift" in entry:

@@ -92,8 +92,11 @@ class Telediagnosis:
             if unknown:
                 raise InvalidRequest(f"Center institution(s) {', '.join(unknown)} are not Organizations of the "
                                      "roster (hub registry load)")
-            store.save_config(content, actor, self.clock())
-        return {"version": config.version, "centers": len(config.centers)}
+            current = store.config()
+            unchanged = current is not None and current[1] == content
+            if not unchanged:  # the same configuration again makes no new version
+                store.save_config(content, actor, self.clock())
+        return {"version": config.version, "centers": len(config.centers), "unchanged": unchanged}
 
     def config_history(self) -> list[dict[str, Any]]:
         """Every configuration version loaded, newest first."""
@@ -158,6 +161,11 @@ class Telediagnosis:
             load = step.store.loads([reader.role_id])[reader.role_id]
         return {**reader.as_dict(), **load.as_dict(), "tasks_moved": moved}
 
+    def recount(self) -> int:
+        """Count every reader's open tasks again from the tasks (a repair); the readers counted."""
+        with self.database.tele_batch() as (_service, store):
+            return store.recount()
+
     @staticmethod
     def drain(step: Step, center_ids: list[str], limit: int = 50) -> int:
         """Give queued tasks of these centers to readers that are free now; how many were given."""
@@ -179,11 +187,11 @@ class Telediagnosis:
             try:
                 self._current_config(store)
             except NotFound:
-                store.remove_intake([pk for pk, _t, _i in store.claim_intake(limit)])  # nothing to route to
+                store.clear_intake()  # not configured: nothing to route the exams to
                 return stats
         with self.step() as step:
             events = step.store.claim_intake(limit)
-            for _pk, resource_type, res_id in dict.fromkeys(events):
+            for resource_type, res_id in dict.fromkeys((t, i) for _pk, t, i in events):  # each exam once
                 stats.exams += 1
                 try:
                     with step.service.repository.savepoint():

@@ -58,7 +58,8 @@ def test_demo_prints_working_credentials(tmp_path: Path) -> None:
     demo = _run(["demo", "--no-serve"], db_url, tmp_path)
     assert demo.returncode == 0, demo.stderr
     pairs = re.findall(r"client_id=(\w+)\s+client_secret=(\S+)", demo.stdout)
-    assert len(pairs) == 5  # admin, app, hospital IT, data governance, the community center's HIS (互认)
+    # admin, app, hospital IT, data governance, the community center's HIS (互认), the imaging center's worklist
+    assert len(pairs) == 6
     settings = Settings(database_url=db_url, key_dir=str(tmp_path / "var" / "keys"))
     database = Database(settings)
     try:
@@ -80,6 +81,22 @@ def test_demo_prints_working_credentials(tmp_path: Path) -> None:
                 headers={"Authorization": f"Bearer {his_token}"}, timeout=60).json()
             assert [(r["result"], r["institution"], r["hr"]) for r in checked["recognizable"]] == [
                 ("Observation/obs-demo-recognition", "org-ks-1", True)], checked
+            # the imaging center's worklist holds the community center's chest radiograph; the ECG went to the
+            # ECG center as an emergency
+            reader_token = httpx.post(f"{url}/auth/token", auth=pairs[5],
+                                      data={"grant_type": "client_credentials"}).json()["access_token"]
+            reader = {"Authorization": f"Bearer {reader_token}"}
+            worklist = httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-imaging"}, headers=reader,
+                                 timeout=60).json()["tasks"]
+            assert [(t["focus"], t["site"], t["state"]) for t in worklist] == [
+                ("ImagingStudy/img-demo-tele-dx", "org-ks-chc-yushan", "assigned")], worklist
+            assert httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-ecg"}, headers=reader,
+                             timeout=60).status_code == 403  # another center's
+            admin_token = httpx.post(f"{url}/auth/token", auth=pairs[0],
+                                     data={"grant_type": "client_credentials"}).json()["access_token"]
+            [ecg] = httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-ecg"}, timeout=60,
+                              headers={"Authorization": f"Bearer {admin_token}"}).json()["tasks"]
+            assert (ecg["focus"], ecg["priority"]) == ("ImagingStudy/img-demo-tele-ecg", "stat")
     finally:
         database.dispose()
 

@@ -1,0 +1,54 @@
+"""The dashboards' figures against hand-computed values: volume, TAT p50/p90, SLA compliance, backlog."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hub.store.database import Database
+from hub.telediagnosis.figures import figures, percentile
+from tests.telediagnosis.support import OTHER_SITE, SITE, TOWNSHIP, Clock, exam, order, put, region, study
+
+REPORT = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "影像诊断"}, "conclusion": "未见异常"}
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([10.0], 0.9) == 10.0
+    assert percentile([40.0, 10.0, 20.0, 30.0], 0.5) == 25.0  # (20 + 30) / 2
+    assert percentile([10.0, 20.0, 30.0, 40.0], 0.9) == 37.0  # 30 + 0.7 × 10
+
+
+def test_volume_turnaround_compliance_and_backlog(database: Database) -> None:
+    clock = Clock()
+    tele = region(database, clock)
+    start = clock.now
+    minutes = {"a": 20, "b": 40, "c": 90}  # a and b routine (24 hours); c stat (60 minutes): late
+    put(database, order("o-c", site=TOWNSHIP, priority="stat"))
+    rows = {}
+    for name, site in (("a", SITE), ("b", SITE), ("c", TOWNSHIP)):
+        rows[name] = exam(tele, study(f"s-{name}", site=site, modality="CT", order="o-c" if name == "c" else None))
+    ecg = exam(tele, study("s-ecg", modality="ECG"))
+    exam(tele, study("s-open", site=OTHER_SITE, modality="DX"))  # read by the other consortium, still open
+    for name, row in rows.items():
+        clock.now = start + timedelta(minutes=minutes[name])
+        tele.claim(row["task_id"], row["reader"])
+        tele.report(row["task_id"], row["reader"], REPORT)
+    clock.now = start + timedelta(minutes=20)
+    tele.claim(ecg["task_id"], "ecg-a")
+    tele.report(ecg["task_id"], "ecg-a", REPORT)
+    clock.now = start + timedelta(days=2)  # the DX task is now overdue
+    by_center = figures(database, start - timedelta(hours=1), start + timedelta(hours=1), "center", clock.now)
+    centers = {r["key"]: r for r in by_center["rows"]}
+    imaging = centers["ks-imaging"]
+    assert (imaging["volume"], imaging["completed"], imaging["sla_met"], imaging["sla_compliance"]) == (3, 3, 2, 0.6667)
+    assert (imaging["tat_p50_minutes"], imaging["tat_p90_minutes"]) == (40.0, 80.0)  # 40 + 0.8 × 50
+    assert (centers["ks-ecg"]["volume"], centers["ks-ecg"]["tat_p90_minutes"]) == (1, 20.0)
+    other = centers["other-imaging"]
+    assert (other["volume"], other["completed"], other["open"], other["overdue"]) == (1, 0, 1, 1)
+    assert other["tat_p50_minutes"] is None and other["sla_compliance"] is None
+    assert by_center["total"]["volume"] == 5 and by_center["total"]["completed"] == 4
+    by_site = {r["key"]: r for r in figures(database, start, start + timedelta(minutes=1), "site", clock.now)["rows"]}
+    assert by_site[SITE]["volume"] == 3 and by_site[TOWNSHIP]["tat_p50_minutes"] == 90.0
+    # a client bound to the township sees only its own tasks
+    bound = figures(database, start, start + timedelta(minutes=1), "site", clock.now, frozenset({TOWNSHIP}))
+    assert [r["key"] for r in bound["rows"]] == [TOWNSHIP]
