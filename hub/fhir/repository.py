@@ -180,7 +180,8 @@ class FhirRepository(Protocol):
         """How many current, non-deleted resources match ``spec``."""
 
     def type_stamp(self, resource_type: str) -> tuple[int, datetime | None]:
-        """How many resources of a type exist (deleted included) and when one last changed."""
+        """A stamp that changes with every committed write of a type: how many versions of it exist (deletions
+        included) and when one last changed."""
 
     def latest_key(self) -> int:
         """The key of the most recently stored resource (a snapshot bound for paging)."""

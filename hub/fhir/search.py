@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 from hub.errors import InvalidRequest, NotSupported
@@ -73,6 +74,17 @@ class Paging:
 
 #: Characters no search value (nor any text the hub stores) may hold; PostgreSQL cannot store a NUL at all.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def has_control_characters(value: Any) -> bool:
+    """Does a parsed document (texts, lists and mappings, keys included) hold a control character anywhere?"""
+    if isinstance(value, str):
+        return CONTROL_CHARACTERS.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_control_characters(k) or has_control_characters(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_control_characters(v) for v in value)
+    return False
 
 
 #: More parameters than this in one search are refused (each can be a subquery).

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from hub.errors import InvalidRequest
-from hub.fhir.search import CONTROL_CHARACTERS
+from hub.fhir.search import has_control_characters
 
 LOINC = "http://loinc.org"
 EXAM_ITEM = "urn:hub:exam-item"
@@ -102,23 +102,16 @@ def parse_text(raw: bytes | str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
         document = yaml.safe_load(text)
+        controls = has_control_characters(document)
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InvalidRequest(f"The catalogue is not readable YAML or JSON (UTF-8): {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise InvalidRequest("The catalogue is nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidRequest("The catalogue must be a mapping with 'version' and 'items'")
-    if _has_control_characters(document):
+    if controls:
         raise InvalidRequest("The catalogue must not contain control characters")
     return document
-
-
-def _has_control_characters(value: Any) -> bool:
-    if isinstance(value, str):
-        return CONTROL_CHARACTERS.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_control_characters(k) or _has_control_characters(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_control_characters(v) for v in value)
-    return False
 
 
 def validity_text(delta: timedelta) -> str:

@@ -215,8 +215,11 @@ class SqlRepository:
         return int(self.connection.execute(query).scalar_one())
 
     def type_stamp(self, resource_type: str) -> tuple[int, datetime | None]:
+        # versions, not resources: every committed write adds one, so the stamp moves with each commit whatever
+        # the order in which concurrent writers commit (an index range of the type)
         row = self.connection.execute(
-            select(func.count(), func.max(resource.c.last_updated)).where(resource.c.resource_type == resource_type)
+            select(func.count(), func.max(resource_version.c.last_updated))
+            .where(resource_version.c.resource_type == resource_type)
         ).one()
         return int(row[0]), row[1]
 

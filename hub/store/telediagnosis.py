@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from hub.fhir.instants import aware
 from hub.store.tele_tables import tele_config, tele_intake, tele_reader, tele_task
@@ -72,9 +73,21 @@ class TeleStore:
 
     # -- tasks -----------------------------------------------------------------------------------
 
-    def add_task(self, values: dict[str, Any]) -> None:
-        """Record a new task."""
-        self.connection.execute(insert(tele_task).values(**values))
+    def add_task(self, values: dict[str, Any]) -> bool:
+        """Record a new task; False when its exam has one already (another process took it in first)."""
+        try:
+            with self.connection.begin_nested():
+                self.connection.execute(insert(tele_task).values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    def lock(self, task_id: str) -> None:
+        """Hold a task's row until the transaction ends (PostgreSQL; SQLite has one writer anyway), before its
+        Task is changed without a change of state."""
+        if not self._sqlite:
+            self.connection.execute(select(tele_task.c.task_id).where(tele_task.c.task_id == task_id)
+                                    .with_for_update())
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """A task's row."""
@@ -127,6 +140,7 @@ class TeleStore:
 
     def tasks_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Tasks created in [start, end)."""
+        start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)  # as stored (SQLite keeps no zone)
         rows = self.connection.execute(select(tele_task).where(tele_task.c.created >= start,
                                                                tele_task.c.created < end))
         return [_row(r) for r in rows]
@@ -159,11 +173,13 @@ class TeleStore:
 
     def add_load(self, role_id: str, *, opened: int = 0, assigned: int = 0) -> None:
         """Move a reader's load: ``opened`` open tasks more (or fewer), ``assigned`` more given this shift."""
-        self._ensure_reader(role_id)
-        self.connection.execute(update(tele_reader).where(tele_reader.c.role_id == role_id).values(
-            open_tasks=func.max(tele_reader.c.open_tasks + opened, 0) if self._sqlite
-            else func.greatest(tele_reader.c.open_tasks + opened, 0),
-            shift_assigned=tele_reader.c.shift_assigned + assigned))
+        floor = func.max if self._sqlite else func.greatest
+        changed = self.connection.execute(update(tele_reader).where(tele_reader.c.role_id == role_id).values(
+            open_tasks=floor(tele_reader.c.open_tasks + opened, 0),
+            shift_assigned=tele_reader.c.shift_assigned + assigned)).rowcount
+        if not changed:  # a reader never seen (no shift started through the hub)
+            self.connection.execute(insert(tele_reader).values(role_id=role_id, on_shift=False, shift_start=None,
+                                                               open_tasks=max(opened, 0), shift_assigned=assigned))
 
     def set_shift(self, role_id: str, on_shift: bool, now: datetime) -> None:
         """Start (the cumulative load starts again from zero) or end a reader's shift."""

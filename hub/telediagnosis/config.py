@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from hub.errors import InvalidRequest
-from hub.fhir.search import CONTROL_CHARACTERS
+from hub.fhir.search import has_control_characters
 
 #: FHIR request priorities, most urgent first.
 PRIORITIES = ("stat", "asap", "urgent", "routine")
@@ -131,12 +131,15 @@ def parse_text(raw: bytes | str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
         document = yaml.safe_load(text)
+        controls = has_control_characters(document)
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InvalidRequest(f"The configuration is not readable YAML or JSON (UTF-8): {str(exc).splitlines()[0]}") \
             from None
+    except RecursionError:
+        raise InvalidRequest("The configuration is nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidRequest("The configuration must be a mapping with 'version' and 'centers'")
-    if CONTROL_CHARACTERS.search(yaml.safe_dump(document, allow_unicode=True)):
+    if controls:
         raise InvalidRequest("The configuration must not contain control characters")
     return document
 
@@ -148,12 +151,12 @@ def load_config(document: dict[str, Any]) -> tuple[TeleConfig, dict[str, Any]]:
     if not isinstance(version, (str, int, float)) or not str(version).strip() or len(str(version)) > 64:
         problems.append("version: a label of at most 64 characters is required")
     centers = [_center(i, c, problems) for i, c in enumerate(_list(document, "centers", problems))]
-    ids = [c["id"] for c in centers if c]
+    ids = [c["id"] for c in centers if c and isinstance(c["id"], str)]
     if not centers:
         problems.append("centers: at least one reading center is required")
     for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
         problems.append(f"centers: id '{duplicate}' is used twice")
-    institutions = [c["institution"] for c in centers if c]
+    institutions = [c["institution"] for c in centers if c and isinstance(c["institution"], str)]
     for duplicate in sorted({i for i in institutions if institutions.count(i) > 1}):
         problems.append(f"centers: institution '{duplicate}' is two centers (give one center several modalities)")
     rules = [_subspecialty(i, r, problems) for i, r in enumerate(_list(document, "subspecialties", problems))]

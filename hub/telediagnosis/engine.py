@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from hub.errors import NotFound
+from hub.errors import BusinessRuleViolation, NotFound
 from hub.fhir import jsonio
 from hub.fhir.search_values import local_zone
 from hub.fhir.service import FhirService
@@ -38,7 +38,6 @@ class Step:
         self.readers = readers
         self.now = now
         self._pending: dict[str, dict[str, Any]] = {}
-        self._read: dict[str, dict[str, Any]] = {}
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -51,38 +50,49 @@ class Step:
         local = self.now.astimezone(local_zone())
         return route(exam, config, self.tree, readers, loads, local.hour * 60 + local.minute, exclude=exclude)
 
-    def reroute(self, row: dict[str, Any], note: str, *, exclude: frozenset[str] = frozenset(),
-                from_states: Sequence[str] = ("assigned", "claimed", "queued")) -> Decision | None:
-        """Give an open task to the reader routing chooses now (or put it in its center's queue); None when the
-        task changed meanwhile."""
+    def reroute(self, row: dict[str, Any], note: str, *, exclude: frozenset[str] = frozenset()) -> str | None:
+        """Give an open task to the reader routing chooses now, or put it in its center's queue when nobody
+        eligible is free (or it cannot be routed any more: its center no longer reads it). The new reader's id,
+        ``""`` for the queue; None when nothing changed: the task changed meanwhile, or it waits in the queue
+        and still nobody is free."""
         center = self.config.center(row["center_id"])
-        decision = self.decide(_exam(row), exclude=exclude, center=center) if center is not None else None
-        if decision is None:
+        decision = None
+        if center is not None:
+            try:
+                decision = self.decide(_exam(row), exclude=exclude, center=center)
+            except BusinessRuleViolation:  # the center no longer reads it: it waits in the queue for a claim
+                decision = None
+        reader = decision.reader if decision is not None else None
+        if reader is None and row["state"] == "queued":
             return None
-        reader = decision.reader.role_id if decision.reader else None
-        state = "assigned" if reader else "queued"
-        if not self.move(row, from_states, state, reader, {"claimed_at": None, "claim_expires": None},
-                         note + (f"，分配给 {decision.reader.name}" if decision.reader else "，进入中心队列"),
-                         owner=owner_reference(decision.center, reader), executionPeriod=None):
+        owner = owner_reference(center, reader.role_id if reader else None) if center is not None else None
+        if not self.move(row, ("assigned", "claimed", "queued"), "assigned" if reader else "queued",
+                         reader.role_id if reader else None, {"claimed_at": None, "claim_expires": None},
+                         note + (f"，分配给 {reader.name}" if reader else "，进入中心队列"), owner=owner,
+                         executionPeriod=None):
             return None
-        return decision
+        return reader.role_id if reader else ""
 
     # -- state changes -----------------------------------------------------------------------------
 
     def move(self, row: dict[str, Any], from_states: Sequence[str], state: str, reader: str | None,
-             values: dict[str, Any], note: str, *, expect: dict[str, Any] | None = None, business: str | None = None,
-             owner: dict[str, Any] | None = None, **fields: Any) -> bool:
-        """Move a task to ``state`` (with ``reader`` and other row ``values``) if it is still in one of
-        ``from_states`` (and matches ``expect``); its Task and the readers' loads follow. False: it was not."""
-        if not self.store.change(row["task_id"], from_states, {"state": state, "reader": reader, **values},
-                                 expect=expect):
+             values: dict[str, Any], note: str, *, business: str | None = None, owner: dict[str, Any] | None = None,
+             **fields: Any) -> bool:
+        """Move a task from where ``row`` saw it (its state, one of ``from_states``, its reader and SLA step) to
+        ``state`` with ``reader`` and other row ``values``; its Task and the readers' loads follow. False: it is
+        not where ``row`` saw it any more (another step moved it first: a compare-and-set)."""
+        if row["state"] not in from_states:
+            return False
+        seen = {"reader": row.get("reader"), "sla_level": row["sla_level"]}
+        if not self.store.change(row["task_id"], (row["state"],), {"state": state, "reader": reader, **values},
+                                 expect=seen):
             return False
         old_reader, old_state = row.get("reader"), row["state"]
         if old_reader and old_state in LOADED and not (old_reader == reader and state in LOADED):
             self.store.add_load(old_reader, opened=-1)
         if reader and state in LOADED and not (old_reader == reader and old_state in LOADED):
             self.store.add_load(reader, opened=1, assigned=1)
-        task = self.task(row["task_id"])
+        task = self.task(row["task_id"])  # read after the row is locked: nobody else changes it now
         self.put(changed(task, self.now, note, state=state, business=business, owner=owner, **fields))
         row.update(state=state, reader=reader, **values)
         return True
@@ -91,17 +101,10 @@ class Step:
         """The Task as this step left it."""
         if task_id in self._pending:
             return self._pending[task_id]
-        if task_id in self._read:
-            return self._read[task_id]
         stored = self.service.repository.read_current("Task", task_id)
         if stored is None or stored.content is None:
             raise NotFound(f"Task/{task_id} is not stored")
         return jsonio.loads_stored(stored.content)
-
-    def prefetch(self, task_ids: Sequence[str]) -> None:
-        """Read these Tasks in one query (a sweep changes many)."""
-        found = self.service.repository.read_current_many([("Task", i) for i in task_ids])
-        self._read.update({key[1]: jsonio.loads_stored(s.content) for key, s in found.items() if s.content})
 
     def put(self, task: dict[str, Any]) -> None:
         """Write ``task`` when the step ends."""

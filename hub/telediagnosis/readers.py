@@ -125,6 +125,7 @@ def roster_resources(raw: bytes | str, config: TeleConfig) -> tuple[list[dict[st
             problems.append(f"{label}: an id (letters, digits, '-', '.') is required")
             continue
         label = f"readers[{entry['id']}]"
+        before = len(problems)
         center = config.center(str(entry.get("center")))
         if center is None:
             problems.append(f"{label}: center '{entry.get('center')}' is not a center of the configuration")
@@ -141,11 +142,14 @@ def roster_resources(raw: bytes | str, config: TeleConfig) -> tuple[list[dict[st
         capacity = entry.get("capacity", DEFAULT_CAPACITY)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             problems.append(f"{label}: capacity must be a whole number of tasks, at least 1")
-        if problems:
+        for flag in ("supervisor", "on_shift"):
+            if flag in entry and not isinstance(entry[flag], bool):
+                problems.append(f"{label}: {flag} must be true or false")
+        if len(problems) > before:
             continue
         resources.extend(_reader_resources(entry, center.institution, capacity))
         if "on_shift" in entry:
-            shifts[entry["id"]] = bool(entry["on_shift"])
+            shifts[entry["id"]] = entry["on_shift"]
     if problems:
         raise InvalidRequest(f"The reader roster has {len(problems)} problem(s): " + "; ".join(problems[:20]))
     return resources, shifts
@@ -153,7 +157,7 @@ def roster_resources(raw: bytes | str, config: TeleConfig) -> tuple[list[dict[st
 
 def _reader_resources(entry: dict[str, Any], institution: str, capacity: int) -> list[dict[str, Any]]:
     role_id, name = entry["id"], entry["name"].strip()
-    code = "supervisor" if entry.get("supervisor") else "reader"
+    code = "supervisor" if entry.get("supervisor") is True else "reader"
     specialty = [{"coding": [{"system": DCM, "code": str(m)}]} for m in entry["modalities"]]
     specialty += [{"coding": [{"system": SUBSPECIALTY_SYSTEM, "code": str(s)}]}
                   for s in entry.get("subspecialties") or ()]

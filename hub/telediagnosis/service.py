@@ -98,6 +98,11 @@ class Telediagnosis:
                 store.save_config(content, actor, self.clock())
         return {"version": config.version, "centers": len(config.centers), "unchanged": unchanged}
 
+    def configured(self) -> bool:
+        """Has a configuration been loaded?"""
+        with self.database.connection(write=False) as connection:
+            return TeleStore(connection).config_stamp() > 0
+
     def config_history(self) -> list[dict[str, Any]]:
         """Every configuration version loaded, newest first."""
         with self.database.connection(write=False) as connection:
@@ -116,14 +121,15 @@ class Telediagnosis:
     # -- readers -----------------------------------------------------------------------------------
 
     def load_readers(self, raw: bytes | str) -> dict[str, Any]:
-        """Write the Practitioner and PractitionerRole of every reader of a roster file; start or end the shifts
-        it names."""
+        """Write the Practitioner and PractitionerRole of every reader of a roster file and start or end the
+        shifts it names, in one transaction."""
         with self.step() as step:
             resources, shifts = roster_resources(raw, step.config)
             checked = [validate_resource(r, r["resourceType"]) for r in resources]
             outcomes = step.service.upsert_many([(r["resourceType"], r["id"], r) for r in checked])
-        for role_id, on_shift in sorted(shifts.items()):
-            self.set_shift(role_id, on_shift)
+            step.readers = self.reader_cache.current(step.store.connection)  # the readers just written
+            for role_id, on_shift in sorted(shifts.items()):
+                self._shift(step, step.readers[role_id], on_shift)
         return {"readers": len(resources) // 2, "written": sum(1 for o in outcomes if o != "unchanged"),
                 "shifts": len(shifts)}
 
@@ -149,17 +155,18 @@ class Telediagnosis:
         gives them queued tasks of their center."""
         with self.step() as step:
             reader = self.reader(step, role_id, institutions)
-            step.store.set_shift(reader.role_id, on_shift, step.now)
-            moved = 0
-            if not on_shift:
-                for row in step.store.worklist(reader=reader.role_id, states=("assigned",)):
-                    moved += step.reroute(row, f"{reader.name} 下班，重新分配", exclude=frozenset({reader.role_id}),
-                                          from_states=("assigned",)) is not None
-            else:
-                moved = self.drain(step, [c.center_id for c in step.config.centers
-                                          if c.institution == reader.institution])
+            moved = self._shift(step, reader, on_shift)
             load = step.store.loads([reader.role_id])[reader.role_id]
         return {**reader.as_dict(), **load.as_dict(), "tasks_moved": moved}
+
+    def _shift(self, step: Step, reader: Reader, on_shift: bool) -> int:
+        step.store.set_shift(reader.role_id, on_shift, step.now)
+        if on_shift:
+            return self.drain(step, [c.center_id for c in step.config.centers if c.institution == reader.institution])
+        moved = 0
+        for row in step.store.worklist(reader=reader.role_id, states=("assigned",)):
+            moved += step.reroute(row, f"{reader.name} 下班，重新分配", exclude=frozenset({reader.role_id})) is not None
+        return moved
 
     def recount(self) -> int:
         """Count every reader's open tasks again from the tasks (a repair); the readers counted."""
@@ -168,14 +175,9 @@ class Telediagnosis:
 
     @staticmethod
     def drain(step: Step, center_ids: list[str], limit: int = 50) -> int:
-        """Give queued tasks of these centers to readers that are free now; how many were given."""
-        given = 0
-        for row in step.store.queued(center_ids, limit):
-            decision = step.reroute(row, "有医师可接收", from_states=("queued",))
-            if decision is None or decision.reader is None:
-                break  # nobody is free for the most urgent one: the others wait too
-            given += 1
-        return given
+        """Give queued tasks of these centers (the most urgent first) to readers free now; how many were given.
+        A task nobody can take now stays in the queue (unchanged) and the next one is tried."""
+        return sum(1 for row in step.store.queued(center_ids, limit) if step.reroute(row, "有医师可接收"))
 
     # -- intake ------------------------------------------------------------------------------------
 
@@ -223,6 +225,7 @@ class Telediagnosis:
         existing = step.store.task_for([r for r in (facts.focus, facts.order_ref) if r])
         if existing is not None:
             if existing["focus"] != facts.focus and facts.focus.startswith("ImagingStudy/"):
+                step.store.lock(existing["task_id"])
                 task = with_input(step.task(existing["task_id"]), facts.focus)
                 if task is not None:
                     step.put(task)
@@ -237,7 +240,8 @@ class Telediagnosis:
             return "skipped:site-reads-its-own-exams", None
         elif facts.modality not in step.config.modalities():
             return f"skipped:no-center-reads-{facts.modality}", None
-        return "created", self.create(step, facts, center=center)
+        row = self.create(step, facts, center=center)
+        return ("created" if "decision" in row else "exists"), row
 
     def create(self, step: Step, facts: ExamFacts, *, center: Any = None) -> dict[str, Any]:
         """Record, route and write the Task of a new exam; its row (with the routing decision)."""
@@ -250,7 +254,10 @@ class Telediagnosis:
                "priority": facts.priority, "state": "assigned" if reader else "queued", "reader": reader,
                "created": step.now, "deadline": step.now + target, "sla_level": 0,
                "next_escalation": step.now + target * step.config.warn_at}
-        step.store.add_task(row)
+        if not step.store.add_task(row):  # taken in at the same moment by another process
+            existing = step.store.task_for([facts.focus])
+            assert existing is not None
+            return existing
         if reader:
             step.store.add_load(reader, opened=1, assigned=1)
         note = f"远程诊断申请，送 {decision.center.name}" + (
@@ -327,10 +334,13 @@ class Telediagnosis:
             reader = self.reader(step, reader_id, institutions)
             row = self._row(step, task_id)
             center = step.config.center(row["center_id"])
+            who = f"PractitionerRole/{reader.role_id}"
             if center is None or center.institution != reader.institution:
-                raise Forbidden(f"{reader.name} is not a reader of the center Task/{task_id} is sent to")
-            if row["modality"] not in reader.modalities:
-                raise BusinessRuleViolation(f"{reader.name} is not qualified to read {row['modality']}")
+                raise Forbidden(f"{who} is not a reader of the center Task/{task_id} is sent to")
+            subspecialty = step.config.subspecialty(row["modality"], row["body_site"])
+            if row["modality"] not in reader.modalities or (subspecialty and subspecialty not in reader.subspecialties):
+                raise BusinessRuleViolation(f"{who} is not qualified to read {row['modality']}"
+                                            + (f" ({subspecialty})" if subspecialty else ""))
             if row["state"] == "claimed" and row["reader"] == reader.role_id:
                 return _public(row)  # claimed already by the same reader: the same answer again
             expires = step.now + step.config.claim_timeout
@@ -351,9 +361,9 @@ class Telediagnosis:
             reader = self.reader(step, reader_id, institutions)
             row = self._row(step, task_id)
             if row["state"] not in ("assigned", "claimed") or row["reader"] != reader.role_id:
-                raise Conflict(f"Task/{task_id} is not assigned to or claimed by {reader.name}")
+                raise Conflict(f"Task/{task_id} is not assigned to or claimed by PractitionerRole/{reader.role_id}")
             note = f"{reader.name} 退回" + (f"：{reason.strip()[:200]}" if reason.strip() else "")
-            if step.reroute(row, note, exclude=frozenset({reader.role_id}), from_states=(row["state"],)) is None:
+            if step.reroute(row, note, exclude=frozenset({reader.role_id})) is None:
                 raise Conflict(f"Task/{task_id} changed meanwhile; try again")
         return _public(row)
 
@@ -370,17 +380,20 @@ class Telediagnosis:
             reader = self.reader(step, reader_id, institutions)
             row = self._row(step, task_id)
             if row["state"] != "claimed" or row["reader"] != reader.role_id:
-                raise Conflict(f"Task/{task_id} is not claimed by {reader.name}: claim it first")
+                raise Conflict(f"Task/{task_id} is not claimed by PractitionerRole/{reader.role_id}: claim it first")
             center = step.config.center(row["center_id"])
             report = _report(body, row, reader, center.institution if center else reader.institution)
             created = step.service.create("DiagnosticReport", report)
             reference = f"DiagnosticReport/{created.resource.id}"  # type: ignore[union-attr]
             task = step.task(task_id)
             period = {**(task.get("executionPeriod") or {}), "end": format_instant(step.now)}
-            step.move(row, ("claimed",), "completed", reader.role_id,
-                      {"completed_at": step.now, "report": reference, "next_escalation": None, "claim_expires": None},
-                      f"{reader.name} 发出报告", expect={"reader": reader.role_id}, executionPeriod=period,
-                      output=[{"type": {"text": "report"}, "valueReference": {"reference": reference}}])
+            if not step.move(row, ("claimed",), "completed", reader.role_id,
+                             {"completed_at": step.now, "report": reference, "next_escalation": None,
+                              "claim_expires": None},
+                             f"{reader.name} 发出报告", executionPeriod=period,
+                             output=[{"type": {"text": "report"}, "valueReference": {"reference": reference}}]):
+                # the claim timed out (or was released) meanwhile: nothing of this report is kept
+                raise Conflict(f"Task/{task_id} is no longer claimed by PractitionerRole/{reader.role_id}")
             self.drain(step, [row["center_id"]], limit=1)
         return {**_public(row), "report": reference}
 

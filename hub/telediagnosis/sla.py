@@ -18,7 +18,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from hub.background import PeriodicWorker
-from hub.errors import NotFound
+from hub.errors import BusinessRuleViolation, HubError
 from hub.telediagnosis.engine import Step
 from hub.telediagnosis.routing import Exam
 from hub.telediagnosis.service import Telediagnosis
@@ -46,15 +46,23 @@ class SweepStats:
 
 
 def sweep(tele: Telediagnosis, limit: int = BATCH) -> SweepStats:
-    """Act on every task whose claim expired or whose next SLA step has come (now by ``tele.clock``)."""
+    """Act on every task whose claim expired or whose next SLA step has come (now by ``tele.clock``), then give
+    queued tasks to readers who are free. A task that cannot be acted on (its Task was deleted…) is logged and
+    left; the others go on."""
     stats = SweepStats()
+    seen: set[str] = set()
     while True:
         with tele.step() as step:
-            rows = step.store.due(step.now, limit)
-            step.prefetch([r["task_id"] for r in rows])
-            for row in rows:
-                _act(step, row, stats)
-            if len(rows) < limit:
+            rows = [r for r in step.store.due(step.now, limit + len(seen)) if r["task_id"] not in seen]
+            for row in rows[:limit]:
+                seen.add(row["task_id"])
+                try:
+                    with step.service.repository.savepoint():
+                        _act(step, row, stats)
+                        step.flush()
+                except HubError as exc:
+                    log.warning("SLA sweep skipped Task/%s: %s", row["task_id"], exc.message)
+            if len(rows) <= limit:
                 stats.queued_given += tele.drain(step, [c.center_id for c in step.config.centers])
                 return stats
 
@@ -63,27 +71,28 @@ def _act(step: Step, row: dict[str, Any], stats: SweepStats) -> None:
     now = step.now
     if row["state"] == "claimed" and row["claim_expires"] is not None and row["claim_expires"] <= now:
         minutes = int(step.config.claim_timeout.total_seconds() // 60)
-        if step.reroute(row, f"认领后 {minutes} 分钟未出报告，退回队列", exclude=frozenset({row["reader"]}),
-                        from_states=("claimed",)) is not None:
+        if step.reroute(row, f"认领后 {minutes} 分钟未出报告，退回队列", exclude=frozenset({row["reader"]})) is not None:
             stats.claims_expired += 1
     if row["next_escalation"] is None or row["next_escalation"] > now or row["state"] not in _OPEN:
         return
     target = int((row["deadline"] - row["created"]).total_seconds() // 60)
+    center = step.config.center(row["center_id"])
     if now >= row["deadline"]:
-        center = step.config.center(row["center_id"])
         supervisor = step.readers.get(center.supervisor or "") if center is not None else None
         whom = f"中心主任 {supervisor.name}" if supervisor else "中心主任"
         if _mark(step, row, 2, None, "escalated", f"已超过 SLA（{target} 分钟）未出报告，升级至{whom}"):
             stats.escalated += 1
         return
-    if row["state"] == "assigned":
-        decision = step.decide(Exam(row["site"], row["modality"], row["priority"], row.get("body_site")),
-                               exclude=frozenset({row["reader"]}), center=step.config.center(row["center_id"]))
-        if decision.reader is not None:
+    if row["state"] == "assigned" and center is not None:
+        try:
+            decision = step.decide(Exam(row["site"], row["modality"], row["priority"], row.get("body_site")),
+                                   exclude=frozenset({row["reader"]}), center=center)
+        except BusinessRuleViolation:  # the center no longer reads it: remind, as for a claimed task
+            decision = None
+        if decision is not None and decision.reader is not None:
             if step.move(row, ("assigned",), "assigned", decision.reader.role_id,
                          {"sla_level": 1, "next_escalation": row["deadline"]},
-                         f"SLA 已过 50%（{target} 分钟）仍未认领，改派给 {decision.reader.name}",
-                         expect={"sla_level": row["sla_level"], "reader": row["reader"]}, business="warned",
+                         f"SLA 已过 50%（{target} 分钟）仍未认领，改派给 {decision.reader.name}", business="warned",
                          owner=owner_reference(decision.center, decision.reader.role_id)):
                 stats.reassigned += 1
                 stats.warned += 1
@@ -95,7 +104,7 @@ def _act(step: Step, row: dict[str, Any], stats: SweepStats) -> None:
 def _mark(step: Step, row: dict[str, Any], level: int, next_step: datetime | None, business: str, note: str) -> bool:
     """Record an SLA step on a task that stays where it is."""
     return step.move(row, (row["state"],), row["state"], row["reader"], {"sla_level": level, "next_escalation": next_step},
-                     note, expect={"sla_level": row["sla_level"]}, business=business)
+                     note, business=business)
 
 
 class TeleWorkers:
@@ -120,9 +129,9 @@ class TeleWorkers:
     def sweep_once(self) -> SweepStats | None:
         """One sweep (a failure is logged; the next sweep does its work)."""
         try:
+            if not self.tele.configured():
+                return None
             stats = sweep(self.tele)
-        except NotFound:  # not configured: nothing to sweep
-            return None
         except Exception:  # noqa: BLE001 - the tasks wait in the database for the next sweep
             log.exception("tele-diagnosis SLA sweep failed")
             return None

@@ -42,7 +42,10 @@ def test_every_problem_is_reported_at_once() -> None:
                      "'soon' is not a priority"):
         assert expected in message, expected
     assert message.startswith("The configuration has 8 problem(s)")
-    for text in ("[1, 2]", "centers: 5\nversion: x", "{1: 2, a: 3}", "version: \"\x07\"", b"\xff\xfe"):
+    odd = ("[1, 2]", "centers: 5\nversion: x", "{1: 2, a: 3}", "version: \"\\a\"", b"\xff\xfe", "[" * 3000,
+           "version: x\ncenters: [{id: [1], institution: {a: 1}}, {id: [1], institution: {a: 1}}]",
+           "version: x\ncenters: [{id: c, institution: o, name: \"X\\x07Y\", modalities: [CT]}]")
+    for text in odd:
         with pytest.raises(InvalidRequest):
             load_config(parse_text(text))
 
@@ -60,10 +63,13 @@ def test_the_reader_roster_becomes_valid_practitioner_roles() -> None:
     assert readers["img-a"].modalities == {"CT", "DX", "MR"} and readers["img-a"].subspecialties == {"neuro"}
     assert reader_of({**roles[1], "active": False}) is None
     bad = "readers:\n  - {id: x, name: 某, center: ks-ecg, modalities: [CT], capacity: 0, subspecialties: 3}\n" \
-          "  - {id: y, center: nowhere}\n  - {name: 无}\n"
+          "  - {id: y, center: nowhere}\n  - {name: 无}\n" \
+          '  - {id: z, name: 某, center: ks-ecg, modalities: [ECG], on_shift: "false", supervisor: "no"}\n'
     with pytest.raises(InvalidRequest) as refused:
         roster_resources(bad, config)
-    assert refused.value.message.startswith("The reader roster has 5 problem(s)")
+    message = refused.value.message
+    assert message.startswith("The reader roster has 7 problem(s)")  # every entry checked, not only the first
+    assert "readers[z]: on_shift must be true or false" in message and "readers[z]: supervisor" in message
 
 
 def test_the_samples_load() -> None:

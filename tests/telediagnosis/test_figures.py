@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
+from hub.fhir.search_values import local_zone
 from hub.store.database import Database
 from hub.telediagnosis.figures import figures, percentile
 from tests.telediagnosis.support import OTHER_SITE, SITE, TOWNSHIP, Clock, exam, order, put, region, study
@@ -52,3 +53,14 @@ def test_volume_turnaround_compliance_and_backlog(database: Database) -> None:
     # a client bound to the township sees only its own tasks
     bound = figures(database, start, start + timedelta(minutes=1), "site", clock.now, frozenset({TOWNSHIP}))
     assert [r["key"] for r in bound["rows"]] == [TOWNSHIP]
+
+
+def test_a_local_day_is_counted_from_local_midnight(database: Database) -> None:
+    clock = Clock()
+    clock.now = datetime(2026, 12, 6, 20, 0, tzinfo=timezone.utc)  # 04:00 on 12-07 in 昆山 (UTC+8)
+    tele = region(database, clock)
+    exam(tele, study("s-early"))
+    zone = local_zone()
+    day = datetime(2026, 12, 7, tzinfo=zone)
+    assert figures(database, day, day + timedelta(days=1), "site", clock.now)["total"]["volume"] == 1
+    assert figures(database, day - timedelta(days=1), day, "site", clock.now)["total"]["volume"] == 0

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
+from hub.errors import Conflict
 from hub.store.database import Database
 from hub.telediagnosis.sla import SweepStats, TeleWorkers, sweep
-from tests.telediagnosis.support import Clock, exam, order, put, region, search, study, task_of, task_resource
+from tests.telediagnosis.support import CONFIG, Clock, exam, order, put, region, search, study, task_of, task_resource
 
 
 def _business(tele, task_id: str) -> str:  # type: ignore[no-untyped-def]
@@ -116,3 +119,54 @@ def test_the_background_intake_takes_in_new_exams(database: Database) -> None:
     finally:
         workers.stop()
     assert task_of(tele, "ImagingStudy/s-bg")["reader"] == "img-us"
+
+
+def test_a_report_after_the_claim_timed_out_is_refused_and_nothing_of_it_is_kept(database: Database) -> None:
+    clock = Clock()
+    tele = region(database, clock)
+    row = exam(tele, study("s-1", modality="CT"))
+    tele.claim(row["task_id"], "img-a")
+    clock.advance(31)
+    sweep(tele)
+    tele.claim(row["task_id"], "img-b")  # the task went to another reader, who claimed it
+    report = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "胸部CT"}, "conclusion": "晚了"}
+    with pytest.raises(Conflict, match="not claimed by PractitionerRole/img-a"):
+        tele.report(row["task_id"], "img-a", report)
+    with pytest.raises(Conflict):
+        tele.release(row["task_id"], "img-a")
+    assert search(database, "DiagnosticReport", []) == []
+    assert task_of(tele, "ImagingStudy/s-1")["reader"] == "img-b"
+
+
+def test_tasks_a_center_no_longer_reads_wait_in_its_queue_and_do_not_stop_the_sweep(database: Database) -> None:
+    clock = Clock()
+    tele = region(database, clock)
+    us = exam(tele, study("s-us", modality="US"))
+    ct = exam(tele, study("s-ct", modality="CT"))
+    tele.claim(us["task_id"], "img-us")
+    tele.claim(ct["task_id"], "img-a")
+    tele.load_config(CONFIG.replace("modalities: [CT, DX, MR, US]", "modalities: [CT, DX, MR]"), "test")
+    clock.advance(31)
+    stats = sweep(tele)  # both claims expired: the CT task goes to another reader, the US one to the queue
+    assert stats.claims_expired == 2
+    assert task_of(tele, "ImagingStudy/s-us")["state"] == "queued"
+    assert task_of(tele, "ImagingStudy/s-ct")["reader"] == "img-b"
+    before = task_resource(tele, us["task_id"])["meta"]["versionId"]
+    sweep(tele)  # nobody can take the queued US task: it is left as it is, no new version, no notification
+    assert task_resource(tele, us["task_id"])["meta"]["versionId"] == before
+    tele.claim(us["task_id"], "img-us")  # a qualified reader of its center may still claim it
+    tele.set_shift("img-us", False)
+
+
+def test_a_task_whose_fhir_task_was_deleted_is_skipped_and_the_others_go_on(database: Database) -> None:
+    clock = Clock()
+    tele = region(database, clock)
+    gone = exam(tele, study("s-gone", modality="CT"))
+    kept = exam(tele, study("s-kept", modality="DX"))
+    tele.claim(gone["task_id"], "img-a")
+    tele.claim(kept["task_id"], "img-b")
+    with database.fhir_service(write=True) as service:
+        service.delete("Task", gone["task_id"])
+    clock.advance(31)
+    assert sweep(tele).claims_expired == 1
+    assert task_of(tele, "ImagingStudy/s-kept")["state"] == "assigned"

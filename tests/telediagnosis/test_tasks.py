@@ -172,3 +172,11 @@ def test_the_report_completes_the_task_and_goes_back_to_the_site(database: Datab
     assert report["resultsInterpreter"][0]["reference"] == "PractitionerRole/img-a"
     assert {r["reader"]: r["open_tasks"] for r in tele.readers()}["PractitionerRole/img-a"] == 0
     assert tele.worklist(reader="img-a") == []
+
+
+def test_claims_need_the_subspecialty_routing_needs(database: Database) -> None:
+    tele = region(database, Clock())
+    row = exam(tele, study("s-head", modality="MR", body_site=HEAD))
+    with pytest.raises(BusinessRuleViolation, match="neuro"):
+        tele.claim(row["task_id"], "img-b")  # reads MR, but not the head
+    assert tele.claim(row["task_id"], "img-a")["state"] == "claimed"
