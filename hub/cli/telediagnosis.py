@@ -75,11 +75,11 @@ def intake() -> None:
     """Take in the exams written since the last run (the API process does it every second)."""
     total = _run("Intake failed", _drain_intake)
     console.print(f"Intake: {total['exams']} exams, {total['created']} tasks created, {total['attached']} attached, "
-                  f"{total['skipped']} skipped")
+                  f"{total['cancelled']} cancelled, {total['skipped']} skipped")
 
 
 def _drain_intake(tele: Telediagnosis) -> dict[str, int]:
-    total = {"exams": 0, "created": 0, "attached": 0, "skipped": 0}
+    total = {"exams": 0, "created": 0, "attached": 0, "cancelled": 0, "skipped": 0}
     while True:
         stats = tele.run_intake()
         for key, value in stats.as_dict().items():

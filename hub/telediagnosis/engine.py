@@ -59,7 +59,7 @@ class Step:
         decision = None
         if center is not None:
             try:
-                decision = self.decide(_exam(row), exclude=exclude, center=center)
+                decision = self.decide(exam_of(row), exclude=exclude, center=center)
             except BusinessRuleViolation:  # the center no longer reads it: it waits in the queue for a claim
                 decision = None
         reader = decision.reader if decision is not None else None
@@ -117,5 +117,6 @@ class Step:
             self._pending.clear()
 
 
-def _exam(row: dict[str, Any]) -> Exam:
+def exam_of(row: dict[str, Any]) -> Exam:
+    """The exam a task's row reads, as routing needs it."""
     return Exam(row["site"], row["modality"], row["priority"], row.get("body_site"))

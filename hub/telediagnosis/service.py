@@ -21,7 +21,7 @@ from hub.fhir import jsonio
 from hub.fhir.instants import format_instant, now_utc
 from hub.fhir.validation import validate_resource
 from hub.store.database import Database
-from hub.store.telediagnosis import TeleStore
+from hub.store.telediagnosis import OPEN_STATES, TeleStore
 from hub.telediagnosis.config import PRIORITIES, TeleConfig, from_json, load_config, parse_text
 from hub.telediagnosis.engine import Step
 from hub.telediagnosis.exams import EXAM_ITEM, ExamFacts, order_facts, study_facts
@@ -31,6 +31,8 @@ from hub.telediagnosis.tasks import build_task, with_input
 
 log = logging.getLogger("hub.telediagnosis")
 _RANK = {p: n for n, p in enumerate(PRIORITIES)}
+#: Statuses of an exam or order that was withdrawn: its reading task is cancelled.
+WITHDRAWN = frozenset({"cancelled", "revoked", "entered-in-error"})
 NO_CONFIG = ("No tele-diagnosis configuration has been loaded (PUT /telediagnosis/config, or "
              "hub telediagnosis config FILE)")
 
@@ -42,11 +44,13 @@ class IntakeStats:
     exams: int = 0
     created: int = 0
     attached: int = 0
+    cancelled: int = 0
     skipped: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """JSON form."""
-        return {"exams": self.exams, "created": self.created, "attached": self.attached, "skipped": self.skipped}
+        return {"exams": self.exams, "created": self.created, "attached": self.attached,
+                "cancelled": self.cancelled, "skipped": self.skipped}
 
 
 class Telediagnosis:
@@ -204,17 +208,26 @@ class Telediagnosis:
                     outcome = "skipped"
                 stats.created += outcome == "created"
                 stats.attached += outcome == "attached"
-                stats.skipped += outcome not in ("created", "attached")
+                stats.cancelled += outcome == "cancelled"
+                stats.skipped += outcome not in ("created", "attached", "cancelled")
             step.store.remove_intake([pk for pk, _t, _i in events])
         return stats
 
     def take_in(self, step: Step, resource_type: str, res_id: str) -> tuple[str, dict[str, Any] | None]:
         """Create (and route) the reading task of an exam: ``created``, ``attached`` (an ImagingStudy of an order
-        already being read), ``exists``, or ``skipped:<why>``; with the task's row."""
+        already being read), ``exists``, ``cancelled`` (the exam or order was withdrawn: its open task ends), or
+        ``skipped:<why>``; with the task's row."""
         stored = step.service.repository.read_current(resource_type, res_id)
         if stored is None or stored.deleted or stored.content is None:
             return "skipped:not-stored", None
         resource = jsonio.loads_stored(stored.content)
+        if resource.get("status") in WITHDRAWN:
+            row = step.store.task_for([f"{resource_type}/{res_id}"])
+            if row is not None and row["focus"] == f"{resource_type}/{res_id}" and step.move(
+                    row, OPEN_STATES, "cancelled", row["reader"], {"next_escalation": None, "claim_expires": None},
+                    f"检查已撤销（{resource['status']}），任务取消"):
+                return "cancelled", row
+            return "skipped:withdrawn", row
         if resource_type == "ImagingStudy":
             order = self._order_of(step, resource)
             facts = study_facts(resource, order)

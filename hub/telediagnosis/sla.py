@@ -19,8 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from hub.background import PeriodicWorker
 from hub.errors import BusinessRuleViolation, HubError
-from hub.telediagnosis.engine import Step
-from hub.telediagnosis.routing import Exam
+from hub.telediagnosis.engine import Step, exam_of
 from hub.telediagnosis.service import Telediagnosis
 from hub.telediagnosis.tasks import owner_reference
 
@@ -85,8 +84,7 @@ def _act(step: Step, row: dict[str, Any], stats: SweepStats) -> None:
         return
     if row["state"] == "assigned" and center is not None:
         try:
-            decision = step.decide(Exam(row["site"], row["modality"], row["priority"], row.get("body_site")),
-                                   exclude=frozenset({row["reader"]}), center=center)
+            decision = step.decide(exam_of(row), exclude=frozenset({row["reader"]}), center=center)
         except BusinessRuleViolation:  # the center no longer reads it: remind, as for a claimed task
             decision = None
         if decision is not None and decision.reader is not None:
@@ -122,8 +120,7 @@ class TeleWorkers:
     def _intake_once(self) -> bool:
         stats = self.tele.run_intake()
         if stats.exams:
-            log.info("tele-diagnosis intake: %d exams, %d tasks created, %d attached, %d skipped",
-                     stats.exams, stats.created, stats.attached, stats.skipped)
+            log.info("tele-diagnosis intake: %s", stats.as_dict())
         return stats.exams >= 200
 
     def sweep_once(self) -> SweepStats | None:

@@ -180,3 +180,17 @@ def test_claims_need_the_subspecialty_routing_needs(database: Database) -> None:
     with pytest.raises(BusinessRuleViolation, match="neuro"):
         tele.claim(row["task_id"], "img-b")  # reads MR, but not the head
     assert tele.claim(row["task_id"], "img-a")["state"] == "claimed"
+
+
+def test_a_withdrawn_exam_cancels_its_open_task(database: Database) -> None:
+    tele = region(database, Clock())
+    row = exam(tele, study("s-1", modality="CT"))
+    tele.claim(row["task_id"], "img-a")
+    put(database, study("s-1", modality="CT", status="entered-in-error"))
+    assert tele.run_intake().skipped == 0
+    cancelled = task_of(tele, "ImagingStudy/s-1")
+    assert cancelled["state"] == "cancelled" and cancelled["next_escalation"] is None
+    task = task_resource(tele, row["task_id"])
+    assert task["status"] == "cancelled" and task["note"][-1]["text"] == "检查已撤销（entered-in-error），任务取消"
+    assert {r["reader"]: r["open_tasks"] for r in tele.readers()}["PractitionerRole/img-a"] == 0
+    assert tele.worklist(reader="img-a") == []
