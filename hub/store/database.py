@@ -34,6 +34,7 @@ from hub.store.repository import SqlRepository
 from hub.store.scoped import ScopedRepository
 from hub.store.sources import SqlSourceStore
 from hub.store.tables import INDEX_TABLES, empi_block, empi_record, resource, resource_version
+from hub.store.tele_tables import tele_task
 from hub.store.telediagnosis import TeleStore
 
 log = logging.getLogger("hub.store")
@@ -316,7 +317,7 @@ class Database:
             log.info("statistics not refreshed: %s", type(exc.orig).__name__ if exc.orig else exc)
 
     def analyze_store(self) -> None:
-        """Refresh the planner statistics of the FHIR and EMPI tables now (after a bulk load).
+        """Refresh the planner statistics of the FHIR, EMPI and reading-task tables now (after a bulk load).
 
         PostgreSQL's autovacuum does this eventually, but a load of a few hundred thousand
         resources outruns it (and it may be off): without statistics, the prepared lookups of
@@ -325,7 +326,8 @@ class Database:
         if self.engine.dialect.name != "postgresql":
             self.refresh_statistics(force=True)
             return
-        tables = ", ".join(t.name for t in (resource, resource_version, *INDEX_TABLES.values(), empi_record, empi_block))
+        tables = ", ".join(t.name for t in (resource, resource_version, *INDEX_TABLES.values(), empi_record, empi_block,
+                                            tele_task))
         try:
             with self.engine.connect() as connection:
                 connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"ANALYZE {tables}")

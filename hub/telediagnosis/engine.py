@@ -7,7 +7,7 @@ reader (routed, reassigned or claimed from another) adds one to their cumulative
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,8 @@ class Step:
         self.readers = readers
         self.now = now
         self._pending: dict[str, dict[str, Any]] = {}
+        #: Changes of Tasks made in this step, put on them (read once) when the step is flushed.
+        self._changes: dict[str, list[Callable[[dict[str, Any]], dict[str, Any]]]] = {}
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -79,8 +81,9 @@ class Step:
              values: dict[str, Any], note: str, *, business: str | None = None, owner: dict[str, Any] | None = None,
              **fields: Any) -> bool:
         """Move a task from where ``row`` saw it (its state, one of ``from_states``, its reader and SLA step) to
-        ``state`` with ``reader`` and other row ``values``; its Task and the readers' loads follow. False: it is
-        not where ``row`` saw it any more (another step moved it first: a compare-and-set)."""
+        ``state`` with ``reader`` and other row ``values``; its Task (when the step is flushed) and the readers'
+        loads follow. False: it is not where ``row`` saw it any more (another step moved it first: a
+        compare-and-set, whose row lock also keeps every other writer off the Task until the step ends)."""
         if row["state"] not in from_states:
             return False
         seen = {"reader": row.get("reader"), "sla_level": row["sla_level"]}
@@ -92,29 +95,59 @@ class Step:
             self.store.add_load(old_reader, opened=-1)
         if reader and state in LOADED and not (old_reader == reader and old_state in LOADED):
             self.store.add_load(reader, opened=1, assigned=1)
-        task = self.task(row["task_id"])  # read after the row is locked: nobody else changes it now
-        self.put(changed(task, self.now, note, state=state, business=business, owner=owner, **fields))
+        now = self.now
+        self._changes.setdefault(row["task_id"], []).append(
+            lambda task: changed(task, now, note, state=state, business=business, owner=owner, **fields))
         row.update(state=state, reader=reader, **values)
         return True
 
     def task(self, task_id: str) -> dict[str, Any]:
-        """The Task as this step left it."""
-        if task_id in self._pending:
-            return self._pending[task_id]
-        stored = self.service.repository.read_current("Task", task_id)
-        if stored is None or stored.content is None:
-            raise NotFound(f"Task/{task_id} is not stored")
-        return jsonio.loads_stored(stored.content)
+        """The Task as this step leaves it."""
+        self._apply([task_id], orphans="raise")
+        return self._pending[task_id]
 
     def put(self, task: dict[str, Any]) -> None:
         """Write ``task`` when the step ends."""
         self._pending[task["id"]] = task
 
-    def flush(self) -> None:
-        """Write the Tasks changed in this step (one new version each)."""
+    def flush(self, *, orphans: str = "raise") -> list[str]:
+        """Write the Tasks changed in this step (one new version each, in one batch). A task whose Task resource
+        is gone (deleted through the FHIR API) raises NotFound, or (``orphans="cancel"``) is cancelled; the ids
+        of those cancelled."""
+        cancelled = self._apply(list(self._changes), orphans=orphans)
         if self._pending:
             self.service.upsert_many([("Task", i, t) for i, t in self._pending.items()])
             self._pending.clear()
+        return cancelled
+
+    def _apply(self, task_ids: list[str], *, orphans: str) -> list[str]:
+        """Put the changes waiting for these Tasks on them (read in one query, after their rows were locked)."""
+        unread = [i for i in task_ids if i not in self._pending]
+        found = self.service.repository.read_current_many([("Task", i) for i in unread]) if unread else {}
+        cancelled = []
+        for task_id in task_ids:
+            stored = found.get(("Task", task_id))
+            if task_id not in self._pending:
+                if stored is None or stored.deleted or stored.content is None:
+                    if orphans == "raise":
+                        raise NotFound(f"Task/{task_id} is not stored")
+                    self._changes.pop(task_id, None)
+                    self._cancel_orphan(task_id)
+                    cancelled.append(task_id)
+                    continue
+                self._pending[task_id] = jsonio.loads_stored(stored.content)
+            for change in self._changes.pop(task_id, ()):
+                self._pending[task_id] = change(self._pending[task_id])
+        return cancelled
+
+    def _cancel_orphan(self, task_id: str) -> None:
+        row = self.store.task(task_id)
+        if row is None or row["state"] in ("completed", "cancelled"):
+            return
+        self.store.change(task_id, (row["state"],), {"state": "cancelled", "next_escalation": None,
+                                                     "claim_expires": None})
+        if row["reader"] and row["state"] in LOADED:
+            self.store.add_load(row["reader"], opened=-1)
 
 
 def exam_of(row: dict[str, Any]) -> Exam:

@@ -18,7 +18,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from hub.background import PeriodicWorker
-from hub.errors import BusinessRuleViolation, HubError
+from hub.errors import BusinessRuleViolation
 from hub.telediagnosis.engine import Step, exam_of
 from hub.telediagnosis.service import Telediagnosis
 from hub.telediagnosis.tasks import owner_reference
@@ -46,21 +46,19 @@ class SweepStats:
 
 def sweep(tele: Telediagnosis, limit: int = BATCH) -> SweepStats:
     """Act on every task whose claim expired or whose next SLA step has come (now by ``tele.clock``), then give
-    queued tasks to readers who are free. A task that cannot be acted on (its Task was deleted…) is logged and
-    left; the others go on."""
+    queued tasks to readers who are free. The Tasks of a batch are written together; a task whose Task was
+    deleted through the FHIR API is cancelled (and logged), the others go on."""
     stats = SweepStats()
     seen: set[str] = set()
     while True:
         with tele.step() as step:
-            rows = [r for r in step.store.due(step.now, limit + len(seen)) if r["task_id"] not in seen]
+            rows = [r for r in step.store.due(step.now, limit + len(seen) + 1) if r["task_id"] not in seen]
             for row in rows[:limit]:
                 seen.add(row["task_id"])
-                try:
-                    with step.service.repository.savepoint():
-                        _act(step, row, stats)
-                        step.flush()
-                except HubError as exc:
-                    log.warning("SLA sweep skipped Task/%s: %s", row["task_id"], exc.message)
+                _act(step, row, stats)
+            for task_id in step.flush(orphans="cancel"):  # one batch of Task writes
+                log.warning("SLA sweep: Task/%s was deleted through the FHIR API; its reading task is cancelled",
+                            task_id)
             if len(rows) <= limit:
                 stats.queued_given += tele.drain(step, [c.center_id for c in step.config.centers])
                 return stats

@@ -158,7 +158,7 @@ def test_tasks_a_center_no_longer_reads_wait_in_its_queue_and_do_not_stop_the_sw
     tele.set_shift("img-us", False)
 
 
-def test_a_task_whose_fhir_task_was_deleted_is_skipped_and_the_others_go_on(database: Database) -> None:
+def test_a_task_whose_fhir_task_was_deleted_is_cancelled_and_the_others_go_on(database: Database) -> None:
     clock = Clock()
     tele = region(database, clock)
     gone = exam(tele, study("s-gone", modality="CT"))
@@ -168,5 +168,8 @@ def test_a_task_whose_fhir_task_was_deleted_is_skipped_and_the_others_go_on(data
     with database.fhir_service(write=True) as service:
         service.delete("Task", gone["task_id"])
     clock.advance(31)
-    assert sweep(tele).claims_expired == 1
+    sweep(tele)
+    assert task_of(tele, "ImagingStudy/s-gone")["state"] == "cancelled"
     assert task_of(tele, "ImagingStudy/s-kept")["state"] == "assigned"
+    assert task_resource(tele, kept["task_id"])["status"] == "ready"
+    assert sum(r["open_tasks"] for r in tele.readers()) == 1  # the loads count the kept task only
