@@ -49,11 +49,12 @@ def loads(data: bytes | str) -> Any:
         raise InvalidRequest("Request body is nested too deeply") from None
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if _SUSPECT_ESCAPE.search(raw):
-        _check_text(value)
+        check_text(value)
     return value
 
 
-def _check_text(node: Any) -> None:
+def check_text(node: Any) -> None:
+    """Refuse (400) a parsed document holding an unpaired surrogate or a control character FHIR forbids."""
     stack = [node]
     while stack:
         item = stack.pop()

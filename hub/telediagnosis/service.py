@@ -386,6 +386,7 @@ class Telediagnosis:
         with its institution, so its searches and Subscriptions see it)."""
         if not isinstance(body, dict) or body.get("resourceType") != "DiagnosticReport":
             raise InvalidRequest("The body must be a DiagnosticReport")
+        jsonio.check_text(body)
         if body.get("status") not in ("final", "amended", "corrected"):
             raise BusinessRuleViolation("A report that completes a reading task must be final (status final, "
                                         "amended or corrected)")

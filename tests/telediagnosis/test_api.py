@@ -148,3 +148,22 @@ def test_figures_over_http(server: str, tele: Telediagnosis) -> None:
         assert rows["CT"]["volume"] == 1 and rows["ECG"]["open"] == 1 and figures.json()["total"]["volume"] == 2
         assert_outcome(app.get("/telediagnosis/figures", params={"from": today, "to": today, "by": "colour"}), 400)
         assert_outcome(app.get("/telediagnosis/figures", params={"from": "2026-02-01", "to": "2026-01-01"}), 400)
+
+
+def test_a_report_with_forbidden_text_is_refused_and_nothing_is_kept(server: str, tele: Telediagnosis) -> None:
+    put(tele.database, study("s-1"))
+    tele.run_intake()
+    with client(server, MANAGER) as admin:
+        [row] = admin.get("/telediagnosis/worklist", params={"center": "ks-imaging"}).json()["tasks"]
+    task_id = row["task"].split("/")[1]
+    with client(server) as center:
+        assert center.post(f"/telediagnosis/tasks/{task_id}/claim", json={"reader": row["reader"]}).status_code == 200
+        for text in ('"\\u0000"', '"\\ud800"'):
+            body = ('{"reader": "%s", "report": {"resourceType": "DiagnosticReport", "status": "final", '
+                    '"code": {"text": "CT"}, "conclusion": %s}}') % (row["reader"], text)
+            assert_outcome(center.post(f"/telediagnosis/tasks/{task_id}/report", content=body,
+                                       headers={"Content-Type": "application/json"}), 400)
+        assert_outcome(center.post(f"/telediagnosis/tasks/{task_id}/report",
+                                   json={"reader": row["reader"], "report": "not a resource"}), 400)
+    with fhir_client(server) as fhir:
+        assert fhir.get("/DiagnosticReport").json().get("entry", []) == []
