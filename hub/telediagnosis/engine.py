@@ -120,6 +120,11 @@ class Step:
             self._pending.clear()
         return cancelled
 
+    def discard(self) -> None:
+        """Forget the Task changes not yet written (their rows' changes were rolled back)."""
+        self._pending.clear()
+        self._changes.clear()
+
     def _apply(self, task_ids: list[str], *, orphans: str) -> list[str]:
         """Put the changes waiting for these Tasks on them (read in one query, after their rows were locked)."""
         unread = [i for i in task_ids if i not in self._pending]

@@ -204,6 +204,7 @@ class Telediagnosis:
                         outcome = self.take_in(step, resource_type, res_id)[0]
                         step.flush()
                 except HubError as exc:
+                    step.discard()  # what the exam's savepoint rolled back is not written either
                     log.warning("intake of %s/%s skipped: %s", resource_type, res_id, exc.message)
                     outcome = "skipped"
                 stats.created += outcome == "created"
