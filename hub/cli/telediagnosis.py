@@ -18,6 +18,7 @@ from hub.fhir.access import INSTITUTION_TAG
 from hub.fhir.instants import now_utc
 from hub.fhir.search_values import local_zone
 from hub.store.database import Database
+from hub.telediagnosis.exams import SNOMED
 from hub.telediagnosis.figures import figures as tele_figures
 from hub.telediagnosis.readers import DCM
 from hub.telediagnosis.service import Telediagnosis
@@ -155,7 +156,7 @@ def demo_exams(database: Database, site: str, patient_identifier: str) -> list[d
                     "modality": [{"system": DCM, "code": modality}],
                     "description": f"{body_site} {modality}",
                     "series": [{"uid": f"2.25.20261206{number}", "modality": {"system": DCM, "code": modality},
-                                "bodySite": {"system": "http://snomed.info/sct", "code": body_code,
+                                "bodySite": {"system": SNOMED, "code": body_code,
                                              "display": body_site}}]})
     _drain_intake(tele)
     rows = []

@@ -11,6 +11,7 @@ import orjson
 from hub.fhir.access import INSTITUTION_TAG, Access
 from hub.registry.roster import apply_roster, load_roster
 from hub.store.database import Database
+from hub.telediagnosis.exams import SNOMED
 from hub.telediagnosis.readers import DCM
 from hub.telediagnosis.service import Telediagnosis
 
@@ -19,7 +20,6 @@ ROSTER = Path(__file__).resolve().parents[2] / "hub" / "samples" / "kunshan-rost
 SITE, TOWNSHIP, LEAD = "org-ks-chc-yushan", "org-ks-thc-jinxi", "org-ks-1"
 #: A site and a reading center of another consortium of the same region, and a center of another region.
 OTHER_SITE, OTHER_CENTER, FAR_CENTER = "org-other-chc", "org-other-imaging", "org-far-imaging"
-SNOMED = "http://snomed.info/sct"
 HEAD = "69536005"
 
 CONFIG = """
