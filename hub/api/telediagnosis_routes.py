@@ -14,7 +14,7 @@ the SLA sweep and the figures. The Tasks themselves are also FHIR (``GET /fhir/T
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,8 +28,8 @@ from hub.api.security import Authenticated, fhir_access, requires
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission
 from hub.errors import Forbidden, InvalidRequest
-from hub.fhir.search_values import local_zone
 from hub.telediagnosis.figures import figures as tele_figures
+from hub.telediagnosis.figures import local_days
 from hub.telediagnosis.service import Telediagnosis
 from hub.telediagnosis.sla import sweep
 
@@ -215,11 +215,7 @@ def figures(request: Request, principal: Viewer, first: Annotated[date, Query(al
     """Tasks created from ``from`` to ``to`` (local days, both included) grouped by site, center or modality;
     the backlog is now's. A bound client sees tasks whose site or center it reads."""
     printable("by", by)
-    if not timedelta(0) <= last - first <= timedelta(days=3660):
-        raise InvalidRequest("'to' must be on or after 'from', within ten years")
-    zone = local_zone()
-    start = datetime.combine(first, time(), zone)
-    end = datetime.combine(last + timedelta(days=1), time(), zone)
+    start, end = local_days(first, last)
     tele = _tele(request)
     reach = fhir_access(principal, tele.database).institutions
     return JSONResponse(tele_figures(tele.database, start, end, by, tele.clock(), reach))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,10 +16,10 @@ from hub.cli.database import open_database
 from hub.errors import HubError
 from hub.fhir.access import INSTITUTION_TAG
 from hub.fhir.instants import now_utc
-from hub.fhir.search_values import local_zone
 from hub.store.database import Database
 from hub.telediagnosis.exams import SNOMED
 from hub.telediagnosis.figures import figures as tele_figures
+from hub.telediagnosis.figures import local_days
 from hub.telediagnosis.readers import DCM
 from hub.telediagnosis.service import Telediagnosis
 from hub.telediagnosis.sla import sweep
@@ -114,10 +114,8 @@ def figures(first: datetime = typer.Option(..., "--from", formats=["%Y-%m-%d"]),
             last: datetime = typer.Option(..., "--to", formats=["%Y-%m-%d"]),
             by: str = typer.Option("center", help="site, center or modality")) -> None:
     """Volume, TAT p50/p90, SLA compliance and backlog of tasks created from --from to --to; prints JSON."""
-    zone = local_zone()
-    start = datetime.combine(first.date(), time(), zone)
-    end = datetime.combine(last.date() + timedelta(days=1), time(), zone)
-    _print_json(_run("No figures", lambda tele: tele_figures(tele.database, start, end, by, now_utc())))
+    _print_json(_run("No figures", lambda tele: tele_figures(tele.database, *local_days(first.date(), last.date()),
+                                                             by, now_utc())))
 
 
 def load_tele_samples(database: Database, samples: Traversable) -> str:

@@ -14,14 +14,26 @@ and the backlog now: ``open`` tasks and those ``overdue`` (past their deadline),
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from hub.errors import InvalidRequest
+from hub.fhir.search_values import local_zone
 from hub.store.database import Database
 from hub.store.telediagnosis import TeleStore
 
 GROUPS = {"site": "site", "center": "center_id", "modality": "modality"}
+MIN_YEAR, MAX_YEAR = 1900, 2100
+
+
+def local_days(first: date, last: date) -> tuple[datetime, datetime]:
+    """The instants bounding the local (``HUB_TIMEZONE``) days ``first`` to ``last``, both included."""
+    if not (MIN_YEAR <= first.year and last.year <= MAX_YEAR):
+        raise InvalidRequest(f"Dates must fall in the years {MIN_YEAR} to {MAX_YEAR}")
+    if not timedelta(0) <= last - first <= timedelta(days=3660):
+        raise InvalidRequest("'to' must be on or after 'from', within ten years")
+    zone = local_zone()
+    return datetime.combine(first, time(), zone), datetime.combine(last + timedelta(days=1), time(), zone)
 
 
 def percentile(values: list[float], share: float) -> float | None:

@@ -148,6 +148,8 @@ def test_figures_over_http(server: str, tele: Telediagnosis) -> None:
         assert rows["CT"]["volume"] == 1 and rows["ECG"]["open"] == 1 and figures.json()["total"]["volume"] == 2
         assert_outcome(app.get("/telediagnosis/figures", params={"from": today, "to": today, "by": "colour"}), 400)
         assert_outcome(app.get("/telediagnosis/figures", params={"from": "2026-02-01", "to": "2026-01-01"}), 400)
+        assert_outcome(app.get("/telediagnosis/figures", params={"from": "0001-01-01", "to": "0011-01-01"}), 400,
+                       contains="1900 to 2100")
 
 
 def test_a_report_with_forbidden_text_is_refused_and_nothing_is_kept(server: str, tele: Telediagnosis) -> None:
