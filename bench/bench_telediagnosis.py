@@ -40,6 +40,7 @@ from hub.config import Settings
 from hub.registry.roster import apply_roster, load_roster
 from hub.store.database import Database
 from hub.store.migrate import upgrade
+from hub.store.organizations import load_tree
 from hub.store.tele_tables import tele_task
 from hub.telediagnosis.exams import ExamFacts
 from hub.telediagnosis.routing import Exam
@@ -80,10 +81,10 @@ def readers_yaml(rng: random.Random) -> str:
 
 def sites(tele: Telediagnosis) -> list[str]:
     """The institutions whose exams are read centrally (primary, chc and township levels)."""
-    with tele.database.connection(write=False) as connection:
-        tree = tele.trees.current(connection)
-    return sorted(org_id for org_id, (kind, level, _parent) in tree.nodes.items()
-                  if kind == "institution" and level in ("primary", "chc", "township"))
+    with tele.database.unit_of_work(write=False) as repository:
+        tree = load_tree(repository)
+    return sorted(org.org_id for org in tree.nodes.values()
+                  if org.kind == "institution" and org.level in ("primary", "chc", "township"))
 
 
 def random_exam(rng: random.Random, site_ids: list[str]) -> Exam:

@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection
 
 from hub.fhir.access import INSTITUTION_TAG
-from hub.fhir.repository import SearchSpec
 from hub.fhir.search_values import date_range, local_zone, micros_to_datetime
 from hub.recognition.catalogue import EMPTY, LEVEL_RANK, Catalogue, Item, from_json
-from hub.store.organizations import summary
+from hub.store.organizations import Institution, ancestor, load_tree
 from hub.store.recognition import RecognitionStore
 from hub.store.repository import SqlRepository
 
@@ -34,17 +32,6 @@ HR_TAG = {"system": HR_SYSTEM, "code": "HR", "display": "检查检验结果互�
 #: Result statuses that are final (a preliminary or cancelled result is never recognized).
 FINAL = frozenset({"final", "amended", "corrected", "appended"})
 RESULT_TYPES = frozenset({"Observation", "DiagnosticReport"})
-
-
-@dataclass(frozen=True)
-class Institution:
-    """What the rules need of an Organization."""
-
-    org_id: str
-    name: str
-    kind: str
-    level: str
-    parent: str
 
 
 @dataclass(frozen=True)
@@ -67,15 +54,7 @@ class Rules:
 
     def ancestor(self, org_id: str | None, kind: str) -> str | None:
         """The consortium (or region) an institution belongs to."""
-        seen = 0
-        while org_id and seen < 10:
-            org = self.institutions.get(org_id)
-            if org is None:
-                return None
-            if org.kind == kind:
-                return org.org_id
-            org_id, seen = org.parent, seen + 1
-        return None
+        return ancestor(self.institutions, org_id, kind)
 
     def institution_of(self, org_id: str | None) -> str | None:
         """The institution an Organization is: a department is its institution's; one the roster does not
@@ -151,15 +130,7 @@ def load_rules(connection: Connection) -> Rules:
     """The rules as stored now."""
     store = RecognitionStore(connection)
     stored = store.catalogue()
-    repository = SqlRepository(connection, None)
-    institutions = {}
-    for org in repository.search(SearchSpec("Organization", (), count=100_000)):
-        if org.content is None:
-            continue
-        fields = summary(orjson.loads(org.content))
-        institutions[fields["id"]] = Institution(fields["id"], fields["name"], fields["kind"], fields["level"],
-                                                 fields["parent"])
-    return Rules(from_json(stored), store.results(), institutions)
+    return Rules(from_json(stored), store.results(), dict(load_tree(SqlRepository(connection, None)).nodes))
 
 
 class RulesCache:

@@ -16,10 +16,11 @@ from hub.errors import BusinessRuleViolation, NotFound
 from hub.fhir import jsonio
 from hub.fhir.search_values import local_zone
 from hub.fhir.service import FhirService
+from hub.store.organizations import InstitutionTree
 from hub.store.telediagnosis import TeleStore
 from hub.telediagnosis.config import Center, TeleConfig
 from hub.telediagnosis.readers import Reader
-from hub.telediagnosis.routing import Decision, Exam, Tree, route
+from hub.telediagnosis.routing import Decision, Exam, route
 from hub.telediagnosis.tasks import changed, owner_reference
 
 #: States in which a task counts in its reader's open load.
@@ -29,7 +30,7 @@ LOADED = frozenset({"assigned", "claimed"})
 class Step:
     """The routing context and the Task writes of one transaction."""
 
-    def __init__(self, service: FhirService, store: TeleStore, config: TeleConfig, tree: Tree,
+    def __init__(self, service: FhirService, store: TeleStore, config: TeleConfig, tree: InstitutionTree,
                  readers: dict[str, Reader], now: datetime) -> None:
         self.service = service
         self.store = store

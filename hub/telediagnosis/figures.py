@@ -59,7 +59,8 @@ def figures(database: Database, start: datetime, end: datetime, by: str, now: da
         store = TeleStore(connection)
         created = store.tasks_between(start, end)
         backlog = store.open_tasks()
-    centers = _center_institutions(database)
+        config = store.config()
+    centers = {c["id"]: c["institution"] for c in (config[1]["centers"] if config else [])}
     if institutions is not None:
         def visible(row: dict[str, Any]) -> bool:
             return row["site"] in institutions or centers.get(row["center_id"]) in institutions
@@ -91,8 +92,3 @@ def _group(key: str, created: list[dict[str, Any]], backlog: list[dict[str, Any]
         "open": len(backlog), "overdue": sum(1 for r in backlog if r["deadline"] <= now),
     }
 
-
-def _center_institutions(database: Database) -> dict[str, str]:
-    with database.connection(write=False) as connection:
-        stored = TeleStore(connection).config()
-    return {c["id"]: c["institution"] for c in (stored[1]["centers"] if stored else [])}

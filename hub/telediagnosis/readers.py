@@ -20,17 +20,15 @@ both resources per reader::
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
 
 from hub.errors import InvalidRequest
 from hub.fhir.criteria import TokenCriterion
-from hub.fhir.repository import SearchSpec
-from hub.store.repository import SqlRepository
+from hub.fhir.repository import FhirRepository, SearchSpec
+from hub.store.type_cache import TypeCache
 from hub.telediagnosis.config import ID_PATTERN, TeleConfig, parse_text
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -82,32 +80,21 @@ def reader_of(role: dict[str, Any]) -> Reader | None:
         supervisor="supervisor" in codes)
 
 
-class ReaderCache:
+def load_readers(repository: FhirRepository) -> dict[str, Reader]:
+    """Every reader as stored now, by PractitionerRole id."""
+    found = {}
+    spec = SearchSpec("PractitionerRole", (TokenCriterion("role", ((ROLE_SYSTEM, "reader"), (ROLE_SYSTEM, "supervisor"))),),
+                      count=100_000)
+    for stored in repository.search(spec):
+        reader = reader_of(orjson.loads(stored.content)) if stored.content else None
+        if reader is not None:
+            found[reader.role_id] = reader
+    return found
+
+
+def reader_cache() -> TypeCache[dict[str, Reader]]:
     """The readers of one database, read again when a PractitionerRole changed (in any process)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stamp: Any = None
-        self._readers: dict[str, Reader] = {}
-
-    def current(self, connection: Connection) -> dict[str, Reader]:
-        """The readers by PractitionerRole id."""
-        repository = SqlRepository(connection, None)
-        stamp = repository.type_stamp("PractitionerRole")
-        with self._lock:
-            if stamp == self._stamp:
-                return self._readers
-        found = {}
-        spec = SearchSpec("PractitionerRole", (TokenCriterion("role", ((ROLE_SYSTEM, "reader"),
-                                                                       (ROLE_SYSTEM, "supervisor"))),),
-                          count=100_000)
-        for stored in repository.search(spec):
-            reader = reader_of(orjson.loads(stored.content)) if stored.content else None
-            if reader is not None:
-                found[reader.role_id] = reader
-        with self._lock:
-            self._readers, self._stamp = found, stamp
-        return found
+    return TypeCache("PractitionerRole", load_readers, {})
 
 
 def roster_resources(raw: bytes | str, config: TeleConfig) -> tuple[list[dict[str, Any]], dict[str, bool]]:

@@ -14,18 +14,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from sqlalchemy import Connection
-
 from hub.errors import BusinessRuleViolation
-from hub.fhir.repository import SearchSpec
-from hub.store.organizations import summary
-from hub.store.repository import SqlRepository
+from hub.store.organizations import InstitutionTree
 from hub.store.telediagnosis import ReaderLoad
 from hub.telediagnosis.config import URGENT, Center, TeleConfig
 from hub.telediagnosis.readers import Reader
@@ -59,55 +53,7 @@ class Decision:
                 "tier": self.tier, "considered": list(self.considered)}
 
 
-@dataclass(frozen=True)
-class Tree:
-    """The institutional tree: each Organization's kind, level and parent."""
-
-    nodes: Mapping[str, tuple[str, str, str]]
-
-    def ancestor(self, org_id: str | None, kind: str) -> str | None:
-        """The nearest Organization of ``kind`` at or above ``org_id``."""
-        for _ in range(10):
-            node = self.nodes.get(org_id or "")
-            if node is None:
-                return None
-            if node[0] == kind:
-                return org_id
-            org_id = node[2]
-        return None
-
-    def level(self, org_id: str) -> str:
-        """The institution's level (tertiary, secondary, primary, chc, township; '' unknown)."""
-        node = self.nodes.get(org_id)
-        return node[1] if node else ""
-
-
-class TreeCache:
-    """The institutional tree of one database, read again when an Organization changed."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stamp: Any = None
-        self._tree = Tree({})
-
-    def current(self, connection: Connection) -> Tree:
-        """The tree as stored now."""
-        repository = SqlRepository(connection, None)
-        stamp = repository.type_stamp("Organization")
-        with self._lock:
-            if stamp == self._stamp:
-                return self._tree
-        nodes = {}
-        for stored in repository.search(SearchSpec("Organization", (), count=100_000)):
-            if stored.content:
-                fields = summary(orjson.loads(stored.content))
-                nodes[fields["id"]] = (fields["kind"], fields["level"], fields["parent"])
-        with self._lock:
-            self._tree, self._stamp = Tree(nodes), stamp
-        return self._tree
-
-
-def route(exam: Exam, config: TeleConfig, tree: Tree, readers: Sequence[Reader], loads: Mapping[str, ReaderLoad],
+def route(exam: Exam, config: TeleConfig, tree: InstitutionTree, readers: Sequence[Reader], loads: Mapping[str, ReaderLoad],
           minute_of_day: int, *, exclude: frozenset[str] = frozenset()) -> Decision:
     """The center and reader for ``exam`` at local ``minute_of_day`` (``exclude``: readers not to choose)."""
     tiers = _tiers(exam, config, tree)
@@ -135,7 +81,7 @@ def route(exam: Exam, config: TeleConfig, tree: Tree, readers: Sequence[Reader],
     return Decision(waiting, None, tier, tuple(considered))
 
 
-def _tiers(exam: Exam, config: TeleConfig, tree: Tree) -> dict[str, list[Center]]:
+def _tiers(exam: Exam, config: TeleConfig, tree: InstitutionTree) -> dict[str, list[Center]]:
     consortium = tree.ancestor(exam.site, "consortium")
     region = tree.ancestor(exam.site, "region")
     tiers: dict[str, list[Center]] = {"consortium": [], "region": []}

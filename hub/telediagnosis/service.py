@@ -21,12 +21,13 @@ from hub.fhir import jsonio
 from hub.fhir.instants import format_instant, now_utc
 from hub.fhir.validation import validate_resource
 from hub.store.database import Database
+from hub.store.organizations import tree_cache
 from hub.store.telediagnosis import OPEN_STATES, TeleStore
 from hub.telediagnosis.config import PRIORITIES, TeleConfig, from_json, load_config, parse_text
 from hub.telediagnosis.engine import Step
 from hub.telediagnosis.exams import EXAM_ITEM, ExamFacts, order_facts, study_facts
-from hub.telediagnosis.readers import Reader, ReaderCache, roster_resources
-from hub.telediagnosis.routing import Decision, Exam, TreeCache
+from hub.telediagnosis.readers import Reader, reader_cache, roster_resources
+from hub.telediagnosis.routing import Decision, Exam
 from hub.telediagnosis.tasks import build_task, with_input
 
 log = logging.getLogger("hub.telediagnosis")
@@ -59,8 +60,8 @@ class Telediagnosis:
     def __init__(self, database: Database, clock: Callable[[], datetime] = now_utc) -> None:
         self.database = database
         self.clock = clock
-        self.reader_cache = ReaderCache()
-        self.trees = TreeCache()
+        self.reader_cache = reader_cache()
+        self.trees = tree_cache()
         self._lock = threading.Lock()
         self._config: tuple[int, TeleConfig] | None = None
 
@@ -90,8 +91,8 @@ class Telediagnosis:
     def load_config(self, raw: bytes | str, actor: str) -> dict[str, Any]:
         """Check and put a configuration in force (its centers must be institutions of the roster)."""
         config, content = load_config(parse_text(raw))
-        with self.database.tele_batch() as (_service, store):
-            tree = self.trees.current(store.connection)
+        with self.database.tele_batch() as (service, store):
+            tree = self.trees.current(service.repository)
             unknown = sorted(c.institution for c in config.centers if c.institution not in tree.nodes)
             if unknown:
                 raise InvalidRequest(f"Center institution(s) {', '.join(unknown)} are not Organizations of the "
@@ -117,8 +118,8 @@ class Telediagnosis:
         """One transaction of work with the configuration, tree and readers in force."""
         with self.database.tele_batch() as (service, store):
             config = self._current_config(store)
-            step = Step(service, store, config, self.trees.current(store.connection),
-                        self.reader_cache.current(store.connection), self.clock())
+            step = Step(service, store, config, self.trees.current(service.repository),
+                        self.reader_cache.current(service.repository), self.clock())
             yield step
             step.flush()
 
@@ -131,7 +132,7 @@ class Telediagnosis:
             resources, shifts = roster_resources(raw, step.config)
             checked = [validate_resource(r, r["resourceType"]) for r in resources]
             outcomes = step.service.upsert_many([(r["resourceType"], r["id"], r) for r in checked])
-            step.readers = self.reader_cache.current(step.store.connection)  # the readers just written
+            step.readers = self.reader_cache.current(step.service.repository)  # the readers just written
             for role_id, on_shift in sorted(shifts.items()):
                 self._shift(step, step.readers[role_id], on_shift)
         return {"readers": len(resources) // 2, "written": sum(1 for o in outcomes if o != "unchanged"),

@@ -6,13 +6,14 @@ import pytest
 
 from hub.errors import BusinessRuleViolation
 from hub.store.database import Database
+from hub.store.organizations import Institution, InstitutionTree
 from hub.store.telediagnosis import ReaderLoad
 from hub.telediagnosis.config import load_config, parse_text
 from hub.telediagnosis.readers import Reader
-from hub.telediagnosis.routing import Exam, Tree, route
+from hub.telediagnosis.routing import Exam, route
 from tests.telediagnosis.support import CONFIG, HEAD, OTHER_SITE, SITE, Clock, exam, region, study
 
-TREE = Tree({
+TREE = InstitutionTree({org_id: Institution(org_id, org_id, kind, level, parent) for org_id, (kind, level, parent) in {
     "region-ks": ("region", "", ""), "consortium-ks": ("consortium", "", "region-ks"),
     "zone-1": ("zone", "", "consortium-ks"), SITE: ("institution", "chc", "zone-1"),
     "org-ks-imaging": ("institution", "secondary", "zone-1"), "org-ks-ecg": ("institution", "secondary", "zone-1"),
@@ -20,7 +21,7 @@ TREE = Tree({
     "org-other-imaging": ("institution", "secondary", "consortium-other"),
     "region-far": ("region", "", ""), "consortium-far": ("consortium", "", "region-far"),
     "org-far-imaging": ("institution", "secondary", "consortium-far"),
-})
+}.items()})
 CONFIGURED, _ = load_config(parse_text(CONFIG))
 TEN_AM = 600
 
