@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli.database import open_database
-from hub.cli.registry import failed
+from hub.cli.database import command_database
 from hub.coding.catalog import DEFAULT_DIR, catalog_resources
 from hub.coding.mapping_tables import decode_table, read_csv, write_csv
 from hub.coding.terminology import PROCESS_CACHE
-from hub.errors import HubError
 from hub.governance.tables import export_table, load_table, renormalize_scope
 from hub.store.conflicts import ConflictFilter
 from hub.store.database import Database
@@ -25,18 +21,6 @@ MAPPINGS_DIR = DEFAULT_DIR.parent / "mappings"
 terminology_app = typer.Typer(help="Code systems, value sets and concept maps (术语).", no_args_is_help=True)
 mappings_app = typer.Typer(help="Local-code mapping tables and their conflicts (映射表).", no_args_is_help=True)
 console = Console(soft_wrap=True)
-
-
-@contextmanager
-def _hub(action: str) -> Iterator[Database]:
-    """The hub's database for one command; a HubError is printed as ``action`` failing (exit 1)."""
-    database = open_database()
-    try:
-        yield database
-    except HubError as error:
-        raise failed(action, error) from None
-    finally:
-        database.dispose()
 
 
 def load_terminology(database: Database, directory: Path = DEFAULT_DIR) -> dict[str, int]:
@@ -65,7 +49,7 @@ def terminology_load(
                                    help="A terminology directory (catalog.yaml + data/*.csv)"),
 ) -> None:
     """Store the code systems, value sets and concept maps of the catalog (again: nothing changes)."""
-    with _hub("Terminology not loaded") as database:
+    with command_database("Terminology not loaded") as database:
         counts = load_terminology(database, directory)
     console.print(f"Terminology loaded from {directory}: {counts}")
 
@@ -78,7 +62,7 @@ def mappings_load(
 ) -> None:
     """Load a mapping table as the scope's next ConceptMap version; stored data carrying a changed code follows."""
     scope = scope or path.stem
-    with _hub(f"{path.name} not loaded") as database:
+    with command_database(f"{path.name} not loaded") as database:
         rows = read_csv(decode_table(path.read_bytes()), scope)
         change = load_table(database, PROCESS_CACHE, scope, rows, actor=actor)
     summary = change.as_dict()
@@ -95,7 +79,7 @@ def mappings_export(
     output: Path = typer.Option(None, "-o", "--output", help="File to write (default: print)"),
 ) -> None:
     """Write a scope's current table as CSV (decisions made in the review included)."""
-    with _hub("Not exported") as database:
+    with command_database("Not exported") as database:
         text = write_csv(export_table(database, PROCESS_CACHE, scope), scope)
     if output is None:
         typer.echo(text, nl=False)
@@ -111,7 +95,7 @@ def mappings_renormalize(
 ) -> None:
     """Normalize again the stored resources carrying any code of a scope's table (after a terminology change,
     or to finish a background re-normalization that was interrupted)."""
-    with _hub("Not re-normalized") as database:
+    with command_database("Not re-normalized") as database:
         done = renormalize_scope(database, PROCESS_CACHE, scope, actor=actor)
     console.print(f"Re-normalized under {scope}'s table: {done.as_dict()}")
 
@@ -124,7 +108,7 @@ def mappings_conflicts(
     limit: int = typer.Option(50, help="How many"),
 ) -> None:
     """The mapping conflicts, most frequent first (review them at /governance/)."""
-    with _hub("Cannot list") as database, database.conflicts(write=False) as store:
+    with command_database("Cannot list") as database, database.conflicts(write=False) as store:
         rows, total = store.list(ConflictFilter(kind=kind or None, status=status or None, source=source or None),
                                  limit=limit)
     table = Table("id", "kind", "code", "display", "occurrences", "sources", "status")

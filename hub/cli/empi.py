@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from hub.cli.database import open_database
-from hub.cli.registry import failed
+from hub.cli.database import failed, open_database
 from hub.config import Settings
 from hub.empi.engine import Engine, RunStats
 from hub.empi.rules import load_rules

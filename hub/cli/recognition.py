@@ -12,8 +12,7 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 
-from hub.cli.database import open_database
-from hub.errors import HubError
+from hub.cli.database import command_database
 from hub.fhir.access import INSTITUTION_TAG
 from hub.fhir.instants import now_utc
 from hub.fhir.search_values import local_zone
@@ -31,14 +30,8 @@ T = TypeVar("T")
 
 def _run(action: str, work: Callable[[Recognition], T]) -> T:
     """``work`` on the recognition service of the configured database; a refusal is printed, exit 1."""
-    database = open_database()
-    try:
+    with command_database(action) as database:
         return work(install(database))
-    except HubError as error:
-        console.print(f"[red]{action}:[/] {error.message}")
-        raise typer.Exit(1) from None
-    finally:
-        database.dispose()
 
 
 @recognition_app.command("catalogue")

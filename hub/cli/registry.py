@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli.database import open_database
+from hub.cli.database import failed, open_database
 from hub.errors import HubError
 from hub.fhir import jsonio
 from hub.recognition.service import install as install_recognition
@@ -19,15 +19,6 @@ from hub.store.organizations import summary
 registry_app = typer.Typer(help="Institutions of the consortium (机构注册).", no_args_is_help=True)
 console = Console(soft_wrap=True)
 _BATCH = 500
-
-
-def failed(action: str, error: HubError) -> typer.Exit:
-    """Print ``error`` (every issue, no stack trace) and return the exit to raise."""
-    console.print(f"[red]{action}:[/] {error.message}")
-    if len(error.issues) > 1:
-        for issue in error.issues:
-            console.print(f"  - {issue.diagnostics}")
-    return typer.Exit(1)
 
 
 def _stored_ids(database: Database) -> set[str]:

@@ -12,8 +12,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from hub.cli.database import open_database
-from hub.errors import HubError
+from hub.cli.database import command_database
 from hub.fhir.access import INSTITUTION_TAG
 from hub.fhir.instants import now_utc
 from hub.store.database import Database
@@ -32,14 +31,8 @@ T = TypeVar("T")
 
 def _run(action: str, work: Callable[[Telediagnosis], T]) -> T:
     """``work`` on the tele-diagnosis service of the configured database; a refusal is printed, exit 1."""
-    database = open_database()
-    try:
+    with command_database(action) as database:
         return work(Telediagnosis(database))
-    except HubError as error:
-        console.print(f"[red]{action}:[/] {error.message}")
-        raise typer.Exit(1) from None
-    finally:
-        database.dispose()
 
 
 def _print_json(value: Any) -> None:
