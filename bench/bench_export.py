@@ -26,11 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from common import admin_headers, existing_database_url, fresh_database_url, server_env
+from common import admin_headers, existing_database_url, fresh_database_url, server_env, store_resources
 from search_data import make_observation, make_patient, patient_id
 
 from hub.config import Settings
@@ -64,33 +65,16 @@ def store(database: Database, patients: int, per_patient: int) -> float:
         "partOf": {"reference": "Organization/bench-cons"}}) for i in range(INSTITUTIONS)]
     with database.fhir_service(write=True) as service:
         service.upsert_many(organizations)
-    written = 0
-    pending: list[tuple[str, str, dict]] = []
 
-    def flush() -> None:
-        nonlocal written
-        with database.fhir_service(write=True) as service:
-            service.upsert_many(pending)
-        if written < 20_000:  # a first ANALYZE early: the empty tables' statistics mislead the first lookups
-            database.analyze_store()
-        written += len(pending)
-        pending.clear()
-        if written % 100_000 < BATCH:  # planner statistics as the load grows (as ingest keeps them)
-            database.analyze_store()
-            rate = written / (time.monotonic() - started)
-            print(f"  stored {written:,} resources ({rate:,.0f}/s)", flush=True)
+    def resources() -> Iterator[tuple[str, str, dict]]:
+        for n in range(1, patients + 1):
+            patient = tagged(make_patient(n), n)
+            yield "Patient", patient["id"], patient
+            for r in range(per_patient):
+                obs = {**tagged(make_observation(n, r), n), "id": f"ob-{n}-{r}"}
+                yield "Observation", obs["id"], obs
 
-    for n in range(1, patients + 1):
-        patient = tagged(make_patient(n), n)
-        pending.append(("Patient", patient["id"], patient))
-        for r in range(per_patient):
-            obs = {**tagged(make_observation(n, r), n), "id": f"ob-{n}-{r}"}
-            pending.append(("Observation", obs["id"], obs))
-        if len(pending) >= BATCH:
-            flush()
-    if pending:
-        flush()
-    database.analyze_store()
+    written = store_resources(database, resources(), BATCH)
     return written / (time.monotonic() - started)
 
 

@@ -32,12 +32,12 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from common import existing_database_url, fresh_database_url
+from common import existing_database_url, fresh_database_url, store_resources
 from search_data import LABS, LOINC, MRN_SYSTEM, make_observation, make_patient, mrn, patient_id
 from sqlalchemy import func, insert, select
 
@@ -123,31 +123,14 @@ def set_up(database: Database, recognition: Recognition) -> None:
 def store(database: Database, patients: int, per_patient: int) -> tuple[int, float]:
     """Write Patients and Observations through the FHIR service (index rows, HR marks); (written, seconds)."""
     started = time.monotonic()
-    written = 0
-    pending: list[tuple[str, str, dict[str, Any]]] = []
 
-    def flush() -> None:
-        nonlocal written
-        with database.fhir_service(write=True) as service:
-            service.upsert_many(pending)
-        if written < 20_000:  # a first ANALYZE early: the empty tables' statistics mislead the first lookups
-            database.analyze_store()
-        written += len(pending)
-        pending.clear()
-        if written % 100_000 < BATCH:  # planner statistics as the load grows (as ingest keeps them)
-            database.analyze_store()
-            rate = written / (time.monotonic() - started)
-            print(f"  stored {written:,} resources ({rate:,.0f}/s)", flush=True)
+    def resources() -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for n in range(1, patients + 1):
+            patient = {**make_patient(n), "meta": {"tag": [{"system": INSTITUTION_TAG, "code": institution(n)}]}}
+            yield "Patient", patient["id"], patient
+            yield from (("Observation", f"ob-{n}-{r}", observation(n, r)) for r in range(per_patient))
 
-    for n in range(1, patients + 1):
-        patient = {**make_patient(n), "meta": {"tag": [{"system": INSTITUTION_TAG, "code": institution(n)}]}}
-        pending.append(("Patient", patient["id"], patient))
-        pending.extend(("Observation", f"ob-{n}-{r}", observation(n, r)) for r in range(per_patient))
-        if len(pending) >= BATCH:
-            flush()
-    if pending:
-        flush()
-    database.analyze_store()
+    written = store_resources(database, resources(), BATCH)
     return written, time.monotonic() - started
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import psycopg
+
+from hub.store.database import Database
 
 #: libpq connection string of the PostgreSQL server (an admin database), overridable.
 PG_ADMIN = os.environ.get("HUB_BENCH_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
@@ -57,3 +62,32 @@ def admin_headers(hub: str, base: str, env: dict[str, str]) -> dict[str, str]:
                           data={"grant_type": "client_credentials"}, timeout=60)
     response.raise_for_status()
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def store_resources(database: Database, resources: Iterable[tuple[str, str, dict[str, Any]]], batch: int) -> int:
+    """Write ``(type, id, resource)`` through the FHIR service in transactions of ``batch`` (every index row), the
+    planner statistics kept current as the load grows, progress printed every 100,000; how many were written."""
+    started = time.monotonic()
+    written = 0
+    pending: list[tuple[str, str, dict[str, Any]]] = []
+
+    def flush() -> None:
+        nonlocal written
+        with database.fhir_service(write=True) as service:
+            service.upsert_many(pending)
+        if written < 20_000:  # a first ANALYZE early: the empty tables' statistics mislead the first lookups
+            database.analyze_store()
+        written += len(pending)
+        pending.clear()
+        if written % 100_000 < batch:  # planner statistics as the load grows (as ingest keeps them)
+            database.analyze_store()
+            print(f"  stored {written:,} resources ({written / (time.monotonic() - started):,.0f}/s)", flush=True)
+
+    for entry in resources:
+        pending.append(entry)
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    database.analyze_store()
+    return written
