@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install system-packages demo serve test test-postgres lint openapi bench clean
+.PHONY: install system-packages assets demo serve test test-postgres lint openapi bench clean
 
 # unixODBC and the ODBC drivers the source adapters use (MariaDB, PostgreSQL, SQLite),
 # and the headless Chromium the web-page tests drive (Playwright uses it; it downloads no browser).
@@ -23,7 +23,26 @@ $(BIN)/hub: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	@touch $(BIN)/hub
 
-install: system-packages $(BIN)/hub ## Create .venv and install the hub with its test extras
+install: system-packages $(BIN)/hub assets ## Create .venv and install the hub with its test extras
+
+# The browser libraries the pages use (ECharts), from npm into the hub's static files: served by the hub
+# itself, never from a CDN (hospital intranets have no internet). Versions are pinned in web/package-lock.json.
+ASSETS := hub/api/static/vendor/echarts.min.js
+
+assets: $(ASSETS) ## Build the pages' browser libraries from npm (needs node and npm)
+
+$(ASSETS): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing nodejs npm"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else \
+	    echo "npm is missing: run 'sudo apt-get install nodejs npm'" >&2; exit 1; \
+	  fi; }
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
+	mkdir -p hub/api/static/vendor
+	cp web/node_modules/echarts/dist/echarts.min.js hub/api/static/vendor/echarts.min.js
+	cp web/node_modules/echarts/LICENSE hub/api/static/vendor/echarts.LICENSE
 
 system-packages: ## Install the ODBC drivers and Chromium (Debian) when they are missing
 	@if ! odbcinst -q -d 2>/dev/null | grep -q 'MariaDB Unicode' || ! odbcinst -q -d | grep -q 'PostgreSQL Unicode' \

@@ -91,6 +91,9 @@ class Settings:
     #: the sweep runs.
     tele_worker: bool = True
     tele_sweep_seconds: int = 30
+    #: Dashboards: whether the API process reads new writes into the indicators' facts in the background
+    #: (without it, each evaluation catches up first).
+    dashboard_worker: bool = True
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -132,6 +135,7 @@ class Settings:
             export_jobs_per_client=_int_env("HUB_EXPORT_JOBS_PER_CLIENT", 5),
             tele_worker=_flag_env("HUB_TELE_WORKER", True),
             tele_sweep_seconds=_int_env("HUB_TELE_SWEEP_SECONDS", 30),
+            dashboard_worker=_flag_env("HUB_DASHBOARD_WORKER", True),
         )
 
     def __post_init__(self) -> None:

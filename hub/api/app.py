@@ -17,6 +17,7 @@ from hub.api import (
     audit,
     auth_routes,
     bulk_routes,
+    dashboard_routes,
     empi_routes,
     fhir_routes,
     governance_routes,
@@ -35,6 +36,7 @@ from hub.api.http import (
 )
 from hub.api.security import Security
 from hub.config import Settings
+from hub.dashboards.service import Dashboards, DashboardWorker
 from hub.empi.engine import Engine
 from hub.empi.worker import EmpiWorker
 from hub.errors import HubError, StorageError
@@ -67,6 +69,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     telediagnosis = Telediagnosis(database)
     if settings.tele_worker:
         workers.append(TeleWorkers(telediagnosis, sweep_seconds=settings.tele_sweep_seconds))
+    dashboards = Dashboards(database)
+    if settings.dashboard_worker:
+        workers.append(DashboardWorker(dashboards))
     exports = ExportJobs(database, settings)
     export_worker = ExportWorker(exports) if settings.export_worker else None
     if export_worker is not None:
@@ -78,6 +83,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         try:  # build the search registry before serving (a database still starting is not fatal)
             with database.unit_of_work(write=False) as repository:
                 database.search_parameters.current(repository)
+            dashboards.install_measures()  # the indicators' Measures, as the hub defines them
         except StorageError:
             log.warning("database unreachable at start-up; requests will get 503 until it answers")
         database.audit.start()
@@ -103,6 +109,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.empi = empi
     app.state.recognition = recognition
     app.state.telediagnosis = telediagnosis
+    app.state.dashboards = dashboards
     app.state.exports = exports
     app.state.export_worker = export_worker
     app.add_exception_handler(HubError, hub_error_handler)
@@ -121,6 +128,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(recognition_routes.router)
     app.include_router(telediagnosis_routes.router)
     app.include_router(subscriptions_routes.router)
+    app.include_router(dashboard_routes.fhir_router)
+    app.include_router(dashboard_routes.router)
     app.include_router(fhir_routes.router)
 
     @app.get("/health", tags=["service"], summary="Liveness and database check")

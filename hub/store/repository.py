@@ -13,9 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from hub.errors import VersionConflict
+from hub.fhir.access import patient_data_types
 from hub.fhir.instants import aware
 from hub.fhir.protected import PersonalDataProtector
 from hub.fhir.repository import HistorySpec, IndexValues, SearchSpec, StoredResource, VersionWrite
+from hub.store.dashboard_tables import dash_change
 from hub.store.index_rows import COPY_THRESHOLD, DriverIntegrityError, insert_index_rows, insert_rows
 from hub.store.search_sql import SearchSql, token_hash
 from hub.store.service_tables import subscription_event
@@ -449,13 +451,16 @@ class SqlRepository:
     def _queue_changes(self, writes: Sequence[VersionWrite]) -> None:
         """Queue the writes that others act on after commit, in the writing transaction: they see every
         write that commits, and none that does not. Patients for the EMPI; exams for tele-diagnosis's
-        intake; resources of the types Subscriptions watch for their matcher (deletions notify nobody)."""
+        intake; patient data (deletions too) for the dashboards' facts; resources of the types Subscriptions watch for their matcher (deletions notify nobody)."""
         if self._empi_queue:
             insert_rows(self.connection, empi_queue, [{"patient_id": w.new.id, "enqueued": w.new.last_updated}
                                                       for w in writes if w.new.resource_type == "Patient"])
         insert_rows(self.connection, tele_intake, [
             {"resource_type": w.new.resource_type, "res_id": w.new.id, "enqueued": w.new.last_updated}
             for w in writes if w.new.resource_type in INTAKE_TYPES and not w.new.deleted])
+        facts = patient_data_types()
+        insert_rows(self.connection, dash_change, [
+            {"resource_type": w.new.resource_type, "res_id": w.new.id} for w in writes if w.new.resource_type in facts])
         watched = watched_types(self.connection)
         if watched:
             insert_rows(self.connection, subscription_event, [

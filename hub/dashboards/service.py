@@ -1,0 +1,179 @@
+"""The dashboards' service: keeps the facts up to date, evaluates the indicators, installs their Measures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from hub.background import PeriodicWorker
+from hub.dashboards.definitions import MeasureDef, measures
+from hub.dashboards.evaluation import Evaluation, Unit, evaluate, resolve, units
+from hub.dashboards.facts import facts
+from hub.dashboards.indicators import EVALUATORS, Context
+from hub.errors import NotFound
+from hub.fhir.access import patient_data_types
+from hub.fhir.instants import now_utc
+from hub.store.dashboards import DashboardStore
+from hub.store.database import Database
+from hub.store.organizations import InstitutionTree, tree_cache
+from hub.store.repository import SqlRepository
+from hub.telediagnosis.figures import local_days
+
+log = logging.getLogger("hub.dashboards")
+#: Writes read per transaction when the facts catch up.
+BATCH = 2_000
+#: The PostgreSQL advisory lock that lets one process at a time bring the facts up to date.
+LOCK_KEY = "hub-dashboard-facts"
+
+
+@dataclass
+class RefreshStats:
+    """What one catch-up did."""
+
+    changes: int = 0
+    resources: int = 0
+    facts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts as JSON."""
+        return {"changes": self.changes, "resources": self.resources, "facts": self.facts}
+
+
+class Dashboards:
+    """The indicators of one database."""
+
+    def __init__(self, database: Database, clock: Callable[[], datetime] = now_utc) -> None:
+        self.database = database
+        self.clock = clock
+        self.trees = tree_cache()
+
+    # -- facts ----------------------------------------------------------------------------------
+
+    def refresh(self, limit: int | None = None) -> RefreshStats:
+        """Read the queued writes into facts (all of them, or about ``limit``), one batch per transaction."""
+        stats = RefreshStats()
+        while limit is None or stats.changes < limit:
+            with self.database.connection(write=True) as connection:
+                repository = SqlRepository(connection, None)  # facts need no personal data: read it sealed
+                repository.lock([LOCK_KEY])
+                store = DashboardStore(connection)
+                changes = store.claim_changes(BATCH)
+                if not changes:
+                    break
+                keys = list(dict.fromkeys((t, i) for _pk, t, i in changes))
+                current = repository.read_current_many(keys)
+                rows = []
+                for key in keys:
+                    stored = current.get(key)
+                    if stored is None or stored.deleted or stored.content is None:
+                        continue
+                    for fact in facts(key[0], orjson.loads(stored.content)):
+                        rows.append({"resource_type": key[0], "res_id": key[1], **fact.__dict__})
+                store.replace_facts(keys, rows)
+                store.remove_changes([pk for pk, _t, _i in changes])
+                stats.changes += len(changes)
+                stats.resources += len(keys)
+                stats.facts += len(rows)
+        return stats
+
+    def rebuild(self) -> RefreshStats:
+        """Forget every fact and read every current resource again (after ``HUB_TIMEZONE`` changed, or to repair)."""
+        with self.database.connection(write=True) as connection:
+            SqlRepository(connection, None).lock([LOCK_KEY])
+            DashboardStore(connection).queue_everything(patient_data_types())
+        return self.refresh()
+
+    def pending(self) -> int:
+        """Writes not yet read into facts."""
+        with self.database.connection(write=False) as connection:
+            return DashboardStore(connection).pending()
+
+    # -- indicators -----------------------------------------------------------------------------
+
+    def tree(self) -> InstitutionTree:
+        """The institutional tree as stored now."""
+        with self.database.unit_of_work(write=False) as repository:
+            return self.trees.current(repository)
+
+    def units(self, reach: frozenset[str] | None) -> list[dict[str, Any]]:
+        """The units a caller reaching ``reach`` may choose, each with its parent (for the page's filters)."""
+        tree = self.tree()
+        allowed = units(tree, reach)
+        out = []
+        for unit in allowed.values():
+            parent = tree.nodes[unit.unit_id].parent if unit.unit_id in tree.nodes else ""
+            out.append({"id": unit.unit_id, "name": unit.name, "kind": unit.kind,
+                        "parent": parent if parent in allowed else ("" if unit.unit_id else None),
+                        "institutions": len(unit.institutions)})
+        return out
+
+    def evaluate(self, measure_id: str, first: date, last: date, unit_id: str | None,
+                 reach: frozenset[str] | None) -> Evaluation:
+        """Indicator ``measure_id`` over the local days ``first`` to ``last`` for unit ``unit_id`` (None: all the
+        caller reaches), with the facts brought up to date first."""
+        return self.evaluate_many([measure_id], first, last, unit_id, reach)[0]
+
+    def evaluate_many(self, measure_ids: list[str], first: date, last: date, unit_id: str | None,
+                      reach: frozenset[str] | None) -> list[Evaluation]:
+        """Several indicators for one unit, read in one transaction."""
+        definitions = [self.measure(m) for m in measure_ids]
+        local_days(first, last)  # checks the period (years 1900–2100, at most ten years, in order)
+        if self.pending():
+            self.refresh()
+        tree = self.tree()
+        unit, below = resolve(tree, unit_id, reach)
+        with self.database.connection(write=False) as connection:
+            context = Context(connection, tree, first, last, self.clock())
+            return [self._evaluate(definition, context, unit, below) for definition in definitions]
+
+    def _evaluate(self, definition: MeasureDef, context: Context, unit: Unit, below: list[Unit]) -> Evaluation:
+        computed = EVALUATORS[definition.measure_id](context)
+        return evaluate(definition, computed, context.tree, unit, below, context.first, context.last)
+
+    @staticmethod
+    def measure(measure_id: str) -> MeasureDef:
+        """The indicator's definition (404 if there is none)."""
+        found = measures().get(measure_id)
+        if found is None:
+            raise NotFound(f"Measure/{measure_id} is not an indicator of the hub (known: {', '.join(measures())})")
+        return found
+
+    @staticmethod
+    def measure_by_url(url: str) -> MeasureDef:
+        """The indicator whose canonical URL (or id) is ``url`` (a ``|version`` suffix is ignored)."""
+        canonical = url.split("|", 1)[0]
+        for definition in measures().values():
+            if canonical in (definition.url, definition.measure_id, f"Measure/{definition.measure_id}"):
+                return definition
+        raise NotFound(f"No indicator has the canonical URL {canonical}")
+
+    def install_measures(self) -> list[str]:
+        """Store the indicators' Measures (a new version only where the definition changed); what each became."""
+        with self.database.fhir_service(write=True) as service:
+            return [f"{d.measure_id}: {service.update('Measure', d.measure_id, dict(d.resource)).status}"
+                    for d in measures().values()]
+
+
+class DashboardWorker:
+    """Brings the facts up to date in the background of the API process (every few seconds)."""
+
+    def __init__(self, dashboards: Dashboards, interval: float = 5.0) -> None:
+        self.dashboards = dashboards
+        self.worker = PeriodicWorker("hub-dashboard-facts", self._once, interval, log)
+
+    def _once(self) -> bool:
+        stats = self.dashboards.refresh(limit=BATCH * 5)
+        return stats.changes >= BATCH * 5
+
+    def start(self) -> None:
+        """Start the thread."""
+        self.worker.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop it after the current batch."""
+        self.worker.stop(timeout)

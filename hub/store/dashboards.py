@@ -1,0 +1,181 @@
+"""SQL of the dashboards: the change queue, the facts, and the indexed aggregates the indicators read.
+
+Patients are counted as the EMPI's persons: a Patient linked to a regional person counts as that person
+(``COALESCE(person_id, patient)``), so one resident seen at two institutions is one person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, literal, select, text
+
+from hub.fhir.instants import aware
+from hub.store.dashboard_tables import dash_change, dash_fact
+from hub.store.index_rows import insert_rows
+from hub.store.tables import (
+    empi_record,
+    empi_review,
+    ingest_run,
+    mapping_conflict,
+    quarantine,
+    resource,
+    source_system,
+)
+
+#: How a reading counts as controlled (the measure's threshold), by fact kind: fixed SQL, never user text.
+CONTROLLED = {"bp": "m.value1 < 140 AND m.value2 < 90", "glucose": "m.value1 < 7.0"}
+
+_PROGRAM_SQL = """
+WITH f AS (
+  SELECT COALESCE(r.person_id, f.patient) AS person, f.institution, f.day, f.res_id
+  FROM hub_dash_fact f LEFT JOIN hub_empi_record r ON r.patient_id = f.patient
+  WHERE f.kind = 'follow-up' AND f.code = :program AND f.day >= :first AND f.day <= :last AND f.patient <> ''
+), ranked AS (
+  SELECT person, institution, COUNT(*) OVER (PARTITION BY person) AS visits,
+         ROW_NUMBER() OVER (PARTITION BY person ORDER BY day DESC, res_id DESC) AS rn
+  FROM f
+), readings AS (
+  SELECT f.person, CASE WHEN {controlled} THEN 1 ELSE 0 END AS controlled,
+         ROW_NUMBER() OVER (PARTITION BY f.person ORDER BY m.day DESC, m.res_id DESC) AS rn
+  FROM hub_dash_fact m JOIN f ON f.res_id = m.other
+  WHERE m.kind = :reading AND m.day >= :first AND m.day <= :last
+)
+SELECT ranked.institution AS institution, COUNT(*) AS managed,
+       SUM(CASE WHEN ranked.visits >= :required THEN 1 ELSE 0 END) AS standard,
+       SUM(COALESCE(readings.controlled, 0)) AS controlled,
+       SUM(CASE WHEN readings.person IS NULL THEN 0 ELSE 1 END) AS measured
+FROM ranked LEFT JOIN readings ON readings.person = ranked.person AND readings.rn = 1
+WHERE ranked.rn = 1
+GROUP BY ranked.institution
+"""
+
+
+class DashboardStore:
+    """The dashboards' tables inside one transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # -- the change queue and the facts ------------------------------------------------------------
+
+    def claim_changes(self, limit: int) -> list[tuple[int, str, str]]:
+        """The oldest queued writes ``(pk, type, id)``."""
+        query = (select(dash_change.c.change_pk, dash_change.c.resource_type, dash_change.c.res_id)
+                 .order_by(dash_change.c.change_pk).limit(limit))
+        return [(int(r.change_pk), r.resource_type, r.res_id) for r in self.connection.execute(query)]
+
+    def remove_changes(self, pks: Sequence[int]) -> None:
+        """Forget writes read."""
+        for start in range(0, len(pks), 500):
+            self.connection.execute(delete(dash_change).where(dash_change.c.change_pk.in_(pks[start:start + 500])))
+
+    def pending(self) -> int:
+        """How many writes wait to be read."""
+        return int(self.connection.execute(select(func.count()).select_from(dash_change)).scalar_one())
+
+    def replace_facts(self, keys: Sequence[tuple[str, str]], rows: list[dict[str, Any]]) -> None:
+        """The facts of the resources ``keys`` become ``rows`` (each names its resource)."""
+        by_type: dict[str, list[str]] = {}
+        for resource_type, res_id in keys:
+            by_type.setdefault(resource_type, []).append(res_id)
+        for resource_type, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                self.connection.execute(delete(dash_fact).where(dash_fact.c.resource_type == resource_type,
+                                                                dash_fact.c.res_id.in_(ids[start:start + 500])))
+        insert_rows(self.connection, dash_fact, rows)
+
+    def queue_everything(self, types: Iterable[str]) -> int:
+        """Forget every fact and queue every current resource of ``types`` (a rebuild); how many were queued."""
+        self.connection.execute(delete(dash_fact))
+        self.connection.execute(delete(dash_change))
+        chosen = select(resource.c.resource_type, resource.c.res_id).where(
+            resource.c.deleted.is_(False), resource.c.resource_type.in_(sorted(types)))
+        self.connection.execute(insert(dash_change).from_select(["resource_type", "res_id"], chosen))
+        return self.pending()
+
+    # -- aggregates ------------------------------------------------------------------------------
+
+    def visits(self, first: str, last: str) -> list[tuple[str, str, int]]:
+        """Visits per institution and encounter class on the local days ``first`` to ``last``."""
+        f = dash_fact.c
+        query = (select(f.institution, f.code, func.count())
+                 .where(f.kind == "visit", f.day >= first, f.day <= last)
+                 .group_by(f.institution, f.code))
+        return [(r[0], r[1], int(r[2])) for r in self.connection.execute(query)]
+
+    def referrals(self, first: str, last: str) -> list[dict[str, Any]]:
+        """Referrals per referring and receiving institution, direction and status."""
+        f = dash_fact.c
+        query = (select(f.institution, f.other, f.code, f.status, func.count().label("count"))
+                 .where(f.kind == "referral", f.day >= first, f.day <= last)
+                 .group_by(f.institution, f.other, f.code, f.status))
+        return [dict(r._mapping) for r in self.connection.execute(query)]
+
+    def program(self, program: str, reading: str, first: str, last: str, required: int) -> list[dict[str, Any]]:
+        """Per managing institution (the one of each person's latest follow-up in the period): persons managed
+        (at least one follow-up), those with ``required`` follow-ups or more, those whose latest reading taken at
+        a follow-up was controlled, and those with such a reading at all."""
+        sql = text(_PROGRAM_SQL.format(controlled=CONTROLLED[reading]))
+        rows = self.connection.execute(sql, {"program": program, "reading": reading, "first": first, "last": last,
+                                             "required": required})
+        return [{k: (int(v) if k != "institution" else v) for k, v in r._mapping.items()} for r in rows]
+
+    def records(self) -> list[tuple[str, str, int, int, int]]:
+        """Current records per source and institution, with their local coded values and standard-coded ones."""
+        f = dash_fact.c
+        query = (select(f.code, f.institution, func.count(), func.coalesce(func.sum(f.value1), 0),
+                        func.coalesce(func.sum(f.value2), 0))
+                 .where(f.kind == "record").group_by(f.code, f.institution))
+        return [(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in self.connection.execute(query)]
+
+    # -- the data center's state -----------------------------------------------------------------
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Every registered source with its last run and its last successful run."""
+        s, run = source_system.c, ingest_run.c
+        last_ok = (select(run.source_id, func.max(run.run_id).label("run_id"))
+                   .where(run.status == "succeeded").group_by(run.source_id).subquery())
+        last_any = select(run.source_id, func.max(run.run_id).label("run_id")).group_by(run.source_id).subquery()
+        ok_run = ingest_run.alias("ok_run")
+        any_run = ingest_run.alias("any_run")
+        query = (select(s.source_id, s.institution, s.name, s.system_kind, s.enabled,
+                        ok_run.c.finished.label("last_success"), any_run.c.status.label("last_status"),
+                        any_run.c.started.label("last_started"))
+                 .select_from(source_system)
+                 .outerjoin(last_ok, last_ok.c.source_id == s.source_id)
+                 .outerjoin(ok_run, ok_run.c.run_id == last_ok.c.run_id)
+                 .outerjoin(last_any, last_any.c.source_id == s.source_id)
+                 .outerjoin(any_run, any_run.c.run_id == last_any.c.run_id)
+                 .order_by(s.source_id))
+        out = []
+        for row in self.connection.execute(query):
+            values = dict(row._mapping)
+            for name in ("last_success", "last_started"):
+                values[name] = aware(values[name]) if values[name] is not None else None
+            out.append(values)
+        return out
+
+    def quarantined(self) -> dict[str, int]:
+        """Open quarantined rows per source."""
+        q = quarantine.c
+        rows = self.connection.execute(select(q.source_id, func.count()).where(q.status == "open")
+                                       .group_by(q.source_id))
+        return {r[0]: int(r[1]) for r in rows}
+
+    def open_conflicts(self) -> list[tuple[str, int]]:
+        """Open mapping conflicts: the institutions each was seen at (JSON list) and how many share that list."""
+        c = mapping_conflict.c
+        rows = self.connection.execute(select(c.institutions, func.count()).where(c.status == "open")
+                                       .group_by(c.institutions))
+        return [(r[0], int(r[1])) for r in rows]
+
+    def open_match_reviews(self) -> dict[str, int]:
+        """Open EMPI reviews (possible matches waiting for a decision) per institution of the record reviewed."""
+        review, record = empi_review.c, empi_record.c
+        query = (select(func.coalesce(record.institution, literal("")), func.count())
+                 .select_from(empi_review.outerjoin(empi_record, record.patient_id == review.patient_id))
+                 .where(review.status == "open")
+                 .group_by(func.coalesce(record.institution, literal(""))))
+        return {r[0]: int(r[1]) for r in self.connection.execute(query)}
