@@ -7,8 +7,9 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 .PHONY: install system-packages assets demo serve test test-postgres lint openapi bench clean
 
 # unixODBC and the ODBC drivers the source adapters use (MariaDB, PostgreSQL, SQLite),
-# and the headless Chromium the web-page tests drive (Playwright uses it; it downloads no browser).
-SYSTEM_PACKAGES := unixodbc odbc-mariadb odbc-postgresql libsqliteodbc chromium
+# the headless Chromium the web-page tests drive (Playwright uses it; it downloads no browser),
+# and the CJK fonts its screenshots of the Chinese pages need.
+SYSTEM_PACKAGES := unixodbc odbc-mariadb odbc-postgresql libsqliteodbc chromium fonts-noto-cjk
 
 $(BIN)/hub: pyproject.toml
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
@@ -44,9 +45,10 @@ $(ASSETS): web/package.json web/package-lock.json
 	cp web/node_modules/echarts/dist/echarts.min.js hub/api/static/vendor/echarts.min.js
 	cp web/node_modules/echarts/LICENSE hub/api/static/vendor/echarts.LICENSE
 
-system-packages: ## Install the ODBC drivers and Chromium (Debian) when they are missing
+system-packages: ## Install the ODBC drivers, Chromium and CJK fonts (Debian) when they are missing
 	@if ! odbcinst -q -d 2>/dev/null | grep -q 'MariaDB Unicode' || ! odbcinst -q -d | grep -q 'PostgreSQL Unicode' \
-	    || ! odbcinst -q -d | grep -q 'SQLite3' || ! command -v chromium >/dev/null; then \
+	    || ! odbcinst -q -d | grep -q 'SQLite3' || ! command -v chromium >/dev/null \
+	    || ! fc-list 2>/dev/null | grep -q 'Noto Sans CJK'; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing $(SYSTEM_PACKAGES)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \

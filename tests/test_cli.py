@@ -58,8 +58,8 @@ def test_demo_loads_the_sample_once(tmp_path: Path) -> None:
     # the golden Patients of 7 regional persons (8 source Patients: 张伟 at two institutions), the consortium's Group,
     # the recent result the 互认 example uses and the second versions of the two sample results marked HR,
     # the 7 readers of the sample reading centers (Practitioner + PractitionerRole), and the two exams of 玉山镇
-    # sent to be read (ServiceRequest, ImagingStudy and the reading Task each)
-    assert count == 37 + 9 + 15 + 31 + 3 + 7 + 1 + 1 + 2 + 14 + 6
+    # sent to be read (ServiceRequest, ImagingStudy and the reading Task each), and the 7 indicators' Measures
+    assert count == 37 + 9 + 15 + 31 + 3 + 7 + 1 + 1 + 2 + 14 + 6 + 7
     assert "8 Patient writes placed: 7 new persons, 1 automatic links" in first.stdout
     assert "Mapping tables (versions): {'frontdb': 1, 'his-pinyin': 1, 'lis-english': 1}" in first.stdout
     engine = create_engine(db_url)

@@ -21,6 +21,7 @@ from hub.api.audit import audit_row
 from hub.auth.audit import AuditRecord
 from hub.auth.roles import Role
 from hub.cli.coding import load_mapping_dir, load_terminology, mappings_app, terminology_app
+from hub.cli.dashboards import dashboards_app
 from hub.cli.database import open_database
 from hub.cli.demo_source import DEMO_INSTITUTION, DEMO_SOURCE, run_demo_source
 from hub.cli.empi import describe, drain_queue, empi_app
@@ -30,6 +31,8 @@ from hub.cli.registry import registry_app
 from hub.cli.security import audit_app, clients_app, keys_app, register_client
 from hub.cli.telediagnosis import demo_exams, load_tele_samples, tele_app
 from hub.config import Settings
+from hub.dashboards.definitions import measures
+from hub.dashboards.service import Dashboards
 from hub.errors import HubError
 from hub.fhir import jsonio
 from hub.fhir.bulk import consortium_group
@@ -60,6 +63,7 @@ app.add_typer(mappings_app, name="mappings")
 app.add_typer(empi_app, name="empi")
 app.add_typer(recognition_app, name="recognition")
 app.add_typer(tele_app, name="telediagnosis")
+app.add_typer(dashboards_app, name="dashboards")
 console = Console(soft_wrap=True)
 #: Failures go to standard error (a script may be reading standard output).
 errors = Console(soft_wrap=True, stderr=True)
@@ -230,6 +234,10 @@ def demo(
         console.print(f"  exam {task['focus']} ({task['modality']}, {task['priority']}) of {DEMO_INSTITUTION} → "
                       f"center {task['center_id']}, {task['state']} to PractitionerRole/{task['reader']}, due "
                       f"{task['deadline'].astimezone(local_zone()):%Y-%m-%d %H:%M}")
+    dashboards = Dashboards(database)
+    dashboards.install_measures()
+    console.print(f"Dashboards (一屏看全区): {len(measures())} indicators as FHIR Measures; facts "
+                  f"{dashboards.refresh().as_dict()}")
     base = f"http://{host}:{port}"
     demo_clients = (
         ("demo admin", Role.ADMIN, {}),
@@ -282,6 +290,10 @@ def demo(
                   "(as the demo worklist client); POST …/telediagnosis/tasks/<id>/claim|report; "
                   f"{base}/fhir/Task?owner=PractitionerRole/pr-ks-img-li&status=ready ; figures "
                   f"{base}/telediagnosis/figures?from=2026-01-01&to=2026-12-31")
+    console.print(f"Dashboards page:     {base}/dashboards  (sign in as the demo data governance or app client)")
+    console.print(f"Indicator (FHIR):    {base}/fhir/Measure/primary-care-share/$evaluate-measure?periodStart=2026-01-01"
+                  "&periodEnd=2026-12-31&subject=Organization/consortium-ks ; compact JSON "
+                  f"{base}/dashboards/indicators?period=2026&unit=consortium-ks")
     console.print(f"OpenAPI spec:        {base}/openapi.json")
     if not no_serve:
         serve(host=host, port=port, workers=1)

@@ -12,7 +12,7 @@ import orjson
 
 from hub.background import PeriodicWorker
 from hub.dashboards.definitions import MeasureDef, measures
-from hub.dashboards.evaluation import Evaluation, Unit, evaluate, resolve, units
+from hub.dashboards.evaluation import ALL, Evaluation, Unit, evaluate, resolve, units
 from hub.dashboards.facts import facts
 from hub.dashboards.indicators import EVALUATORS, Context
 from hub.errors import NotFound
@@ -106,9 +106,10 @@ class Dashboards:
         allowed = units(tree, reach)
         out = []
         for unit in allowed.values():
-            parent = tree.nodes[unit.unit_id].parent if unit.unit_id in tree.nodes else ""
+            parent = tree.nodes[unit.unit_id].parent if unit.unit_id in tree.nodes else None
+            # a unit whose parent the caller may not see hangs under ALL (""); ALL itself has none
             out.append({"id": unit.unit_id, "name": unit.name, "kind": unit.kind,
-                        "parent": parent if parent in allowed else ("" if unit.unit_id else None),
+                        "parent": None if unit.unit_id == ALL else (parent if parent in allowed else ALL),
                         "institutions": len(unit.institutions)})
         return out
 

@@ -160,7 +160,9 @@ function card(indicator) {
     }
     box.append(table);
   }
-  for (const [stratifier, byCode] of Object.entries(indicator.breakdowns)) box.append(breakdown(indicator, stratifier, byCode));
+  for (const [stratifier, byCode] of Object.entries(indicator.breakdowns)) {
+    if (Object.values(byCode).some((rows) => rows.length)) box.append(breakdown(indicator, stratifier, byCode));
+  }
   return box;
 }
 
@@ -203,7 +205,7 @@ function plot(indicator) {
                        lineStyle: {color: "#b83232", type: "dashed"}, label: {formatter: "目标 {c}" + (percent ? "%" : "")}};
   }
   chart.setOption({
-    animation: false, grid: {left: 48, right: 16, top: 24, bottom: 48},
+    animation: false, grid: {left: 48, right: 56, top: 24, bottom: 48},
     tooltip: {trigger: "axis"},
     xAxis: {type: "category", data: indicator.children.map((c) => c.name), axisLabel: {interval: 0, rotate: 30, fontSize: 11}},
     yAxis: {type: "value", axisLabel: {formatter: percent ? "{value}%" : "{value}"}},
