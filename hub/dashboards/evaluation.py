@@ -66,6 +66,8 @@ class Evaluation:
     children: tuple[Row, ...]
     #: Stratifier code → strata, per figure code.
     strata: dict[str, dict[str, tuple[Row, ...]]]
+    #: Writes not yet counted (a bulk load being read into facts): the figures are not final yet.
+    pending: int = 0
 
 
 def units(tree: InstitutionTree, reach: frozenset[str] | None) -> dict[str, Unit]:
@@ -137,7 +139,7 @@ def _number(value: float | None) -> float | None:
 
 
 def evaluate(measure: MeasureDef, computed: Computed, tree: InstitutionTree, unit: Unit, below: list[Unit],
-             first: date, last: date) -> Evaluation:
+             first: date, last: date, pending: int = 0) -> Evaluation:
     """The indicator for ``unit``, its children ``below`` and its strata."""
     top = row(measure, computed, unit.unit_id, unit.name, unit.kind, unit.institutions)
     kids = tuple(row(measure, computed, u.unit_id, u.name, u.kind, u.institutions) for u in below)
@@ -149,7 +151,7 @@ def evaluate(measure: MeasureDef, computed: Computed, tree: InstitutionTree, uni
     for code, by_stratifier in extra.items():
         for stratifier, rows in by_stratifier.items():
             strata.setdefault(stratifier, {})[code] = tuple(_stratum_row(measure, code, s) for s in rows)
-    return Evaluation(measure, first, last, top, kids, strata)
+    return Evaluation(measure, first, last, top, kids, strata, pending)
 
 
 def _stratum_row(measure: MeasureDef, code: str, stratum: Stratum) -> Row:

@@ -134,7 +134,7 @@ def recognition(ctx: Context) -> Computed:
     """检查检验结果互认: recognition rate, re-tests (by reason), avoided tests and cost."""
     out = Computed()
     reasons: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for total in RecognitionStore(ctx.connection).day_totals(*ctx.days):
+    for total in RecognitionStore(ctx.connection).institution_totals(*ctx.days):
         if not total["eligible"]:
             continue
         institution, count = total["institution"], int(total["checks"])
@@ -159,44 +159,42 @@ def recognition(ctx: Context) -> Computed:
     return out
 
 
+_TELE_COUNTS = ("volume", "completed", "sla-compliance", "escalated")
+
+
 def telediagnosis(ctx: Context) -> Computed:
     """远程诊断: volume, reported, TAT p50/p90, SLA compliance, escalations; by site, and by reading center."""
     store = TeleStore(ctx.connection)
-    tasks = store.tasks_between(*local_days(ctx.first, ctx.last))
+    start, end = local_days(ctx.first, ctx.last)
+    totals = store.site_totals(start, end)
     config = store.config()
     centers = {c["id"]: c["institution"] for c in (config[1]["centers"] if config else [])}
+    minutes: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for site, center_id, value in store.turnarounds(start, end):
+        minutes[(site, centers.get(center_id, center_id))].append(value)
     out = Computed()
-    for task in tasks:
-        for code, cell in _task_cells(task).items():
-            out.add(task["site"], code, *cell)
+    for row in totals:
+        for code, cell in _tele_cells(row).items():
+            out.add(row["site"], code, *cell)
 
-    def minutes(rows: list[dict[str, Any]]) -> list[float]:
-        return [(r["completed_at"] - r["created"]).total_seconds() / 60 for r in rows
-                if r["state"] == "completed" and r["completed_at"] is not None]
-
-    by_site: dict[str, list[float]] = defaultdict(list)
-    for task in tasks:
-        by_site[task["site"]].extend(minutes([task]))
-
-    def over(institutions: frozenset[str]) -> dict[str, list[float | None]]:
-        values = [value for site in institutions & set(by_site) for value in by_site[site]]
+    def tat(values: list[float]) -> dict[str, list[float | None]]:
         return {"tat-p50": [_rounded(percentile(values, 0.5)), 0], "tat-p90": [_rounded(percentile(values, 0.9)), 0]}
 
+    def over(institutions: frozenset[str]) -> dict[str, list[float | None]]:
+        return tat([value for (site, _center), values in minutes.items() if site in institutions for value in values])
+
     def breakdown(institutions: frozenset[str]) -> dict[str, dict[str, list[Stratum]]]:
-        by_center: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for task in tasks:
-            if task["site"] in institutions:
-                by_center[centers.get(task["center_id"], task["center_id"] or "")].append(task)
-        strata: dict[str, list[Stratum]] = defaultdict(list)
-        for center, rows in sorted(by_center.items()):
-            figures: dict[str, list[float]] = defaultdict(lambda: [0, 0])
-            for task in rows:
-                for code, (numerator, denominator) in _task_cells(task).items():
+        by_center: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {code: [0, 0] for code in _TELE_COUNTS})
+        for row in totals:
+            if row["site"] in institutions:
+                figures = by_center[centers.get(row["center_id"], row["center_id"])]
+                for code, (numerator, denominator) in _tele_cells(row).items():
                     figures[code][0] += numerator
                     figures[code][1] += denominator
-            values = minutes(rows)
-            figures["tat-p50"] = [_rounded(percentile(values, 0.5)), 0]
-            figures["tat-p90"] = [_rounded(percentile(values, 0.9)), 0]
+        strata: dict[str, list[Stratum]] = defaultdict(list)
+        for center, figures in sorted(by_center.items()):
+            figures.update(tat([v for (site, c), values in minutes.items() if c == center and site in institutions
+                                for v in values]))
             node = ctx.tree.nodes.get(center)
             for code in ("volume", "completed", "tat-p50", "tat-p90", "sla-compliance", "escalated"):
                 strata[code].append((center, node.name if node else center, {code: figures[code]}))
@@ -206,11 +204,9 @@ def telediagnosis(ctx: Context) -> Computed:
     return out
 
 
-def _task_cells(task: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    done = task["state"] == "completed" and task["completed_at"] is not None
-    met = done and task["completed_at"] <= task["deadline"]
-    return {"volume": (1, 0), "completed": (1 if done else 0, 0), "sla-compliance": (1 if met else 0, 1 if done else 0),
-            "escalated": (1 if task["sla_level"] >= 2 else 0, 0)}
+def _tele_cells(row: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    return {"volume": (row["volume"], 0), "completed": (row["completed"], 0),
+            "sla-compliance": (row["met"], row["completed"]), "escalated": (row["escalated"], 0)}
 
 
 def _rounded(value: float | None) -> float | None:

@@ -93,9 +93,9 @@ def _group(figure: Figure, strata: dict[str, dict[str, tuple[Row, ...]]]) -> dic
 
 
 def measure_report(evaluation: Evaluation, now: datetime) -> dict[str, Any]:
-    """The summary MeasureReport (R4) of ``evaluation``."""
+    """The summary MeasureReport (R4) of ``evaluation`` (status ``pending`` while writes wait to be counted)."""
     report: dict[str, Any] = {
-        "resourceType": "MeasureReport", "status": "complete", "type": "summary",
+        "resourceType": "MeasureReport", "status": "pending" if evaluation.pending else "complete", "type": "summary",
         "measure": evaluation.measure.url, "date": now.isoformat(timespec="seconds"),
         "period": {"start": evaluation.first.isoformat(), "end": evaluation.last.isoformat()},
     }
@@ -120,7 +120,7 @@ def compact(evaluation: Evaluation) -> dict[str, Any]:
                                for code, rows in by_code.items()}
                   for stratifier, by_code in evaluation.strata.items() if stratifier != "institution"}
     return {
-        "measure": evaluation.measure.measure_id, "title": evaluation.measure.title,
+        "measure": evaluation.measure.measure_id, "title": evaluation.measure.title, "pending": evaluation.pending,
         "figures": [{"code": f.group.code, "name": f.group.name, "scoring": f.group.scoring, "unit": f.group.unit,
                      "target": f.group.target, **_values(f)} for f in evaluation.unit.figures],
         "children": [_row(child) for child in evaluation.children],

@@ -15,7 +15,7 @@ from hub.dashboards.definitions import MeasureDef, measures
 from hub.dashboards.evaluation import ALL, Evaluation, Unit, evaluate, resolve, units
 from hub.dashboards.facts import facts
 from hub.dashboards.indicators import EVALUATORS, Context
-from hub.errors import NotFound
+from hub.errors import NotFound, VersionConflict
 from hub.fhir.access import patient_data_types
 from hub.fhir.instants import now_utc
 from hub.store.dashboards import DashboardStore
@@ -27,6 +27,9 @@ from hub.telediagnosis.figures import local_days
 log = logging.getLogger("hub.dashboards")
 #: Writes read per transaction when the facts catch up.
 BATCH = 2_000
+#: An evaluation first reads at most this many waiting writes itself (a larger backlog, after a bulk load or the
+#: migration, is left to the background worker or ``hub dashboards refresh``: the report says it is pending).
+CATCH_UP = 20_000
 #: The PostgreSQL advisory lock that lets one process at a time bring the facts up to date.
 LOCK_KEY = "hub-dashboard-facts"
 
@@ -124,17 +127,20 @@ class Dashboards:
         """Several indicators for one unit, read in one transaction."""
         definitions = [self.measure(m) for m in measure_ids]
         local_days(first, last)  # checks the period (years 1900–2100, at most ten years, in order)
-        if self.pending():
+        waiting = self.pending()
+        if 0 < waiting <= CATCH_UP:
             self.refresh()
+            waiting = self.pending()
         tree = self.tree()
         unit, below = resolve(tree, unit_id, reach)
         with self.database.connection(write=False) as connection:
             context = Context(connection, tree, first, last, self.clock())
-            return [self._evaluate(definition, context, unit, below) for definition in definitions]
+            return [self._evaluate(definition, context, unit, below, waiting) for definition in definitions]
 
-    def _evaluate(self, definition: MeasureDef, context: Context, unit: Unit, below: list[Unit]) -> Evaluation:
+    def _evaluate(self, definition: MeasureDef, context: Context, unit: Unit, below: list[Unit],
+                  waiting: int) -> Evaluation:
         computed = EVALUATORS[definition.measure_id](context)
-        return evaluate(definition, computed, context.tree, unit, below, context.first, context.last)
+        return evaluate(definition, computed, context.tree, unit, below, context.first, context.last, waiting)
 
     @staticmethod
     def measure(measure_id: str) -> MeasureDef:
@@ -155,9 +161,12 @@ class Dashboards:
 
     def install_measures(self) -> list[str]:
         """Store the indicators' Measures (a new version only where the definition changed); what each became."""
-        with self.database.fhir_service(write=True) as service:
-            return [f"{d.measure_id}: {service.update('Measure', d.measure_id, dict(d.resource)).status}"
-                    for d in measures().values()]
+        try:
+            with self.database.fhir_service(write=True) as service:
+                return [f"{d.measure_id}: {service.update('Measure', d.measure_id, dict(d.resource)).status}"
+                        for d in measures().values()]
+        except VersionConflict:  # another process, starting at the same moment, stored them
+            return self.install_measures()
 
 
 class DashboardWorker:

@@ -26,6 +26,7 @@ from hub.privacy import DataKeyring, resolve_keyring
 from hub.store.audit_log import AuditLog
 from hub.store.clients import SqlClientStore
 from hub.store.conflicts import ConflictStore
+from hub.store.dashboard_tables import dash_change, dash_fact
 from hub.store.empi import EmpiStore
 from hub.store.exports import ExportStore
 from hub.store.ingest_state import IngestState
@@ -317,7 +318,8 @@ class Database:
             log.info("statistics not refreshed: %s", type(exc.orig).__name__ if exc.orig else exc)
 
     def analyze_store(self) -> None:
-        """Refresh the planner statistics of the FHIR, EMPI and reading-task tables now (after a bulk load).
+        """Refresh the planner statistics of the FHIR, EMPI, reading-task and dashboard tables now (after a bulk
+        load).
 
         PostgreSQL's autovacuum does this eventually, but a load of a few hundred thousand
         resources outruns it (and it may be off): without statistics, the prepared lookups of
@@ -327,7 +329,7 @@ class Database:
             self.refresh_statistics(force=True)
             return
         tables = ", ".join(t.name for t in (resource, resource_version, *INDEX_TABLES.values(), empi_record, empi_block,
-                                            tele_task))
+                                            tele_task, dash_fact, dash_change))
         try:
             with self.engine.connect() as connection:
                 connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"ANALYZE {tables}")

@@ -226,6 +226,17 @@ class RecognitionStore:
                                        .order_by(c.checked_at.desc(), c.check_id).limit(limit).offset(offset))
         return [dict(row._mapping) for row in rows], int(total)
 
+    def institution_totals(self, first_day: str, last_day: str) -> list[dict[str, Any]]:
+        """Checks of the local days ``first_day`` to ``last_day`` summed per ordering institution, eligibility,
+        decision and reason, with the prices of the items (the dashboards' figures)."""
+        c = recognition_check.c
+        eligible = (c.recognizable > 0).label("eligible")
+        query = (select(c.institution, eligible, c.decision, c.reason, func.count().label("checks"),
+                        func.coalesce(func.sum(c.price_fen), 0).label("price_fen"))
+                 .where(c.check_day >= first_day, c.check_day <= last_day)
+                 .group_by(c.institution, eligible, c.decision, c.reason))
+        return [dict(row._mapping) for row in self.connection.execute(query)]
+
     def day_totals(self, first_day: str, last_day: str,
                    institutions: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Checks summed per day, ordering institution, eligibility, decision and reason."""

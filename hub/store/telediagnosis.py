@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.fhir.instants import aware
@@ -154,6 +154,35 @@ class TeleStore:
         rows = self.connection.execute(select(tele_task).where(tele_task.c.created >= start,
                                                                tele_task.c.created < end))
         return [_row(r) for r in rows]
+
+    def site_totals(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Per site and center, of the tasks created in [start, end): how many, reported, reported by their
+        deadline, escalated (aggregated in SQL: the dashboards read this, not every task)."""
+        t = tele_task.c
+        done = and_(t.state == "completed", t.completed_at.is_not(None))
+        query = (select(t.site, t.center_id, func.count().label("volume"),
+                        func.sum(case((done, 1), else_=0)).label("completed"),
+                        func.sum(case((and_(done, t.completed_at <= t.deadline), 1), else_=0)).label("met"),
+                        func.sum(case((t.sla_level >= 2, 1), else_=0)).label("escalated"))
+                 .where(*self._created_between(start, end)).group_by(t.site, t.center_id))
+        return [{k: (int(v) if k not in ("site", "center_id") else v) for k, v in r._mapping.items()}
+                for r in self.connection.execute(query)]
+
+    def turnarounds(self, start: datetime, end: datetime) -> list[tuple[str, str, float]]:
+        """``(site, center, minutes from intake to report)`` of the tasks created in [start, end) and reported."""
+        t = tele_task.c
+        if self._sqlite:  # instants stored as text: julianday() reads them
+            minutes = (func.julianday(t.completed_at) - func.julianday(t.created)) * 1440
+        else:
+            minutes = func.extract("epoch", t.completed_at - t.created) / 60
+        query = select(t.site, t.center_id, minutes).where(
+            *self._created_between(start, end), t.state == "completed", t.completed_at.is_not(None))
+        return [(r[0], r[1], float(r[2])) for r in self.connection.execute(query)]
+
+    @staticmethod
+    def _created_between(start: datetime, end: datetime) -> list[Any]:
+        start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)  # as stored (SQLite keeps no zone)
+        return [tele_task.c.created >= start, tele_task.c.created < end]
 
     def open_tasks(self) -> list[dict[str, Any]]:
         """Every open task (the backlog)."""

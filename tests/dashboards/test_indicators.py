@@ -157,3 +157,30 @@ def test_a_period_and_unit_are_checked(database: Database) -> None:
         dashboards.evaluate("primary-care-share", date(2026, 1, 1), date(2026, 3, 31), ZONE_1, frozenset({CHC}))
     own = dashboards.evaluate("primary-care-share", date(2026, 1, 1), date(2026, 3, 31), None, frozenset({CHC}))
     assert own.unit.key == "" and [row.key for row in own.strata["institution"]["visits"]] == [CHC]
+
+
+def test_a_deleted_visit_stops_counting(database: Database) -> None:
+    dashboards = roster(database)
+    put(database, visit("v1", CHC, "2026-02-01"), visit("v2", CHC, "2026-02-02"))
+    with database.fhir_service(write=True) as service:
+        service.delete("Encounter", "v2")
+    assert figures(dashboards, "primary-care-share", "2026-01-01", "2026-03-31")["visits"][2] == 1
+
+
+def test_a_large_backlog_is_left_to_the_worker_and_the_report_says_pending(
+        database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import date
+
+    from hub.dashboards import service
+    from hub.dashboards.report import measure_report
+    from hub.fhir.instants import now_utc
+    dashboards = roster(database)
+    dashboards.refresh()
+    put(database, *(visit(f"v{n}", CHC, "2026-02-01") for n in range(3)))
+    monkeypatch.setattr(service, "CATCH_UP", 2)
+    behind = dashboards.evaluate("primary-care-share", date(2026, 1, 1), date(2026, 3, 31), None, None)
+    assert behind.pending == 3 and measure_report(behind, now_utc())["status"] == "pending"
+    assert dashboards.refresh().resources == 3
+    done = dashboards.evaluate("primary-care-share", date(2026, 1, 1), date(2026, 3, 31), None, None)
+    assert done.pending == 0 and measure_report(done, now_utc())["status"] == "complete"
+    assert [f.numerator for f in done.unit.figures if f.group.code == "visits"] == [3]

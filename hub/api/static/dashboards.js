@@ -112,8 +112,9 @@ function render(data) {
   for (const chart of charts) chart.dispose();
   charts = [];
   $("board").hidden = false;
+  const pending = Math.max(...data.indicators.map((i) => i.pending));
   $("scope").textContent = "统计单位：" + data.unit.name + "（" + KINDS[data.unit.kind] + "）　统计期：" +
-    data.period.from + " 至 " + data.period.to;
+    data.period.from + " 至 " + data.period.to + (pending ? "　（数据更新中：尚有 " + pending + " 条新数据未计入）" : "");
   crumbs(data.unit.id);
   const cards = $("cards");
   cards.replaceChildren();
