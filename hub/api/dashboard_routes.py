@@ -31,7 +31,7 @@ from hub.auth.roles import Permission
 from hub.dashboards.definitions import MeasureDef, measures
 from hub.dashboards.report import compact, measure_report, parse_period
 from hub.dashboards.service import Dashboards
-from hub.errors import InvalidRequest
+from hub.errors import InvalidRequest, NotFound
 from hub.fhir import jsonio
 from hub.fhir.parameters import OperationInput
 from hub.fhir.response import Rendered
@@ -83,7 +83,10 @@ def _unit(inp: OperationInput) -> str | None:
     if has_control_characters(chosen) or len(chosen) > 100:
         raise InvalidRequest("'subject' must be an Organization reference (Organization/<id>)")
     if chosen.startswith("Organization/"):
-        return chosen[len("Organization/"):]
+        chosen = chosen[len("Organization/"):]
+        if not chosen:
+            raise InvalidRequest("'subject' names no Organization (Organization/<id>)")
+        return chosen
     if "/" in chosen:
         raise InvalidRequest("Only Organization subjects are evaluated (a summary report per region, consortium, "
                              "zone or institution); Patient and Group subjects are not supported")
@@ -187,8 +190,10 @@ _FILES = {"/dashboards/dashboards.js": ("dashboards.js", "text/javascript"),
 
 def _file(name: str, media_type: str) -> Callable[[], Response]:
     def serve() -> Response:
-        return Response((_STATIC / name).read_bytes(), media_type=media_type,
-                        headers={"Cache-Control": "no-cache"})
+        path = _STATIC / name
+        if not path.is_file():  # the vendored libraries come from `make assets`
+            raise NotFound(f"{name} is not built: run 'make assets' where the hub is installed")
+        return Response(path.read_bytes(), media_type=media_type, headers={"Cache-Control": "no-cache"})
     return serve
 
 

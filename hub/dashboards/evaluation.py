@@ -83,8 +83,10 @@ def units(tree: InstitutionTree, reach: frozenset[str] | None) -> dict[str, Unit
                 break
             under[current].add(node.org_id)
             current = tree.nodes[current].parent or None
-    out = {ALL: Unit(ALL, "全部", "all", frozenset(i for i in reach) if reach is not None else frozenset(
-        n.org_id for n in tree.nodes.values() if n.kind == "institution"))}
+    institutions = frozenset(n.org_id for n in tree.nodes.values() if n.kind == "institution")
+    if reach is not None:  # the institutions it reads (its consortia's zones are no institutions), and unknown ids
+        institutions = frozenset(i for i in reach if i in institutions or i not in tree.nodes)
+    out = {ALL: Unit(ALL, "全部", "all", institutions)}
     for node_id, institutions in under.items():
         if institutions and (reach is None or institutions <= reach):
             node = tree.nodes[node_id]
@@ -100,14 +102,23 @@ def children(tree: InstitutionTree, allowed: dict[str, Unit], unit: Unit) -> lis
             if node.parent == unit.unit_id and node.org_id in allowed]
 
 
+def under_any(tree: InstitutionTree, unit_id: str) -> bool:
+    """Whether some institution is ``unit_id`` or lies under it."""
+    return any(tree.ancestor(node.org_id, tree.nodes[unit_id].kind) == unit_id
+               for node in tree.nodes.values() if node.kind == "institution")
+
+
 def resolve(tree: InstitutionTree, unit_id: str | None, reach: frozenset[str] | None) -> tuple[Unit, list[Unit]]:
     """The unit asked for and its children; 404 when the tree has no such unit, 403 when the caller reaches
     only part of it."""
     allowed = units(tree, reach)
     key = unit_id or ALL
     if key not in allowed:
-        if key in tree.nodes:
+        if key in tree.nodes and under_any(tree, key):
             raise Forbidden(f"Unit {key} includes institutions this client may not see")
+        if key in tree.nodes:
+            raise NotFound(f"Organization/{key} has no institution under it: not a unit of the dashboards "
+                           "(a department counts with its institution)")
         raise NotFound(f"Organization/{key} is not a unit of the consortium's roster")
     unit = allowed[key]
     return unit, sorted(children(tree, allowed, unit), key=lambda u: u.unit_id)

@@ -46,6 +46,7 @@ class Fact:
 
     kind: str
     day: str = ""
+    moment: int = 0
     institution: str = ""
     patient: str = ""
     code: str = ""
@@ -55,14 +56,20 @@ class Fact:
     value2: float | None = None
 
 
-def local_day(text: Any) -> str:
-    """The local day (YYYY-MM-DD) a FHIR date or dateTime starts on ('' if it is none)."""
+def when(text: Any) -> tuple[str, int]:
+    """The local day (YYYY-MM-DD) a FHIR date or dateTime starts on, and its instant in microseconds since 1970
+    (``('', 0)`` if it is none)."""
     if not isinstance(text, str):
-        return ""
+        return "", 0
     bounds = date_range(text)
     if bounds is None:
-        return ""
-    return micros_to_datetime(bounds[0]).astimezone(local_zone()).date().isoformat()
+        return "", 0
+    return micros_to_datetime(bounds[0]).astimezone(local_zone()).date().isoformat(), bounds[0]
+
+
+def local_day(text: Any) -> str:
+    """The local day (YYYY-MM-DD) a FHIR date or dateTime starts on ('' if it is none)."""
+    return when(text)[0]
 
 
 def facts(resource_type: str, resource: dict[str, Any]) -> list[Fact]:
@@ -86,8 +93,9 @@ def facts(resource_type: str, resource: dict[str, Any]) -> list[Fact]:
 def _ref_id(reference: Any, resource_type: str) -> str:
     value = reference.get("reference") if isinstance(reference, dict) else None
     prefix = resource_type + "/"
-    if isinstance(value, str) and value.startswith(prefix) and len(value) <= 64 + len(prefix):
-        return value[len(prefix):]
+    if isinstance(value, str) and value.startswith(prefix):
+        found = value[len(prefix):].split("/_history/", 1)[0]
+        return found if 0 < len(found) <= 64 and "/" not in found else ""
     return ""
 
 
@@ -106,16 +114,18 @@ def _codes(concept: Any, system: str) -> list[str]:
 
 
 def _encounter(resource: dict[str, Any], status: str) -> list[Fact]:
-    day = local_day((resource.get("period") or {}).get("start") if isinstance(resource.get("period"), dict) else None)
+    day, moment = when(resource["period"].get("start") if isinstance(resource.get("period"), dict) else None)
     institution = _ref_id(resource.get("serviceProvider"), "Organization") or _tag(resource)
     patient = _ref_id(resource.get("subject"), "Patient")
-    programs = [code for concept in resource.get("type") or () for code in _codes(concept, PROGRAM_SYSTEM)
-                if code in PROGRAMS]
+    programs = sorted({code for concept in resource.get("type") or () for code in _codes(concept, PROGRAM_SYSTEM)
+                       if code in PROGRAMS})
     if programs:
-        return [Fact("follow-up", day, institution, patient, program, status=status[:16]) for program in programs]
+        return [Fact("follow-up", day, moment, institution, patient, program, status=status[:16])
+                for program in programs]
     visit_class = resource.get("class")
     code = visit_class.get("code") if isinstance(visit_class, dict) else None
-    return [Fact("visit", day, institution, patient, code[:64] if isinstance(code, str) else "", status=status[:16])]
+    return [Fact("visit", day, moment, institution, patient, code[:64] if isinstance(code, str) else "",
+                 status=status[:16])]
 
 
 def _referral(resource: dict[str, Any], status: str) -> list[Fact]:
@@ -124,7 +134,7 @@ def _referral(resource: dict[str, Any], status: str) -> list[Fact]:
     directions = _codes(resource.get("code"), DIRECTION_SYSTEM)
     performers = resource.get("performer") or ()
     target = _ref_id(performers[0], "Organization") if isinstance(performers, list) and performers else ""
-    return [Fact("referral", local_day(resource.get("authoredOn")),
+    return [Fact("referral", *when(resource.get("authoredOn")),
                  _ref_id(resource.get("requester"), "Organization") or _tag(resource),
                  _ref_id(resource.get("subject"), "Patient"), directions[0][:64] if directions else "", target,
                  status[:16])]
@@ -141,7 +151,7 @@ def _observation(resource: dict[str, Any]) -> list[Fact]:
     effective = resource.get("effectiveDateTime")
     if effective is None and isinstance(resource.get("effectivePeriod"), dict):
         effective = resource["effectivePeriod"].get("start")
-    day, patient = local_day(effective), _ref_id(resource.get("subject"), "Patient")
+    (day, moment), patient = when(effective), _ref_id(resource.get("subject"), "Patient")
     visit = _ref_id(resource.get("encounter"), "Encounter")
     institution = _tag(resource)
     if BP_PANEL in codes:
@@ -153,13 +163,13 @@ def _observation(resource: dict[str, Any]) -> list[Fact]:
         systolic, diastolic = values.get(SYSTOLIC), values.get(DIASTOLIC)
         if systolic is None or diastolic is None:
             return []
-        return [Fact("bp", day, institution, patient, BP_PANEL, visit, value1=systolic, value2=diastolic)]
+        return [Fact("bp", day, moment, institution, patient, BP_PANEL, visit, value1=systolic, value2=diastolic)]
     for code, factor in GLUCOSE.items():
         if code in codes:
             value = _quantity(resource)
             if value is None:
                 return []
-            return [Fact("glucose", day, institution, patient, code, visit, value1=round(value * factor, 3))]
+            return [Fact("glucose", day, moment, institution, patient, code, visit, value1=round(value * factor, 3))]
     return []
 
 
@@ -175,7 +185,7 @@ def _record(resource: dict[str, Any]) -> Fact | None:
         if any(s.startswith(LOCAL_PREFIX) for s in systems):
             coded += 1
             standard += any(not s.startswith(LOCAL_PREFIX) for s in systems)
-    return Fact("record", "", _tag(resource), "", source[len(SOURCE_PREFIX):][:64], value1=coded, value2=standard)
+    return Fact("record", "", 0, _tag(resource), "", source[len(SOURCE_PREFIX):][:64], value1=coded, value2=standard)
 
 
 def _concepts(resource: dict[str, Any]) -> list[dict[str, Any]]:

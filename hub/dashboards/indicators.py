@@ -54,6 +54,10 @@ class Context:
     last: date
     now: datetime
 
+    def institution(self, org_id: str) -> str:
+        """The institution an Organization counts under: itself, or the one a department of it is part of."""
+        return self.tree.ancestor(org_id, "institution") or org_id
+
     @property
     def days(self) -> tuple[str, str]:
         """The period as local-day strings (both included)."""
@@ -64,13 +68,15 @@ class Context:
 class Computed:
     """An indicator's figures (see the module)."""
 
+    #: The institution an Organization id counts under (a department's is its institution's).
+    place: Callable[[str], str] = str
     cells: Cells = field(default_factory=dict)
     over: Callable[[frozenset[str]], dict[str, list[float | None]]] | None = None
     breakdown: Callable[[frozenset[str]], dict[str, dict[str, list[Stratum]]]] | None = None
 
     def add(self, institution: str, code: str, numerator: float, denominator: float = 0) -> None:
         """Add to an institution's figure."""
-        cell = self.cells.setdefault(institution, {}).setdefault(code, [0, 0])
+        cell = self.cells.setdefault(self.place(institution), {}).setdefault(code, [0, 0])
         cell[0] += numerator
         cell[1] += denominator
 
@@ -83,10 +89,10 @@ def required_follow_ups(first: date, last: date) -> int:
 
 def primary_care(ctx: Context) -> Computed:
     """基层诊疗量占比: outpatient and emergency visits at primary-level institutions over all of them."""
-    out = Computed()
+    out = Computed(ctx.institution)
     for institution, code, count in DashboardStore(ctx.connection).visits(*ctx.days):
         if code in VISIT_CLASSES:
-            primary = count if ctx.tree.level(institution) in PRIMARY_LEVELS else 0
+            primary = count if ctx.tree.level(ctx.institution(institution)) in PRIMARY_LEVELS else 0
             out.add(institution, "visits", count)
             out.add(institution, "primary-visits", primary)
             out.add(institution, "primary-care-share", primary, count)
@@ -94,7 +100,8 @@ def primary_care(ctx: Context) -> Computed:
 
 
 def direction(tree: InstitutionTree, stated: str, source: str, target: str) -> str:
-    """up, down or lateral: as the referral says, else from the two institutions' levels."""
+    """up, down or lateral: as the referral says, else from the two institutions' levels (``source`` and
+    ``target`` are institutions, not departments)."""
     if stated in ("up", "down"):
         return stated
     low, high = _RANK.get(tree.level(source), 0), _RANK.get(tree.level(target), 0)
@@ -105,10 +112,10 @@ def direction(tree: InstitutionTree, stated: str, source: str, target: str) -> s
 
 def referrals(ctx: Context) -> Computed:
     """双向转诊: up and down referrals, their ratio, and the share completed by the receiving institution."""
-    out = Computed()
+    out = Computed(ctx.institution)
     for row in DashboardStore(ctx.connection).referrals(*ctx.days):
-        way, count, institution = direction(ctx.tree, row["code"], row["institution"], row["other"]), row["count"], \
-            row["institution"]
+        institution, count = ctx.institution(row["institution"]), row["count"]
+        way = direction(ctx.tree, row["code"], institution, ctx.institution(row["other"]))
         out.add(institution, "upward", count if way == "up" else 0)
         out.add(institution, "downward", count if way == "down" else 0)
         out.add(institution, "down-up-ratio", count if way == "down" else 0, count if way == "up" else 0)
@@ -119,7 +126,7 @@ def referrals(ctx: Context) -> Computed:
 def program(name: str, reading: str) -> Callable[[Context], Computed]:
     """高血压 / 糖尿病规范管理: persons managed, managed to the norm, and controlled at their latest follow-up."""
     def evaluate(ctx: Context) -> Computed:
-        out = Computed()
+        out = Computed(ctx.institution)
         rows = DashboardStore(ctx.connection).program(name, reading, *ctx.days,
                                                        required=required_follow_ups(ctx.first, ctx.last))
         for row in rows:
@@ -132,12 +139,12 @@ def program(name: str, reading: str) -> Callable[[Context], Computed]:
 
 def recognition(ctx: Context) -> Computed:
     """检查检验结果互认: recognition rate, re-tests (by reason), avoided tests and cost."""
-    out = Computed()
+    out = Computed(ctx.institution)
     reasons: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for total in RecognitionStore(ctx.connection).institution_totals(*ctx.days):
         if not total["eligible"]:
             continue
-        institution, count = total["institution"], int(total["checks"])
+        institution, count = ctx.institution(total["institution"]), int(total["checks"])
         recognized = count if total["decision"] == RECOGNIZED else 0
         retested = count if total["decision"] == RETESTED else 0
         out.add(institution, "recognition-rate", recognized, count)
@@ -171,8 +178,8 @@ def telediagnosis(ctx: Context) -> Computed:
     centers = {c["id"]: c["institution"] for c in (config[1]["centers"] if config else [])}
     minutes: dict[tuple[str, str], list[float]] = defaultdict(list)
     for site, center_id, value in store.turnarounds(start, end):
-        minutes[(site, centers.get(center_id, center_id))].append(value)
-    out = Computed()
+        minutes[(ctx.institution(site), centers.get(center_id, center_id))].append(value)
+    out = Computed(ctx.institution)
     for row in totals:
         for code, cell in _tele_cells(row).items():
             out.add(row["site"], code, *cell)
@@ -186,7 +193,7 @@ def telediagnosis(ctx: Context) -> Computed:
     def breakdown(institutions: frozenset[str]) -> dict[str, dict[str, list[Stratum]]]:
         by_center: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {code: [0, 0] for code in _TELE_COUNTS})
         for row in totals:
-            if row["site"] in institutions:
+            if ctx.institution(row["site"]) in institutions:
                 figures = by_center[centers.get(row["center_id"], row["center_id"])]
                 for code, (numerator, denominator) in _tele_cells(row).items():
                     figures[code][0] += numerator
@@ -217,7 +224,7 @@ def health(ctx: Context) -> Computed:
     """The data center's state now: records and coding coverage per source, sources on time, the longest lag,
     quarantined rows, open mapping conflicts and EMPI reviews."""
     store = DashboardStore(ctx.connection)
-    out = Computed()
+    out = Computed(ctx.institution)
     per_source: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for source, institution, records, coded, standard in store.records():
         out.add(institution, "records", records)
@@ -226,16 +233,17 @@ def health(ctx: Context) -> Computed:
     sources = store.sources()
     quarantined = store.quarantined()
     lags: dict[str, list[float | None]] = defaultdict(list)
-    institution_of = {s["source_id"]: s["institution"] for s in sources}
+    institution_of = {s["source_id"]: ctx.institution(s["institution"]) for s in sources}
     for source in sources:
         out.add(source["institution"], "quarantined", quarantined.get(source["source_id"], 0))
         if source["enabled"]:
             success = source["last_success"]
             out.add(source["institution"], "fresh-sources",
                     1 if success is not None and ctx.now - success <= FRESH else 0, 1)
-            lags[source["institution"]].append(
+            lags[ctx.institution(source["institution"])].append(
                 round((ctx.now - success).total_seconds() / 3600, 1) if success is not None else None)
-    conflicts = [(set(orjson.loads(listed or "[]")), count) for listed, count in store.open_conflicts()]
+    conflicts = [({ctx.institution(i) for i in orjson.loads(listed or "[]") if isinstance(i, str)}, count)
+                 for listed, count in store.open_conflicts()]
     for institution, count in store.open_match_reviews().items():
         out.add(institution, "match-reviews", count)
 

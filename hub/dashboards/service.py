@@ -16,8 +16,11 @@ from hub.dashboards.evaluation import ALL, Evaluation, Unit, evaluate, resolve, 
 from hub.dashboards.facts import facts
 from hub.dashboards.indicators import EVALUATORS, Context
 from hub.errors import NotFound, VersionConflict
+from hub.fhir import jsonio
 from hub.fhir.access import patient_data_types
 from hub.fhir.instants import now_utc
+from hub.privacy.masking import clip
+from hub.store.dashboard_tables import dash_change, dash_fact
 from hub.store.dashboards import DashboardStore
 from hub.store.database import Database
 from hub.store.organizations import InstitutionTree, tree_cache
@@ -27,9 +30,12 @@ from hub.telediagnosis.figures import local_days
 log = logging.getLogger("hub.dashboards")
 #: Writes read per transaction when the facts catch up.
 BATCH = 2_000
-#: An evaluation first reads at most this many waiting writes itself (a larger backlog, after a bulk load or the
-#: migration, is left to the background worker or ``hub dashboards refresh``: the report says it is pending).
-CATCH_UP = 20_000
+#: An evaluation first reads at most this many waiting writes itself (the rest of a larger backlog, after a bulk
+#: load or the migration, is left to the background worker or ``hub dashboards refresh``: the report says pending).
+CATCH_UP = 5_000
+#: During a long catch-up, the facts' planner statistics are refreshed after this many resources (without them
+#: PostgreSQL deletes a resource's old facts by scanning the table).
+ANALYZE_EVERY = 50_000
 #: The PostgreSQL advisory lock that lets one process at a time bring the facts up to date.
 LOCK_KEY = "hub-dashboard-facts"
 
@@ -60,12 +66,16 @@ class Dashboards:
     def refresh(self, limit: int | None = None) -> RefreshStats:
         """Read the queued writes into facts (all of them, or about ``limit``), one batch per transaction."""
         stats = RefreshStats()
+        analyzed = 0
         while limit is None or stats.changes < limit:
+            if stats.resources - analyzed >= ANALYZE_EVERY:  # a bulk catch-up outgrows the planner's statistics
+                self.database.analyze(dash_fact, dash_change)
+                analyzed = stats.resources
             with self.database.connection(write=True) as connection:
                 repository = SqlRepository(connection, None)  # facts need no personal data: read it sealed
                 repository.lock([LOCK_KEY])
                 store = DashboardStore(connection)
-                changes = store.claim_changes(BATCH)
+                changes = store.claim_changes(BATCH if limit is None else min(BATCH, limit - stats.changes))
                 if not changes:
                     break
                 keys = list(dict.fromkeys((t, i) for _pk, t, i in changes))
@@ -75,8 +85,13 @@ class Dashboards:
                     stored = current.get(key)
                     if stored is None or stored.deleted or stored.content is None:
                         continue
-                    for fact in facts(key[0], orjson.loads(stored.content)):
-                        rows.append({"resource_type": key[0], "res_id": key[1], **fact.__dict__})
+                    try:
+                        found = facts(key[0], _parsed(stored.content))
+                    except Exception as exc:  # noqa: BLE001 - one odd resource must not stop the counting of all others
+                        # the kind of error only: its message could quote the resource's values
+                        log.warning("no facts read from %s/%s: %s", key[0], key[1], type(exc).__name__)
+                        continue
+                    rows.extend({"resource_type": key[0], "res_id": key[1], **fact.__dict__} for fact in found)
                 store.replace_facts(keys, rows)
                 store.remove_changes([pk for pk, _t, _i in changes])
                 stats.changes += len(changes)
@@ -128,8 +143,8 @@ class Dashboards:
         definitions = [self.measure(m) for m in measure_ids]
         local_days(first, last)  # checks the period (years 1900–2100, at most ten years, in order)
         waiting = self.pending()
-        if 0 < waiting <= CATCH_UP:
-            self.refresh()
+        if waiting:
+            self.refresh(limit=CATCH_UP)
             waiting = self.pending()
         tree = self.tree()
         unit, below = resolve(tree, unit_id, reach)
@@ -147,7 +162,8 @@ class Dashboards:
         """The indicator's definition (404 if there is none)."""
         found = measures().get(measure_id)
         if found is None:
-            raise NotFound(f"Measure/{measure_id} is not an indicator of the hub (known: {', '.join(measures())})")
+            raise NotFound(f"Measure/{clip(measure_id, 64)} is not an indicator of the hub (known: "
+                           f"{', '.join(measures())})")
         return found
 
     @staticmethod
@@ -157,7 +173,7 @@ class Dashboards:
         for definition in measures().values():
             if canonical in (definition.url, definition.measure_id, f"Measure/{definition.measure_id}"):
                 return definition
-        raise NotFound(f"No indicator has the canonical URL {canonical}")
+        raise NotFound(f"No indicator has the canonical URL {clip(canonical, 200)}")
 
     def install_measures(self) -> list[str]:
         """Store the indicators' Measures (a new version only where the definition changed); what each became."""
@@ -167,6 +183,14 @@ class Dashboards:
                         for d in measures().values()]
         except VersionConflict:  # another process, starting at the same moment, stored them
             return self.install_measures()
+
+
+def _parsed(content: str | bytes) -> dict[str, Any]:
+    """Stored JSON (orjson; the exact decimal parser for numbers beyond a double's range, which the store keeps)."""
+    try:
+        return orjson.loads(content)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        return jsonio.loads_stored(content if isinstance(content, bytes) else content.encode())  # type: ignore[no-any-return]
 
 
 class DashboardWorker:

@@ -8,7 +8,7 @@ those rows: no search over the resource tables, no JSON parsed when a dashboard 
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, String, Table
+from sqlalchemy import BigInteger, Column, Float, Index, String, Table
 
 from hub.store.tables import BigId, metadata
 
@@ -32,6 +32,8 @@ dash_fact = Table(
     Column("kind", String(16), nullable=False),
     #: The local day (``HUB_TIMEZONE``, YYYY-MM-DD) the fact happened on ('' unknown).
     Column("day", String(10), nullable=False),
+    #: The instant it happened (microseconds since 1970, UTC; 0 unknown): orders facts of one day.
+    Column("moment", BigInteger, nullable=False),
     #: The institution (Organization id) it belongs to: the visit's provider, the referring institution…
     Column("institution", String(64), nullable=False),
     #: The Patient id ('' none); the EMPI's person is looked up when counting.

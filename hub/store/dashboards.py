@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, literal, select, text
+from sqlalchemy import Connection, delete, func, insert, select, text
 
 from hub.fhir.instants import aware
 from hub.store.dashboard_tables import dash_change, dash_fact
@@ -29,26 +29,27 @@ CONTROLLED = {"bp": "m.value1 < 140 AND m.value2 < 90", "glucose": "m.value1 < 7
 
 _PROGRAM_SQL = """
 WITH f AS (
-  SELECT COALESCE(r.person_id, f.patient) AS person, f.institution, f.day, f.res_id
+  SELECT COALESCE(r.person_id, f.patient) AS person, f.institution, f.moment, f.res_id
   FROM hub_dash_fact f LEFT JOIN hub_empi_record r ON r.patient_id = f.patient
   WHERE f.kind = 'follow-up' AND f.code = :program AND f.day >= :first AND f.day <= :last AND f.patient <> ''
 ), ranked AS (
-  SELECT person, institution, COUNT(*) OVER (PARTITION BY person) AS visits,
-         ROW_NUMBER() OVER (PARTITION BY person ORDER BY day DESC, res_id DESC) AS rn
+  SELECT person, institution, res_id, COUNT(*) OVER (PARTITION BY person) AS visits,
+         ROW_NUMBER() OVER (PARTITION BY person ORDER BY moment DESC, res_id DESC) AS rn
   FROM f
+), latest AS (
+  SELECT person, institution, res_id, visits FROM ranked WHERE rn = 1
 ), readings AS (
-  SELECT f.person, CASE WHEN {controlled} THEN 1 ELSE 0 END AS controlled,
-         ROW_NUMBER() OVER (PARTITION BY f.person ORDER BY m.day DESC, m.res_id DESC) AS rn
-  FROM hub_dash_fact m JOIN f ON f.res_id = m.other
-  WHERE m.kind = :reading AND m.day >= :first AND m.day <= :last
+  SELECT m.other AS visit, CASE WHEN {controlled} THEN 1 ELSE 0 END AS controlled,
+         ROW_NUMBER() OVER (PARTITION BY m.other ORDER BY m.moment DESC, m.res_id DESC) AS rn
+  FROM hub_dash_fact m JOIN latest ON latest.res_id = m.other
+  WHERE m.kind = :reading
 )
-SELECT ranked.institution AS institution, COUNT(*) AS managed,
-       SUM(CASE WHEN ranked.visits >= :required THEN 1 ELSE 0 END) AS standard,
+SELECT latest.institution AS institution, COUNT(*) AS managed,
+       SUM(CASE WHEN latest.visits >= :required THEN 1 ELSE 0 END) AS standard,
        SUM(COALESCE(readings.controlled, 0)) AS controlled,
-       SUM(CASE WHEN readings.person IS NULL THEN 0 ELSE 1 END) AS measured
-FROM ranked LEFT JOIN readings ON readings.person = ranked.person AND readings.rn = 1
-WHERE ranked.rn = 1
-GROUP BY ranked.institution
+       SUM(CASE WHEN readings.visit IS NULL THEN 0 ELSE 1 END) AS measured
+FROM latest LEFT JOIN readings ON readings.visit = latest.res_id AND readings.rn = 1
+GROUP BY latest.institution
 """
 
 
@@ -115,8 +116,8 @@ class DashboardStore:
 
     def program(self, program: str, reading: str, first: str, last: str, required: int) -> list[dict[str, Any]]:
         """Per managing institution (the one of each person's latest follow-up in the period): persons managed
-        (at least one follow-up), those with ``required`` follow-ups or more, those whose latest reading taken at
-        a follow-up was controlled, and those with such a reading at all."""
+        (at least one follow-up), those with ``required`` follow-ups or more, those whose reading at that latest
+        follow-up was controlled (最近一次随访达标), and those with a reading there at all."""
         sql = text(_PROGRAM_SQL.format(controlled=CONTROLLED[reading]))
         rows = self.connection.execute(sql, {"program": program, "reading": reading, "first": first, "last": last,
                                              "required": required})
@@ -174,8 +175,11 @@ class DashboardStore:
     def open_match_reviews(self) -> dict[str, int]:
         """Open EMPI reviews (possible matches waiting for a decision) per institution of the record reviewed."""
         review, record = empi_review.c, empi_record.c
-        query = (select(func.coalesce(record.institution, literal("")), func.count())
+        query = (select(record.institution, func.count())
                  .select_from(empi_review.outerjoin(empi_record, record.patient_id == review.patient_id))
                  .where(review.status == "open")
-                 .group_by(func.coalesce(record.institution, literal(""))))
-        return {r[0]: int(r[1]) for r in self.connection.execute(query)}
+                 .group_by(record.institution))
+        out: dict[str, int] = {}
+        for institution, count in self.connection.execute(query):
+            out[institution or ""] = out.get(institution or "", 0) + int(count)
+        return out

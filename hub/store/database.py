@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -328,11 +328,18 @@ class Database:
         if self.engine.dialect.name != "postgresql":
             self.refresh_statistics(force=True)
             return
-        tables = ", ".join(t.name for t in (resource, resource_version, *INDEX_TABLES.values(), empi_record, empi_block,
-                                            tele_task, dash_fact, dash_change))
+        self.analyze(resource, resource_version, *INDEX_TABLES.values(), empi_record, empi_block, tele_task, dash_fact,
+                     dash_change)
+
+    def analyze(self, *tables: Table) -> None:
+        """Refresh the planner statistics of ``tables`` now (PostgreSQL; SQLite's are refreshed whole)."""
+        if self.engine.dialect.name != "postgresql":
+            self.refresh_statistics(force=True)
+            return
         try:
             with self.engine.connect() as connection:
-                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(f"ANALYZE {tables}")
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                    "ANALYZE " + ", ".join(t.name for t in tables))
         except OperationalError as exc:
             log.info("statistics not refreshed: %s", type(exc.orig).__name__ if exc.orig else exc)
 

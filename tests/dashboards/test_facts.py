@@ -16,7 +16,7 @@ def test_local_days_follow_the_hub_zone() -> None:
 
 def test_visits_and_follow_ups() -> None:
     assert facts("Encounter", visit("v", CHC, "2026-02-01T01:00:00+08:00", "EMER", patient="p-1")) == [
-        Fact("visit", "2026-02-01", CHC, "p-1", "EMER", status="finished")]
+        Fact("visit", "2026-02-01", 1_769_878_800_000_000, CHC, "p-1", "EMER", status="finished")]
     untagged = visit("v", CHC, "2026-02-01")
     del untagged["serviceProvider"]
     assert facts("Encounter", untagged)[0].institution == CHC         # the owner's tag when no provider is named
@@ -37,7 +37,7 @@ def test_readings_need_both_pressures_and_final_results() -> None:
 
 def test_referrals_need_the_referral_category() -> None:
     [fact] = facts("ServiceRequest", referral("r", CHC, LEAD, "2026-01-05", "up", "completed", patient="p-1"))
-    assert fact == Fact("referral", "2026-01-05", CHC, "p-1", "up", LEAD, "completed")
+    assert fact == Fact("referral", "2026-01-05", 1_767_542_400_000_000, CHC, "p-1", "up", LEAD, "completed")
     order = referral("r", CHC, LEAD, "2026-01-05", "up")
     order["category"] = [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007"}]}]
     assert facts("ServiceRequest", order) == []
@@ -55,5 +55,5 @@ def test_a_source_record_counts_its_local_codes_and_those_mapped() -> None:
         "extension": [{"url": "urn:x", "valueCodeableConcept": {"coding": [{"system": local, "code": "X"}]}}],
     }
     [record] = facts("Observation", observation)
-    assert record == Fact("record", "", CHC, "", "yushan-frontdb", value1=3, value2=1)
+    assert record == Fact("record", "", 0, CHC, "", "yushan-frontdb", value1=3, value2=1)
     assert facts("Observation", {**observation, "meta": {}}) == []   # not from a source: not a record

@@ -2,6 +2,7 @@
 "use strict";
 session.panels = ["filters", "board"];
 const KINDS = {"all": "全部", "region": "区域", "consortium": "医联体", "zone": "片区", "institution": "机构"};
+const kind = (code) => KINDS[code] || code;
 const BREAKDOWNS = {"center": "按诊断中心", "reason": "复查原因", "source": "按数据源"};
 let units = {};
 let charts = [];
@@ -53,7 +54,7 @@ async function start() {
       .sort((a, b) => a.id.localeCompare(b.id)).forEach((u) => { ordered.push(u); visit(u.id); });
     visit(null);
     for (const unit of ordered) {
-      select.append(element("option", "　".repeat(depth(unit)) + unit.name + "（" + KINDS[unit.kind] + "）",
+      select.append(element("option", "　".repeat(depth(unit)) + unit.name + "（" + kind(unit.kind) + "）",
                             {value: unit.id}));
     }
     const today = new Date();
@@ -113,7 +114,7 @@ function render(data) {
   charts = [];
   $("board").hidden = false;
   const pending = Math.max(...data.indicators.map((i) => i.pending));
-  $("scope").textContent = "统计单位：" + data.unit.name + "（" + KINDS[data.unit.kind] + "）　统计期：" +
+  $("scope").textContent = "统计单位：" + data.unit.name + "（" + kind(data.unit.kind) + "）　统计期：" +
     data.period.from + " 至 " + data.period.to + (pending ? "　（数据更新中：尚有 " + pending + " 条新数据未计入）" : "");
   crumbs(data.unit.id);
   const cards = $("cards");
@@ -212,7 +213,7 @@ function plot(indicator) {
     yAxis: {type: "value", axisLabel: {formatter: percent ? "{value}%" : "{value}"}},
     series: [series],
   });
-  chart.on("click", (params) => drill(indicator.children[params.dataIndex].id));
+  chart.on("click", (params) => { if (params.componentType === "series") drill(indicator.children[params.dataIndex].id); });
   charts.push(chart);
 }
 

@@ -31,6 +31,7 @@ def upgrade() -> None:
     sa.Column('res_id', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('day', sa.String(length=10), nullable=False),
+    sa.Column('moment', sa.BigInteger(), nullable=False),
     sa.Column('institution', sa.String(length=64), nullable=False),
     sa.Column('patient', sa.String(length=64), nullable=False),
     sa.Column('code', sa.String(length=64), nullable=False),
