@@ -4,7 +4,7 @@ A resource gives zero or more :class:`Fact` rows:
 
 - ``visit``: an Encounter that is a visit (class AMB, EMER, IMP…), on the local day it started, at the
   Organization that provided it;
-- ``follow-up``: an Encounter of a chronic-disease program (``urn:hub:follow-up-program`` hypertension or
+- ``follow-up:<program>``: an Encounter of a chronic-disease program (``urn:hub:follow-up-program`` hypertension or
   diabetes: 慢病随访);
 - ``bp`` / ``glucose``: a final blood-pressure panel (LOINC 85354-9: systolic 8480-6, diastolic 8462-4) or fasting
   glucose (LOINC 14771-0 in mmol/L, 1558-6 in mg/dL converted), with the Encounter it was measured in;
@@ -120,7 +120,7 @@ def _encounter(resource: dict[str, Any], status: str) -> list[Fact]:
     programs = sorted({code for concept in resource.get("type") or () for code in _codes(concept, PROGRAM_SYSTEM)
                        if code in PROGRAMS})
     if programs:
-        return [Fact("follow-up", day, moment, institution, patient, program, status=status[:16])
+        return [Fact(f"follow-up:{program}", day, moment, institution, patient, program, status=status[:16])
                 for program in programs]
     visit_class = resource.get("class")
     code = visit_class.get("code") if isinstance(visit_class, dict) else None

@@ -28,8 +28,8 @@ dash_fact = Table(
     Column("fact_pk", BigId, primary_key=True, autoincrement=True),
     Column("resource_type", String(64), nullable=False),
     Column("res_id", String(64), nullable=False),
-    #: visit, follow-up, bp, glucose, referral, record.
-    Column("kind", String(16), nullable=False),
+    #: visit, follow-up:hypertension, follow-up:diabetes, bp, glucose, referral, record.
+    Column("kind", String(24), nullable=False),
     #: The local day (``HUB_TIMEZONE``, YYYY-MM-DD) the fact happened on ('' unknown).
     Column("day", String(10), nullable=False),
     #: The instant it happened (microseconds since 1970, UTC; 0 unknown): orders facts of one day.
@@ -51,6 +51,18 @@ dash_fact = Table(
     Index("ix_hub_dash_fact_resource", "resource_type", "res_id"),
     #: Facts of a kind in a period (index-only for the visit counts).
     Index("ix_hub_dash_fact_kind_day", "kind", "day", "institution", "code"),
-    #: Records per source (index-only for the coding coverage).
-    Index("ix_hub_dash_fact_kind_code", "kind", "code", "institution", "value1", "value2"),
+    #: Readings by the visit they were taken at.
+    Index("ix_hub_dash_fact_kind_other", "kind", "other"),
+)
+
+#: The records per source and institution, with their coded values (the sums of the ``record`` facts, kept by the
+#: refresh in the same transaction: the data center's health reads a few rows, not a million).
+dash_total = Table(
+    "hub_dash_total",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("institution", String(64), primary_key=True),
+    Column("records", BigInteger, nullable=False),
+    Column("coded", BigInteger, nullable=False),
+    Column("standard", BigInteger, nullable=False),
 )

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from hub.fhir.instants import aware
-from hub.store.dashboard_tables import dash_change, dash_fact
+from hub.store.dashboard_tables import dash_change, dash_fact, dash_total
 from hub.store.index_rows import insert_rows
 from hub.store.tables import (
     empi_record,
@@ -27,30 +27,54 @@ from hub.store.tables import (
 #: How a reading counts as controlled (the measure's threshold), by fact kind: fixed SQL, never user text.
 CONTROLLED = {"bp": "m.value1 < 140 AND m.value2 < 90", "glucose": "m.value1 < 7.0"}
 
+#: Persons under a program's management in a period. Hash aggregates, not window sorts: a person's follow-ups are
+#: counted and their latest instant found by GROUP BY; the latest follow-up (ties at one instant: the greatest id)
+#: gives the managing institution; its latest reading decides control.
 _PROGRAM_SQL = """
 WITH f AS (
   SELECT COALESCE(r.person_id, f.patient) AS person, f.institution, f.moment, f.res_id
   FROM hub_dash_fact f LEFT JOIN hub_empi_record r ON r.patient_id = f.patient
-  WHERE f.kind = 'follow-up' AND f.code = :program AND f.day >= :first AND f.day <= :last AND f.patient <> ''
-), ranked AS (
-  SELECT person, institution, res_id, COUNT(*) OVER (PARTITION BY person) AS visits,
-         ROW_NUMBER() OVER (PARTITION BY person ORDER BY moment DESC, res_id DESC) AS rn
-  FROM f
+  WHERE f.kind = :follow_up AND f.day >= :first AND f.day <= :last AND f.patient <> ''
+), per AS (
+  SELECT person, COUNT(*) AS visits, MAX(moment) AS last FROM f GROUP BY person
 ), latest AS (
-  SELECT person, institution, res_id, visits FROM ranked WHERE rn = 1
-), readings AS (
-  SELECT m.other AS visit, CASE WHEN {controlled} THEN 1 ELSE 0 END AS controlled,
-         ROW_NUMBER() OVER (PARTITION BY m.other ORDER BY m.moment DESC, m.res_id DESC) AS rn
-  FROM hub_dash_fact m JOIN latest ON latest.res_id = m.other
+  SELECT f.person, MAX(per.visits) AS visits, MAX(f.res_id) AS res_id
+  FROM f JOIN per ON per.person = f.person AND per.last = f.moment
+  GROUP BY f.person
+), managed AS (
+  SELECT latest.person, latest.visits, latest.res_id, f.institution
+  FROM latest JOIN f ON f.res_id = latest.res_id AND f.person = latest.person
+), taken AS (
+  SELECT m.other AS visit, MAX(m.moment) AS last
+  FROM hub_dash_fact m JOIN managed ON managed.res_id = m.other
   WHERE m.kind = :reading
+  GROUP BY m.other
+), readings AS (
+  SELECT m.other AS visit, MIN(CASE WHEN {controlled} THEN 1 ELSE 0 END) AS controlled
+  FROM hub_dash_fact m JOIN taken ON taken.visit = m.other AND taken.last = m.moment
+  WHERE m.kind = :reading
+  GROUP BY m.other
 )
-SELECT latest.institution AS institution, COUNT(*) AS managed,
-       SUM(CASE WHEN latest.visits >= :required THEN 1 ELSE 0 END) AS standard,
+SELECT managed.institution AS institution, COUNT(*) AS managed,
+       SUM(CASE WHEN managed.visits >= :required THEN 1 ELSE 0 END) AS standard,
        SUM(COALESCE(readings.controlled, 0)) AS controlled,
        SUM(CASE WHEN readings.visit IS NULL THEN 0 ELSE 1 END) AS measured
-FROM latest LEFT JOIN readings ON readings.visit = latest.res_id AND readings.rn = 1
-GROUP BY latest.institution
+FROM managed LEFT JOIN readings ON readings.visit = managed.res_id
+GROUP BY managed.institution
 """
+
+
+def _by_type(keys: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    by_type: dict[str, list[str]] = {}
+    for resource_type, res_id in keys:
+        by_type.setdefault(resource_type, []).append(res_id)
+    return by_type
+
+
+def _add(deltas: dict[tuple[str, str], list[int]], key: tuple[str, str], *values: int) -> None:
+    total = deltas.setdefault(key, [0, 0, 0])
+    for index, value in enumerate(values):
+        total[index] += value
 
 
 class DashboardStore:
@@ -77,19 +101,44 @@ class DashboardStore:
         return int(self.connection.execute(select(func.count()).select_from(dash_change)).scalar_one())
 
     def replace_facts(self, keys: Sequence[tuple[str, str]], rows: list[dict[str, Any]]) -> None:
-        """The facts of the resources ``keys`` become ``rows`` (each names its resource)."""
-        by_type: dict[str, list[str]] = {}
-        for resource_type, res_id in keys:
-            by_type.setdefault(resource_type, []).append(res_id)
-        for resource_type, ids in by_type.items():
+        """The facts of the resources ``keys`` become ``rows`` (each names its resource); the records' totals
+        follow (what the old ``record`` facts counted is taken off, what the new ones count is added)."""
+        deltas: dict[tuple[str, str], list[int]] = {}
+        f = dash_fact.c
+        for resource_type, ids in _by_type(keys).items():
             for start in range(0, len(ids), 500):
-                self.connection.execute(delete(dash_fact).where(dash_fact.c.resource_type == resource_type,
-                                                                dash_fact.c.res_id.in_(ids[start:start + 500])))
+                chunk = ids[start:start + 500]
+                old = self.connection.execute(
+                    select(f.code, f.institution, func.count(), func.coalesce(func.sum(f.value1), 0),
+                           func.coalesce(func.sum(f.value2), 0))
+                    .where(f.kind == "record", f.resource_type == resource_type, f.res_id.in_(chunk))
+                    .group_by(f.code, f.institution))
+                for source, institution, records, coded, standard in old:
+                    _add(deltas, (source, institution), -int(records), -int(coded), -int(standard))
+                self.connection.execute(delete(dash_fact).where(f.resource_type == resource_type, f.res_id.in_(chunk)))
         insert_rows(self.connection, dash_fact, rows)
+        for row in rows:
+            if row["kind"] == "record":
+                _add(deltas, (row["code"], row["institution"]), 1, int(row["value1"] or 0), int(row["value2"] or 0))
+        self._apply_totals(deltas)
+
+    def _apply_totals(self, deltas: dict[tuple[str, str], list[int]]) -> None:
+        t = dash_total.c
+        for (source, institution), (records, coded, standard) in sorted(deltas.items()):
+            if not (records or coded or standard):
+                continue
+            key = (t.source == source, t.institution == institution)
+            changed = self.connection.execute(update(dash_total).where(*key).values(
+                records=t.records + records, coded=t.coded + coded, standard=t.standard + standard)).rowcount
+            if not changed:
+                self.connection.execute(insert(dash_total).values(source=source, institution=institution,
+                                                                  records=records, coded=coded, standard=standard))
+        self.connection.execute(delete(dash_total).where(t.records <= 0))
 
     def queue_everything(self, types: Iterable[str]) -> int:
         """Forget every fact and queue every current resource of ``types`` (a rebuild); how many were queued."""
         self.connection.execute(delete(dash_fact))
+        self.connection.execute(delete(dash_total))
         self.connection.execute(delete(dash_change))
         chosen = select(resource.c.resource_type, resource.c.res_id).where(
             resource.c.deleted.is_(False), resource.c.resource_type.in_(sorted(types)))
@@ -119,16 +168,14 @@ class DashboardStore:
         (at least one follow-up), those with ``required`` follow-ups or more, those whose reading at that latest
         follow-up was controlled (最近一次随访达标), and those with a reading there at all."""
         sql = text(_PROGRAM_SQL.format(controlled=CONTROLLED[reading]))
-        rows = self.connection.execute(sql, {"program": program, "reading": reading, "first": first, "last": last,
-                                             "required": required})
+        rows = self.connection.execute(sql, {"follow_up": f"follow-up:{program}", "reading": reading, "first": first,
+                                             "last": last, "required": required})
         return [{k: (int(v) if k != "institution" else v) for k, v in r._mapping.items()} for r in rows]
 
     def records(self) -> list[tuple[str, str, int, int, int]]:
         """Current records per source and institution, with their local coded values and standard-coded ones."""
-        f = dash_fact.c
-        query = (select(f.code, f.institution, func.count(), func.coalesce(func.sum(f.value1), 0),
-                        func.coalesce(func.sum(f.value2), 0))
-                 .where(f.kind == "record").group_by(f.code, f.institution))
+        t = dash_total.c
+        query = select(t.source, t.institution, t.records, t.coded, t.standard).order_by(t.source, t.institution)
         return [(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in self.connection.execute(query)]
 
     # -- the data center's state -----------------------------------------------------------------

@@ -73,3 +73,26 @@ def test_repeated_program_codes_and_versioned_references() -> None:
     versioned["serviceProvider"] = {"reference": f"Organization/{CHC}/_history/2"}
     [fact] = facts("Encounter", versioned)
     assert (fact.patient, fact.institution) == ("p-1", CHC)
+
+
+def test_record_totals_follow_updates_and_deletions(database: Database) -> None:
+    dashboards = roster(database)
+
+    def lab(obs_id: str, mapped: bool) -> dict:
+        codings = [{"system": "urn:hub:code:lis-1:lab-item", "code": "GLU"}]
+        if mapped:
+            codings.append({"system": "http://loinc.org", "code": "14749-6"})
+        return {"resourceType": "Observation", "id": obs_id, "status": "final",
+                "meta": {"source": "urn:hub:source:lis-1", "tag": [{"system": "urn:hub:institution", "code": CHC}]},
+                "code": {"coding": codings}, "subject": {"reference": "Patient/p-1"}}
+
+    put(database, lab("o1", True), lab("o2", True), lab("o3", False))
+    health = evaluated(dashboards, "data-center-health", "2026-01-01", "2026-12-31", CHC)
+    assert health["records"][2] == 3 and health["mapping-coverage"] == (2, 3, round(2 / 3, 4))
+    put(database, lab("o3", True))                       # mapped after a governance decision
+    with database.fhir_service(write=True) as service:
+        service.delete("Observation", "o1")
+    health = evaluated(dashboards, "data-center-health", "2026-01-01", "2026-12-31", CHC)
+    assert health["records"][2] == 2 and health["mapping-coverage"] == (2, 2, 1.0)
+    assert dashboards.rebuild().resources == 2           # a rebuild gives the same totals
+    assert evaluated(dashboards, "data-center-health", "2026-01-01", "2026-12-31", CHC)["records"][2] == 2

@@ -20,7 +20,7 @@ def test_visits_and_follow_ups() -> None:
     untagged = visit("v", CHC, "2026-02-01")
     del untagged["serviceProvider"]
     assert facts("Encounter", untagged)[0].institution == CHC         # the owner's tag when no provider is named
-    assert [f.kind for f in facts("Encounter", follow_up("f", CHC, "p-1", "2026-02-01"))] == ["follow-up"]
+    assert [f.kind for f in facts("Encounter", follow_up("f", CHC, "p-1", "2026-02-01"))] == ["follow-up:hypertension"]
     assert facts("Encounter", visit("v", CHC, "2026-02-01", status="cancelled")) == []
 
 

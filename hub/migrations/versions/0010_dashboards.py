@@ -1,8 +1,8 @@
-"""dashboards: facts and change queue
+"""dashboards: facts, totals and change queue
 
 Revision ID: 0010_dashboards
 Revises: 0009_telediagnosis
-Create Date: 2026-12-06 12:28:07
+Create Date: 2026-12-06 12:55:27
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def upgrade() -> None:
     sa.Column('fact_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('resource_type', sa.String(length=64), nullable=False),
     sa.Column('res_id', sa.String(length=64), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
     sa.Column('day', sa.String(length=10), nullable=False),
     sa.Column('moment', sa.BigInteger(), nullable=False),
     sa.Column('institution', sa.String(length=64), nullable=False),
@@ -42,9 +42,17 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('fact_pk', name=op.f('pk_hub_dash_fact'))
     )
     with op.batch_alter_table('hub_dash_fact', schema=None) as batch_op:
-        batch_op.create_index('ix_hub_dash_fact_kind_code', ['kind', 'code', 'institution', 'value1', 'value2'], unique=False)
         batch_op.create_index('ix_hub_dash_fact_kind_day', ['kind', 'day', 'institution', 'code'], unique=False)
+        batch_op.create_index('ix_hub_dash_fact_kind_other', ['kind', 'other'], unique=False)
         batch_op.create_index('ix_hub_dash_fact_resource', ['resource_type', 'res_id'], unique=False)
+    op.create_table('hub_dash_total',
+    sa.Column('source', sa.String(length=64), nullable=False),
+    sa.Column('institution', sa.String(length=64), nullable=False),
+    sa.Column('records', sa.BigInteger(), nullable=False),
+    sa.Column('coded', sa.BigInteger(), nullable=False),
+    sa.Column('standard', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('source', 'institution', name=op.f('pk_hub_dash_total'))
+    )
     # the data already stored is read into facts like new writes (by the API's worker or `hub dashboards refresh`)
     resource = sa.table('hub_resource', sa.column('resource_type'), sa.column('res_id'), sa.column('deleted'))
     change = sa.table('hub_dash_change', sa.column('resource_type'), sa.column('res_id'))
@@ -53,10 +61,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('hub_dash_total')
     with op.batch_alter_table('hub_dash_fact', schema=None) as batch_op:
         batch_op.drop_index('ix_hub_dash_fact_resource')
+        batch_op.drop_index('ix_hub_dash_fact_kind_other')
         batch_op.drop_index('ix_hub_dash_fact_kind_day')
-        batch_op.drop_index('ix_hub_dash_fact_kind_code')
 
     op.drop_table('hub_dash_fact')
     op.drop_table('hub_dash_change')
