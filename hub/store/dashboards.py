@@ -25,43 +25,34 @@ from hub.store.tables import (
 )
 
 #: How a reading counts as controlled (the measure's threshold), by fact kind: fixed SQL, never user text.
-CONTROLLED = {"bp": "m.value1 < 140 AND m.value2 < 90", "glucose": "m.value1 < 7.0"}
+CONTROLLED = {"bp": "f.value1 < 140 AND f.value2 < 90", "glucose": "f.value1 < 7.0"}
 
-#: Persons under a program's management in a period. Hash aggregates, not window sorts: a person's follow-ups are
-#: counted and their latest instant found by GROUP BY; the latest follow-up (ties at one instant: the greatest id)
-#: gives the managing institution; its latest reading decides control.
+#: Persons under a program's management in a period, in one pass over its follow-ups (each carries the reading
+#: taken at it, see :meth:`DashboardStore.attach_readings`): a person's follow-ups are counted and the latest found
+#: by GROUP BY (hash aggregates, no window sorts); the latest gives the managing institution (ties at one instant:
+#: the greatest id) and decides control.
 _PROGRAM_SQL = """
 WITH f AS (
-  SELECT COALESCE(r.person_id, f.patient) AS person, f.institution, f.moment, f.res_id
+  SELECT COALESCE(r.person_id, f.patient) AS person, f.institution, f.moment, f.value1, f.value2
   FROM hub_dash_fact f LEFT JOIN hub_empi_record r ON r.patient_id = f.patient
   WHERE f.kind = :follow_up AND f.day >= :first AND f.day <= :last AND f.patient <> ''
 ), per AS (
   SELECT person, COUNT(*) AS visits, MAX(moment) AS last FROM f GROUP BY person
 ), latest AS (
-  SELECT f.person, MAX(per.visits) AS visits, MAX(f.res_id) AS res_id
+  SELECT f.person, MAX(per.visits) AS visits, MAX(f.institution) AS institution,
+         MIN(CASE WHEN f.value1 IS NULL THEN 0 WHEN {controlled} THEN 1 ELSE 0 END) AS controlled,
+         MAX(CASE WHEN f.value1 IS NULL THEN 0 ELSE 1 END) AS measured
   FROM f JOIN per ON per.person = f.person AND per.last = f.moment
   GROUP BY f.person
-), managed AS (
-  SELECT latest.person, latest.visits, latest.res_id, f.institution
-  FROM latest JOIN f ON f.res_id = latest.res_id AND f.person = latest.person
-), taken AS (
-  SELECT m.other AS visit, MAX(m.moment) AS last
-  FROM hub_dash_fact m JOIN managed ON managed.res_id = m.other
-  WHERE m.kind = :reading
-  GROUP BY m.other
-), readings AS (
-  SELECT m.other AS visit, MIN(CASE WHEN {controlled} THEN 1 ELSE 0 END) AS controlled
-  FROM hub_dash_fact m JOIN taken ON taken.visit = m.other AND taken.last = m.moment
-  WHERE m.kind = :reading
-  GROUP BY m.other
 )
-SELECT managed.institution AS institution, COUNT(*) AS managed,
-       SUM(CASE WHEN managed.visits >= :required THEN 1 ELSE 0 END) AS standard,
-       SUM(COALESCE(readings.controlled, 0)) AS controlled,
-       SUM(CASE WHEN readings.visit IS NULL THEN 0 ELSE 1 END) AS measured
-FROM managed LEFT JOIN readings ON readings.visit = managed.res_id
-GROUP BY managed.institution
+SELECT institution, COUNT(*) AS managed, SUM(CASE WHEN visits >= :required THEN 1 ELSE 0 END) AS standard,
+       SUM(controlled) AS controlled, SUM(measured) AS measured
+FROM latest
+GROUP BY institution
 """
+#: Which reading each program's follow-ups carry.
+PROGRAM_READINGS = {"follow-up:hypertension": "bp", "follow-up:diabetes": "glucose"}
+READINGS = tuple(PROGRAM_READINGS.values())
 
 
 def _by_type(keys: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
@@ -104,6 +95,7 @@ class DashboardStore:
         """The facts of the resources ``keys`` become ``rows`` (each names its resource); the records' totals
         follow (what the old ``record`` facts counted is taken off, what the new ones count is added)."""
         deltas: dict[tuple[str, str], list[int]] = {}
+        visits: set[str] = set()
         f = dash_fact.c
         for resource_type, ids in _by_type(keys).items():
             for start in range(0, len(ids), 500):
@@ -115,12 +107,33 @@ class DashboardStore:
                     .group_by(f.code, f.institution))
                 for source, institution, records, coded, standard in old:
                     _add(deltas, (source, institution), -int(records), -int(coded), -int(standard))
+                visits.update(v for (v,) in self.connection.execute(
+                    select(f.other).where(f.kind.in_(READINGS), f.resource_type == resource_type, f.res_id.in_(chunk))))
                 self.connection.execute(delete(dash_fact).where(f.resource_type == resource_type, f.res_id.in_(chunk)))
         insert_rows(self.connection, dash_fact, rows)
         for row in rows:
             if row["kind"] == "record":
                 _add(deltas, (row["code"], row["institution"]), 1, int(row["value1"] or 0), int(row["value2"] or 0))
+            elif row["kind"] in READINGS:
+                visits.add(row["other"])
+            elif row["kind"] in PROGRAM_READINGS:
+                visits.add(row["res_id"])
         self._apply_totals(deltas)
+        self.attach_readings(sorted(visits - {""}))
+
+    def attach_readings(self, visits: Sequence[str]) -> None:
+        """Give each follow-up of ``visits`` (Encounter ids) the values of the latest reading of its program taken
+        at it (NULL when none): the management query then reads follow-ups alone."""
+        f, m = dash_fact.c, dash_fact.alias("m").c
+        for follow_up, reading in PROGRAM_READINGS.items():
+            values = {name: select(m[name]).where(m.kind == reading, m.other == f.res_id)
+                      .order_by(m.moment.desc(), m.res_id.desc()).limit(1).scalar_subquery()
+                      for name in ("value1", "value2")}
+            for start in range(0, len(visits), 500):
+                self.connection.execute(
+                    update(dash_fact)
+                    .where(f.kind == follow_up, f.resource_type == "Encounter", f.res_id.in_(visits[start:start + 500]))
+                    .values(**values))
 
     def _apply_totals(self, deltas: dict[tuple[str, str], list[int]]) -> None:
         t = dash_total.c
@@ -168,8 +181,8 @@ class DashboardStore:
         (at least one follow-up), those with ``required`` follow-ups or more, those whose reading at that latest
         follow-up was controlled (最近一次随访达标), and those with a reading there at all."""
         sql = text(_PROGRAM_SQL.format(controlled=CONTROLLED[reading]))
-        rows = self.connection.execute(sql, {"follow_up": f"follow-up:{program}", "reading": reading, "first": first,
-                                             "last": last, "required": required})
+        rows = self.connection.execute(sql, {"follow_up": f"follow-up:{program}", "first": first, "last": last,
+                                             "required": required})
         return [{k: (int(v) if k != "institution" else v) for k, v in r._mapping.items()} for r in rows]
 
     def records(self) -> list[tuple[str, str, int, int, int]]:
