@@ -177,8 +177,8 @@ def telediagnosis(ctx: Context) -> Computed:
     config = store.config()
     centers = {c["id"]: c["institution"] for c in (config[1]["centers"] if config else [])}
     minutes: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for site, center_id, value in store.turnarounds(start, end):
-        minutes[(ctx.institution(site), centers.get(center_id, center_id))].append(value)
+    for site, center_id, values in store.turnarounds(start, end):
+        minutes[(ctx.institution(site), centers.get(center_id, center_id))].extend(values)
     out = Computed(ctx.institution)
     for row in totals:
         for code, cell in _tele_cells(row).items():

@@ -20,7 +20,7 @@ from hub.fhir import jsonio
 from hub.fhir.access import patient_data_types
 from hub.fhir.instants import now_utc
 from hub.privacy.masking import clip
-from hub.store.dashboard_tables import dash_change, dash_fact
+from hub.store.dashboard_tables import dash_change, dash_fact, dash_total
 from hub.store.dashboards import DashboardStore
 from hub.store.database import Database
 from hub.store.organizations import InstitutionTree, tree_cache
@@ -104,7 +104,9 @@ class Dashboards:
         with self.database.connection(write=True) as connection:
             SqlRepository(connection, None).lock([LOCK_KEY])
             DashboardStore(connection).queue_everything(patient_data_types())
-        return self.refresh()
+        stats = self.refresh()
+        self.database.analyze(dash_fact, dash_total, dash_change, vacuum=True)  # every fact was rewritten
+        return stats
 
     def pending(self) -> int:
         """Writes not yet read into facts."""

@@ -331,15 +331,16 @@ class Database:
         self.analyze(resource, resource_version, *INDEX_TABLES.values(), empi_record, empi_block, tele_task, dash_fact,
                      dash_change)
 
-    def analyze(self, *tables: Table) -> None:
-        """Refresh the planner statistics of ``tables`` now (PostgreSQL; SQLite's are refreshed whole)."""
+    def analyze(self, *tables: Table, vacuum: bool = False) -> None:
+        """Refresh the planner statistics of ``tables`` now (PostgreSQL; SQLite's are refreshed whole); with
+        ``vacuum``, after a bulk rewrite, also reclaim the dead rows and mark pages all-visible (index-only scans)."""
         if self.engine.dialect.name != "postgresql":
             self.refresh_statistics(force=True)
             return
         try:
             with self.engine.connect() as connection:
                 connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                    "ANALYZE " + ", ".join(t.name for t in tables))
+                    ("VACUUM ANALYZE " if vacuum else "ANALYZE ") + ", ".join(t.name for t in tables))
         except OperationalError as exc:
             log.info("statistics not refreshed: %s", type(exc.orig).__name__ if exc.orig else exc)
 

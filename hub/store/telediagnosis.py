@@ -168,16 +168,23 @@ class TeleStore:
         return [{k: (int(v) if k not in ("site", "center_id") else v) for k, v in r._mapping.items()}
                 for r in self.connection.execute(query)]
 
-    def turnarounds(self, start: datetime, end: datetime) -> list[tuple[str, str, float]]:
-        """``(site, center, minutes from intake to report)`` of the tasks created in [start, end) and reported."""
+    def turnarounds(self, start: datetime, end: datetime) -> list[tuple[str, str, list[float]]]:
+        """Per site and center, the minutes from intake to report of the tasks created in [start, end) and
+        reported (one row per pair: an array on PostgreSQL, a joined list on SQLite)."""
         t = tele_task.c
         if self._sqlite:  # instants stored as text: julianday() reads them
             minutes = (func.julianday(t.completed_at) - func.julianday(t.created)) * 1440
+            gathered = func.group_concat(minutes)
         else:
-            minutes = func.extract("epoch", t.completed_at - t.created) / 60
-        query = select(t.site, t.center_id, minutes).where(
-            *self._created_between(start, end), t.state == "completed", t.completed_at.is_not(None))
-        return [(r[0], r[1], float(r[2])) for r in self.connection.execute(query)]
+            gathered = func.array_agg(func.extract("epoch", t.completed_at - t.created) / 60)
+        query = (select(t.site, t.center_id, gathered)
+                 .where(*self._created_between(start, end), t.state == "completed", t.completed_at.is_not(None))
+                 .group_by(t.site, t.center_id))
+        out = []
+        for site, center, values in self.connection.execute(query):
+            listed = values.split(",") if isinstance(values, str) else values or []
+            out.append((site, center, [float(v) for v in listed]))
+        return out
 
     @staticmethod
     def _created_between(start: datetime, end: datetime) -> list[Any]:
