@@ -67,11 +67,6 @@ def when(text: Any) -> tuple[str, int]:
     return micros_to_datetime(bounds[0]).astimezone(local_zone()).date().isoformat(), bounds[0]
 
 
-def local_day(text: Any) -> str:
-    """The local day (YYYY-MM-DD) a FHIR date or dateTime starts on ('' if it is none)."""
-    return when(text)[0]
-
-
 def facts(resource_type: str, resource: dict[str, Any]) -> list[Fact]:
     """The facts of one resource as stored."""
     out: list[Fact] = []

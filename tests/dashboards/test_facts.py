@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from hub.dashboards.facts import Fact, facts, local_day
+from hub.dashboards.facts import Fact, facts, when
 from tests.dashboards.support import CHC, LEAD, blood_pressure, fasting_glucose, follow_up, referral, visit
 
 
 def test_local_days_follow_the_hub_zone() -> None:
-    assert local_day("2025-12-31T16:30:00Z") == "2026-01-01"          # Asia/Shanghai is UTC+8
-    assert local_day("2026-03-31T23:59:59+08:00") == "2026-03-31"
-    assert local_day("2026-04-01") == "2026-04-01"
-    assert local_day("2026-04") == "2026-04-01"
-    assert local_day("not a date") == "" and local_day(None) == ""
+    assert when("2025-12-31T16:30:00Z")[0] == "2026-01-01"          # Asia/Shanghai is UTC+8
+    assert when("2026-03-31T23:59:59+08:00")[0] == "2026-03-31"
+    assert when("2026-04-01")[0] == "2026-04-01"
+    assert when("2026-04")[0] == "2026-04-01"
+    assert when("not a date") == ("", 0) and when(None) == ("", 0)
 
 
 def test_visits_and_follow_ups() -> None:
