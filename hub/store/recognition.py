@@ -229,24 +229,25 @@ class RecognitionStore:
     def institution_totals(self, first_day: str, last_day: str) -> list[dict[str, Any]]:
         """Checks of the local days ``first_day`` to ``last_day`` summed per ordering institution, eligibility,
         decision and reason, with the prices of the items (the dashboards' figures)."""
-        c = recognition_check.c
-        eligible = (c.recognizable > 0).label("eligible")
-        query = (select(c.institution, eligible, c.decision, c.reason, func.count().label("checks"),
-                        func.coalesce(func.sum(c.price_fen), 0).label("price_fen"))
-                 .where(c.check_day >= first_day, c.check_day <= last_day)
-                 .group_by(c.institution, eligible, c.decision, c.reason))
-        return [dict(row._mapping) for row in self.connection.execute(query)]
+        return self._totals(first_day, last_day, None, (recognition_check.c.institution,))
 
     def day_totals(self, first_day: str, last_day: str,
                    institutions: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Checks summed per day, ordering institution, eligibility, decision and reason."""
         c = recognition_check.c
+        return self._totals(first_day, last_day, institutions, (c.check_day, c.institution, c.item_id))
+
+    def _totals(self, first_day: str, last_day: str, institutions: Iterable[str] | None,
+                keys: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """Checks of the local days ``first_day`` to ``last_day`` summed per ``keys``, eligibility, decision and
+        reason, with the prices of their items."""
+        c = recognition_check.c
         eligible = (c.recognizable > 0).label("eligible")
         conditions = [c.check_day >= first_day, c.check_day <= last_day]
         if institutions is not None:
             conditions.append(c.institution.in_(sorted(institutions)))
-        query = (select(c.check_day, c.institution, c.item_id, eligible, c.decision, c.reason,
-                        func.count().label("checks"), func.coalesce(func.sum(c.price_fen), 0).label("price_fen"))
+        query = (select(*keys, eligible, c.decision, c.reason, func.count().label("checks"),
+                        func.coalesce(func.sum(c.price_fen), 0).label("price_fen"))
                  .where(and_(*conditions))
-                 .group_by(c.check_day, c.institution, c.item_id, eligible, c.decision, c.reason))
+                 .group_by(*keys, eligible, c.decision, c.reason))
         return [dict(row._mapping) for row in self.connection.execute(query)]

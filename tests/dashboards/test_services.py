@@ -3,7 +3,7 @@ the services' own figures."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from hub.dashboards.service import Dashboards
 from hub.fhir.search_values import local_zone
@@ -13,29 +13,13 @@ from hub.telediagnosis.figures import figures as tele_figures
 from hub.telediagnosis.figures import local_days
 from tests.dashboards.support import figures
 from tests.recognition.support import COMMUNITY_B, HOSPITAL_A, ago, check, consortium, glucose, put, zhang_wei
-from tests.telediagnosis.support import OTHER_SITE, SITE, TOWNSHIP, Clock, exam, order, region, study
-from tests.telediagnosis.support import put as put_exam
-
-REPORT = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "影像诊断"}, "conclusion": "未见异常"}
+from tests.telediagnosis.support import OTHER_SITE, SITE, TOWNSHIP, Clock, reported_exams
 
 
 def test_tele_diagnosis_per_unit_and_reading_center(database: Database) -> None:
     clock = Clock()
-    tele = region(database, clock)
     start = clock.now
-    minutes = {"a": 20, "b": 40, "c": 90}  # a and b routine (24 hours); c stat (60 minutes): late
-    put_exam(database, order("o-c", site=TOWNSHIP, priority="stat"))
-    rows = {name: exam(tele, study(f"s-{name}", site=site, modality="CT", order="o-c" if name == "c" else None))
-            for name, site in (("a", SITE), ("b", SITE), ("c", TOWNSHIP))}
-    ecg = exam(tele, study("s-ecg", modality="ECG"))
-    exam(tele, study("s-open", site=OTHER_SITE, modality="DX"))  # another consortium's site
-    for name, row in rows.items():
-        clock.now = start + timedelta(minutes=minutes[name])
-        tele.claim(row["task_id"], row["reader"])
-        tele.report(row["task_id"], row["reader"], REPORT)
-    clock.now = start + timedelta(minutes=20)
-    tele.claim(ecg["task_id"], "ecg-a")
-    tele.report(ecg["task_id"], "ecg-a", REPORT)
+    reported_exams(database, clock)
     dashboards = Dashboards(database, clock=clock)
     day = start.astimezone(local_zone()).date().isoformat()
     consortium_ks = figures(dashboards, "tele-diagnosis", day, day, "consortium-ks")

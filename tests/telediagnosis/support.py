@@ -161,3 +161,30 @@ def search(database: Database, resource_type: str, params: list[tuple[str, str]]
     with database.fhir_service(write=False, access=access) as service:
         found = service.search(resource_type, params, "")
     return [e["resource"] for e in orjson.loads(orjson.dumps(found.body)).get("entry", [])]
+
+
+#: A final report as a reader sends it.
+FINAL_REPORT = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "影像诊断"},
+                "conclusion": "未见异常"}
+
+
+def reported_exams(database: Database, clock: Clock) -> Telediagnosis:
+    """The region with four exams reported and one left open, at known turnarounds from ``clock.now``: CT a and b
+    of the site (routine, 20 and 40 minutes), a stat CT c of the township (90 minutes: late), an ECG of the site
+    (20 minutes), and a DX of the other consortium's site still open. The clock is left 20 minutes on."""
+    tele = region(database, clock)
+    start = clock.now
+    minutes = {"a": 20, "b": 40, "c": 90}  # a and b routine (24 hours); c stat (60 minutes): late
+    put(database, order("o-c", site=TOWNSHIP, priority="stat"))
+    rows = {name: exam(tele, study(f"s-{name}", site=site, modality="CT", order="o-c" if name == "c" else None))
+            for name, site in (("a", SITE), ("b", SITE), ("c", TOWNSHIP))}
+    ecg = exam(tele, study("s-ecg", modality="ECG"))
+    exam(tele, study("s-open", site=OTHER_SITE, modality="DX"))
+    for name, row in rows.items():
+        clock.now = start + timedelta(minutes=minutes[name])
+        tele.claim(row["task_id"], row["reader"])
+        tele.report(row["task_id"], row["reader"], FINAL_REPORT)
+    clock.now = start + timedelta(minutes=20)
+    tele.claim(ecg["task_id"], "ecg-a")
+    tele.report(ecg["task_id"], "ecg-a", FINAL_REPORT)
+    return tele

@@ -7,9 +7,7 @@ from datetime import datetime, timedelta, timezone
 from hub.fhir.search_values import local_zone
 from hub.store.database import Database
 from hub.telediagnosis.figures import figures, percentile
-from tests.telediagnosis.support import OTHER_SITE, SITE, TOWNSHIP, Clock, exam, order, put, region, study
-
-REPORT = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "影像诊断"}, "conclusion": "未见异常"}
+from tests.telediagnosis.support import SITE, TOWNSHIP, Clock, exam, region, reported_exams, study
 
 
 def test_percentiles_interpolate_between_ranks() -> None:
@@ -21,22 +19,8 @@ def test_percentiles_interpolate_between_ranks() -> None:
 
 def test_volume_turnaround_compliance_and_backlog(database: Database) -> None:
     clock = Clock()
-    tele = region(database, clock)
     start = clock.now
-    minutes = {"a": 20, "b": 40, "c": 90}  # a and b routine (24 hours); c stat (60 minutes): late
-    put(database, order("o-c", site=TOWNSHIP, priority="stat"))
-    rows = {}
-    for name, site in (("a", SITE), ("b", SITE), ("c", TOWNSHIP)):
-        rows[name] = exam(tele, study(f"s-{name}", site=site, modality="CT", order="o-c" if name == "c" else None))
-    ecg = exam(tele, study("s-ecg", modality="ECG"))
-    exam(tele, study("s-open", site=OTHER_SITE, modality="DX"))  # read by the other consortium, still open
-    for name, row in rows.items():
-        clock.now = start + timedelta(minutes=minutes[name])
-        tele.claim(row["task_id"], row["reader"])
-        tele.report(row["task_id"], row["reader"], REPORT)
-    clock.now = start + timedelta(minutes=20)
-    tele.claim(ecg["task_id"], "ecg-a")
-    tele.report(ecg["task_id"], "ecg-a", REPORT)
+    reported_exams(database, clock)
     clock.now = start + timedelta(days=2)  # the DX task is now overdue
     by_center = figures(database, start - timedelta(hours=1), start + timedelta(hours=1), "center", clock.now)
     centers = {r["key"]: r for r in by_center["rows"]}
