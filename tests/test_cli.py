@@ -1,4 +1,4 @@
-"""The `hub` command on a fresh SQLite file: migrate, load, demo (idempotent)."""
+"""The `hub` command on a fresh SQLite file: migrate, load (the demo: tests/test_demo.py)."""
 
 from __future__ import annotations
 
@@ -45,32 +45,3 @@ def test_db_upgrade_and_load(tmp_path: Path) -> None:
     path.write_text('{"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {}}]}')
     refused = _run(["load", str(path)], db_url, tmp_path)
     assert refused.returncode == 1 and "Not loaded" in refused.stdout
-
-
-def test_demo_loads_the_sample_once(tmp_path: Path) -> None:
-    db_url = f"sqlite:///{tmp_path / 'demo.db'}"
-    first = _run(["demo", "--no-serve"], db_url, tmp_path)
-    assert first.returncode == 0, first.stderr
-    assert "/fhir/metadata" in first.stdout
-    count = _versions(db_url)
-    # the roster's Organizations, the sample bundle, the demo source's resources, the terminology
-    # (11 code systems with their all-codes value sets, 7 more value sets, 2 concept maps), 3 mapping tables,
-    # the golden Patients of 7 regional persons (8 source Patients: 张伟 at two institutions), the consortium's Group,
-    # the recent result the 互认 example uses and the second versions of the two sample results marked HR,
-    # the 7 readers of the sample reading centers (Practitioner + PractitionerRole), and the two exams of 玉山镇
-    # sent to be read (ServiceRequest, ImagingStudy and the reading Task each), and the 7 indicators' Measures
-    assert count == 37 + 9 + 15 + 31 + 3 + 7 + 1 + 1 + 2 + 14 + 6 + 7
-    assert "8 Patient writes placed: 7 new persons, 1 automatic links" in first.stdout
-    assert "Mapping tables (versions): {'frontdb': 1, 'his-pinyin': 1, 'lis-english': 1}" in first.stdout
-    engine = create_engine(db_url)
-    with engine.connect() as connection:  # the demo's lab results are normalized; the one unmapped item waits
-        conflicts = connection.execute(text("SELECT kind, code, occurrences FROM hub_mapping_conflict")).all()
-        glucose = connection.execute(text("SELECT content FROM hub_resource WHERE resource_type = 'Observation' "
-                                          "AND content LIKE '%lab-item\",\"code\":\"GLU%'")).scalar_one()
-    engine.dispose()
-    assert [tuple(row) for row in conflicts] == [("unmapped", "TG", 1)]
-    assert '"system":"http://loinc.org","code":"14749-6"' in glucose
-    assert "quarantined': 1" in first.stdout  # the demo source's mistyped ID number
-    second = _run(["demo", "--no-serve"], db_url, tmp_path)
-    assert second.returncode == 0, second.stderr
-    assert _versions(db_url) == count  # rerunning creates no new versions

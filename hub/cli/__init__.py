@@ -19,17 +19,18 @@ from sqlalchemy.exc import OperationalError
 
 from hub.api.audit import audit_row
 from hub.auth.audit import AuditRecord
-from hub.auth.roles import Role
 from hub.cli.coding import load_mapping_dir, load_terminology, mappings_app, terminology_app
 from hub.cli.dashboards import dashboards_app
 from hub.cli.database import open_database
-from hub.cli.demo_source import DEMO_INSTITUTION, DEMO_SOURCE, run_demo_source
+from hub.cli.demo_consortium import ingest_all, prepare, recognition_example
+from hub.cli.demo_guide import demo_clients, print_guide, print_summary
+from hub.cli.demo_source import DEMO_INSTITUTION
 from hub.cli.empi import describe, drain_queue, empi_app
 from hub.cli.ingest import ingest_app, sources_app
 from hub.cli.recognition import load_recognition_samples, recognition_app
 from hub.cli.registry import registry_app
-from hub.cli.security import audit_app, clients_app, keys_app, register_client
-from hub.cli.telediagnosis import demo_exams, load_tele_samples, tele_app
+from hub.cli.security import audit_app, clients_app, keys_app
+from hub.cli.telediagnosis import demo_exams, drain_intake, load_tele_samples, tele_app
 from hub.config import Settings
 from hub.dashboards.definitions import measures
 from hub.dashboards.service import Dashboards
@@ -44,6 +45,7 @@ from hub.registry.roster import apply_roster, load_roster
 from hub.store.database import Database, create_hub_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 from hub.store.reindex import count_current, reindex
+from hub.telediagnosis.service import Telediagnosis
 
 #: The demo's Group of every patient of the 昆山 consortium (a group-level $export).
 DEMO_GROUP = "group-consortium-ks"
@@ -207,29 +209,37 @@ def demo(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(8080, help="TCP port"),
     no_serve: bool = typer.Option(False, "--no-serve", help="Set up and load, but do not serve"),
+    seed: int = typer.Option(7, "--seed", help="Seed of the synthetic consortium (the same seed, the same data)"),
+    patients: int = typer.Option(5000, "--patients", min=10, max=200_000, help="Residents to generate"),
 ) -> None:
-    """Migrate the database, load the sample consortium data and serve the hub."""
+    """Build a synthetic 昆山 consortium (source systems in four vendor styles), ingest it, and serve the hub."""
+    started = time.monotonic()
     database = _database()
     upgrade(database.engine)
     console.print(f"[green]Database ready[/] ({_describe(database.settings)})")
     samples = importlib_resources.files("hub") / "samples"
+    roster_path = Path(str(samples / "kunshan-roster.yaml"))
     with database.fhir_service(write=True) as service:
-        roster = apply_roster(service, load_roster(Path(str(samples / "kunshan-roster.yaml"))))
+        roster = apply_roster(service, load_roster(roster_path))
     console.print(f"Roster of the 昆山 consortium: {roster}")
     with database.fhir_service(write=True) as service:
         service.update("Group", DEMO_GROUP, consortium_group(DEMO_GROUP, "consortium-ks", "昆山医共体全部居民"))
     _summarize(load_bundle(database, (samples / "demo-bundle.json").read_bytes()))
     console.print(f"Terminology (GB/T, WS 364, ICD-10 国家临床版, LOINC, UCUM): {load_terminology(database)}")
-    console.print(f"Mapping tables (versions): {load_mapping_dir(database)}")
+    tables = {**load_mapping_dir(database), **load_mapping_dir(database, Path(str(samples / "demo-mappings")))}
+    console.print(f"Mapping tables (versions): {tables}")
     console.print(f"Recognition (互认): {load_recognition_samples(database, samples)}")
-    ingested = run_demo_source(database, Path("var"))
-    if isinstance(ingested, str):
-        console.print(f"[yellow]Demo source not ingested:[/] {ingested}")
-    else:
-        console.print(f"Ingested the demo front-end database of 玉山镇社区卫生服务中心 over ODBC "
-                      f"(source {DEMO_SOURCE}, run {ingested.run_id} {ingested.status}): {ingested.counts.as_dict()}")
-    console.print(f"Master patient index: {describe(drain_queue(database))}")
     console.print(f"Tele-diagnosis (远程诊断): {load_tele_samples(database, samples)}")
+    directory, drop = Path("var/demo"), Path("var/drop")
+    try:
+        manifest = prepare(database, directory, drop, roster_path, seed, patients, console)
+        runs = ingest_all(database, manifest, console)
+    except HubError as error:
+        errors.print(f"[red]Demo not loaded:[/] {error.message}")
+        raise typer.Exit(2) from None
+    console.print(f"Master patient index: {describe(drain_queue(database))}")
+    intake = drain_intake(Telediagnosis(database))
+    console.print(f"Exams routed to the reading centers: {intake['created']} reading tasks created")
     for task in demo_exams(database, DEMO_INSTITUTION, f"urn:hub:mrn:{DEMO_INSTITUTION}|Y0005"):
         console.print(f"  exam {task['focus']} ({task['modality']}, {task['priority']}) of {DEMO_INSTITUTION} → "
                       f"center {task['center_id']}, {task['state']} to PractitionerRole/{task['reader']}, due "
@@ -238,63 +248,12 @@ def demo(
     dashboards.install_measures()
     console.print(f"Dashboards (一屏看全区): {len(measures())} indicators as FHIR Measures; facts "
                   f"{dashboards.refresh().as_dict()}")
-    base = f"http://{host}:{port}"
-    demo_clients = (
-        ("demo admin", Role.ADMIN, {}),
-        ("demo app (昆山医共体, read only)", Role.APP, {"consortia": ["consortium-ks"]}),
-        ("demo hospital IT of 昆山市中医医院", Role.SOURCE_ADMIN, {"institutions": ["org-ks-tcm"]}),
-        ("demo data governance (数据治理科)", Role.GOVERNANCE, {}),
-        ("demo HIS of 玉山镇社区卫生服务中心 (互认 CDS Hooks)", Role.CLINICIAN_CDS,
-         {"institutions": [DEMO_INSTITUTION]}),
-        ("demo worklist of 昆山市医学影像诊断中心 (reads the consortium's exams)", Role.READER,
-         {"institutions": ["org-ks-imaging"], "consortia": ["consortium-ks"]}),
-    )
-    credentials = []
-    console.print("[bold]Demo API clients[/] (secrets are shown only now; the hub stores their hashes):")
-    for name, role, reach in demo_clients:
-        client, secret = register_client(database, name, role, **reach)
-        console.print(f"  {name} [{role.value}]\n    client_id={client.client_id}\n    client_secret={secret}")
-        credentials.append((client.client_id, secret))
+    example = recognition_example(manifest)
+    clients = demo_clients(database, directory, console, example[0] if example else DEMO_INSTITUTION)
+    print_summary(database, runs, console)
     database.dispose()
-    admin_id, admin_secret = credentials[0]
-    console.print(f"Get a token:         curl -s -u {admin_id}:{admin_secret} -d grant_type=client_credentials "
-                  f"{base}/auth/token")
-    console.print("Then call with:      curl -H 'Authorization: Bearer <access_token>' …")
-    console.print(f"FHIR endpoint:      {base}/fhir")
-    console.print(f"CapabilityStatement: {base}/fhir/metadata  (no token needed)")
-    console.print(f"SMART configuration: {base}/.well-known/smart-configuration")
-    console.print(f"Example read:        {base}/fhir/Patient/pat-1")
-    console.print(f"Example search:      {base}/fhir/Patient?identifier=urn:hub:mrn:org-ks-1|MRN0001")
-    console.print(f"Encrypted ID search: {base}/fhir/Patient?identifier=320583196803120015")
-    console.print(f"Chained + include:   {base}/fhir/Observation?subject:Patient.name=张&_include=Observation:subject")
-    console.print(f"Patient everything:  {base}/fhir/Patient/pat-1/$everything")
-    console.print(f"Audit trail (admin): {base}/fhir/AuditEvent?patient=pat-1")
-    console.print(f"Ingested lab results: {base}/fhir/Observation?_source=urn:hub:source:{DEMO_SOURCE}")
-    console.print(f"Source systems (IT): {base}/admin/sources  and  hub sources list / hub ingest runs")
-    console.print(f"Mapping review page: {base}/governance/  (sign in as the demo data governance client)")
-    console.print(f"Match review page:   {base}/governance/match-review  and  POST {base}/fhir/Patient/$match")
-    console.print(f"One regional person: {base}/empi/patients/pat-1  (张伟 of the lead hospital and 張偉 of 玉山镇; "
-                  "the golden Patient's $everything covers both)")
-    console.print(f"Terminology:         {base}/fhir/ValueSet/lab-cbc/$expand?filter=xhdb  and  "
-                  f"{base}/fhir/CodeSystem/$lookup?system=http://loinc.org&code=718-7")
-    console.print(f"Bulk export (app):   curl -H 'Prefer: respond-async' -H \"Authorization: Bearer …\" "
-                  f"'{base}/fhir/Group/{DEMO_GROUP}/$export?_type=Patient,Observation'  → poll Content-Location")
-    console.print(f"Subscriptions:       POST {base}/fhir/Subscription (rest-hook); delivery log "
-                  f"{base}/subscriptions/<id>/deliveries")
-    console.print(f"Result recognition:  {base}/recognition/catalogue ; POST {base}/recognition/check "
-                  "{\"patient\": \"urn:hub:mrn:org-ks-chc-yushan|Y0005\", \"code\": \"http://loinc.org|1558-6\"} "
-                  "(as the demo HIS client: 張偉's fasting glucose of 昆山一院 is recognizable)")
-    console.print(f"CDS Hooks:           {base}/cds-services  (order-select, order-sign); figures "
-                  f"{base}/recognition/figures?from=2026-01-01&to=2026-12-31")
-    console.print(f"Tele-diagnosis:      {base}/telediagnosis/worklist?reader=PractitionerRole/pr-ks-img-li "
-                  "(as the demo worklist client); POST …/telediagnosis/tasks/<id>/claim|report; "
-                  f"{base}/fhir/Task?owner=PractitionerRole/pr-ks-img-li&status=ready ; figures "
-                  f"{base}/telediagnosis/figures?from=2026-01-01&to=2026-12-31")
-    console.print(f"Dashboards page:     {base}/dashboards  (sign in as the demo data governance or app client)")
-    console.print(f"Indicator (FHIR):    {base}/fhir/Measure/primary-care-share/$evaluate-measure?periodStart=2026-01-01"
-                  "&periodEnd=2026-12-31&subject=Organization/consortium-ks ; compact JSON "
-                  f"{base}/dashboards/indicators?period=2026&unit=consortium-ks")
-    console.print(f"OpenAPI spec:        {base}/openapi.json")
+    print_guide(f"http://{host}:{port}", clients, manifest, directory, console)
+    console.print(f"[green]Demo ready in {time.monotonic() - started:.0f} s[/]")
     if not no_serve:
         serve(host=host, port=port, workers=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from adapters.frontdb.schema import ddl_statements
@@ -9,6 +10,7 @@ from hub.errors import HubError
 from hub.ingest.pipeline import IngestOptions, IngestRun, RunResult
 from hub.registry.sources import get_source, open_adapter, register_source
 from hub.store.database import Database
+from hub.synthetic.vendors import Written
 
 DEMO_SOURCE = "demo-yushan-frontdb"
 DEMO_INSTITUTION = "org-ks-chc-yushan"
@@ -31,9 +33,11 @@ _LABS = [  # report id, patient, name, [(code, name, value, unit, range, flag)]
 ]
 
 
-def _fill(path: Path) -> None:
+def fill_yushan(path: Path) -> Written:
+    """Write the hand-made rows into a new front-end database file; what they are."""
     import sqlite3
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as db:
         for statement in ddl_statements("sqlite"):
             db.execute(statement)
@@ -53,14 +57,16 @@ def _fill(path: Path) -> None:
             "INSERT INTO hdr_chronic_followup (followup_id, patient_id, program_code, visit_time, visit_method, sbp, "
             "dbp, fbg, update_time) VALUES ('FU001', 'Y0001', '2', '2025-06-03 09:00:00', '2', 138, 86, 7.2, "
             "'2025-06-03 09:00:00')")
+    codes = Counter(("lab-item", item[0]) for _r, _p, _n, items in _LABS for item in items)
+    return Written(rows=len(_PATIENTS) + len(_LABS) + 1, problems=Counter({"ID number check character": 1}),
+                   codes=codes)
 
 
 def run_demo_source(database: Database, directory: Path) -> RunResult | str:
     """Create the demo front-end database once, register its source once, and run it; the run, or why not."""
     path = (directory / "demo-frontdb-yushan.db").resolve()
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _fill(path)
+        fill_yushan(path)
     try:
         try:
             source = get_source(database, DEMO_SOURCE)

@@ -67,12 +67,13 @@ def shift(reader: str = typer.Argument(..., help="PractitionerRole id"),
 @tele_app.command("intake")
 def intake() -> None:
     """Take in the exams written since the last run (the API process does it every second)."""
-    total = _run("Intake failed", _drain_intake)
+    total = _run("Intake failed", drain_intake)
     console.print(f"Intake: {total['exams']} exams, {total['created']} tasks created, {total['attached']} attached, "
                   f"{total['cancelled']} cancelled, {total['skipped']} skipped")
 
 
-def _drain_intake(tele: Telediagnosis) -> dict[str, int]:
+def drain_intake(tele: Telediagnosis) -> dict[str, int]:
+    """Take in every exam waiting (in batches); the totals."""
     total = {"exams": 0, "created": 0, "attached": 0, "cancelled": 0, "skipped": 0}
     while True:
         stats = tele.run_intake()
@@ -149,7 +150,7 @@ def demo_exams(database: Database, site: str, patient_identifier: str) -> list[d
                     "series": [{"uid": f"2.25.20261206{number}", "modality": {"system": DCM, "code": modality},
                                 "bodySite": {"system": SNOMED, "code": body_code,
                                              "display": body_site}}]})
-    _drain_intake(tele)
+    drain_intake(tele)
     rows = []
     with tele.step() as step:
         for study_id, *_rest in DEMO_EXAMS:

@@ -73,6 +73,17 @@ class Person:
     twin_of: int | None = None
 
 
+@dataclass(frozen=True)
+class Typed:
+    """A person as one front desk typed them (None: left empty)."""
+
+    name: str
+    birth: str | None
+    id_number: str | None
+    phone: str | None
+    address: str | None
+
+
 @dataclass
 class Population:
     """Persons and their source records (label, institution, Patient JSON)."""
@@ -216,6 +227,29 @@ class PopulationGenerator:
             i = self.random.randrange(0, 17)
             number = number[:i] + str((int(number[i]) + 1) % 10) + number[i + 1:]
         return number
+
+    def homophone(self, name: str) -> str:
+        """``name`` with one given-name character replaced by a homophone (as typed from hearing it)."""
+        spots = [i for i in range(1, len(name)) if name[i] in self.homophones]
+        if not spots:
+            return name[0] + self.random.choice(self.given_chars) + name[2:]
+        i = self.random.choice(spots)
+        return name[:i] + self.random.choice(self.homophones[name[i]]) + name[i + 1:]
+
+    def typed(self, person: Person, *, clean: bool = False) -> Typed:
+        """``person`` as a front desk types them, with its errors (none when ``clean``)."""
+        if clean:
+            return Typed(person.name, person.birth.isoformat(), person.id_number, person.phone, person.address)
+        r, rates = self.random.random, self.rates
+        phone: str | None = None
+        if r() >= rates.phone_missing:
+            phone = self._phone() if r() < rates.phone_changed else person.phone
+            if r() < rates.phone_country_code:
+                phone = "+86 " + phone
+        address = None
+        if r() >= rates.address_missing:
+            address = self._address() if r() < rates.address_moved else person.address
+        return Typed(self._name(person.name), self._birth_text(person.birth), self._id_text(person), phone, address)
 
     def record(self, person: Person, institution: str, key: str) -> dict[str, Any]:
         """One source Patient of ``person`` as ``institution`` keeps it."""

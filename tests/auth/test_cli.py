@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-import httpx
 from sqlalchemy import create_engine, text
 
-from hub.config import Settings
-from hub.store.database import Database
-from tests.conftest import running_server
 from tests.test_cli import _run
 
 
@@ -51,54 +46,6 @@ def test_key_commands(tmp_path: Path) -> None:
     ring = json.loads(keys.read_text())
     assert ring["active"] != first and set(ring["keys"]) == {first, ring["active"]}
     assert _run(["audit", "purge"], db_url, tmp_path).returncode == 0
-
-
-def test_demo_prints_working_credentials(tmp_path: Path) -> None:
-    db_url = f"sqlite:///{tmp_path / 'demo.db'}"
-    demo = _run(["demo", "--no-serve"], db_url, tmp_path)
-    assert demo.returncode == 0, demo.stderr
-    pairs = re.findall(r"client_id=(\w+)\s+client_secret=(\S+)", demo.stdout)
-    # admin, app, hospital IT, data governance, the community center's HIS (互认), the imaging center's worklist
-    assert len(pairs) == 6
-    settings = Settings(database_url=db_url, key_dir=str(tmp_path / "var" / "keys"))
-    database = Database(settings)
-    try:
-        with running_server(settings, database) as url:
-            for client_id, secret in pairs:
-                response = httpx.post(f"{url}/auth/token", auth=(client_id, secret),
-                                      data={"grant_type": "client_credentials"}, timeout=60)
-                assert response.status_code == 200, response.text
-            app_token = httpx.post(f"{url}/auth/token", auth=pairs[1],
-                                   data={"grant_type": "client_credentials"}).json()["access_token"]
-            found = httpx.get(f"{url}/fhir/Patient", params={"identifier": "320583196803120015"},
-                              headers={"Authorization": f"Bearer {app_token}"}, timeout=60).json()
-            assert [e["resource"]["id"] for e in found.get("entry", [])] == ["pat-1"], found
-            # the community center's HIS finds 張偉's recent fasting glucose of the lead hospital recognizable
-            his_token = httpx.post(f"{url}/auth/token", auth=pairs[4],
-                                   data={"grant_type": "client_credentials"}).json()["access_token"]
-            checked = httpx.post(f"{url}/recognition/check", json={
-                "patient": "urn:hub:mrn:org-ks-chc-yushan|Y0005", "code": "http://loinc.org|1558-6"},
-                headers={"Authorization": f"Bearer {his_token}"}, timeout=60).json()
-            assert [(r["result"], r["institution"], r["hr"]) for r in checked["recognizable"]] == [
-                ("Observation/obs-demo-recognition", "org-ks-1", True)], checked
-            # the imaging center's worklist holds the community center's chest radiograph; the ECG went to the
-            # ECG center as an emergency
-            reader_token = httpx.post(f"{url}/auth/token", auth=pairs[5],
-                                      data={"grant_type": "client_credentials"}).json()["access_token"]
-            reader = {"Authorization": f"Bearer {reader_token}"}
-            worklist = httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-imaging"}, headers=reader,
-                                 timeout=60).json()["tasks"]
-            assert [(t["focus"], t["site"], t["state"]) for t in worklist] == [
-                ("ImagingStudy/img-demo-tele-dx", "org-ks-chc-yushan", "assigned")], worklist
-            assert httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-ecg"}, headers=reader,
-                             timeout=60).status_code == 403  # another center's
-            admin_token = httpx.post(f"{url}/auth/token", auth=pairs[0],
-                                     data={"grant_type": "client_credentials"}).json()["access_token"]
-            [ecg] = httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-ecg"}, timeout=60,
-                              headers={"Authorization": f"Bearer {admin_token}"}).json()["tasks"]
-            assert (ecg["focus"], ecg["priority"]) == ("ImagingStudy/img-demo-tele-ecg", "stat")
-    finally:
-        database.dispose()
 
 
 def test_command_line_loads_are_audited(tmp_path: Path) -> None:
