@@ -57,7 +57,7 @@ system-packages: ## Install the ODBC drivers, Chromium and CJK fonts (Debian) wh
 	  fi; \
 	fi
 
-demo: install ## Migrate ./var/hub.db, load the sample and serve on 127.0.0.1:8080
+demo: install ## Build a synthetic consortium (./var/demo), ingest it into ./var/hub.db, serve on 127.0.0.1:8080
 	$(BIN)/hub demo --host 127.0.0.1 --port 8080
 
 serve: install

@@ -231,8 +231,8 @@ class PopulationGenerator:
     def homophone(self, name: str) -> str:
         """``name`` with one given-name character replaced by a homophone (as typed from hearing it)."""
         spots = [i for i in range(1, len(name)) if name[i] in self.homophones]
-        if not spots:
-            return name[0] + self.random.choice(self.given_chars) + name[2:]
+        if not spots:  # no homophone known: a wrong character, as heard
+            return name[0] + self.random.choice([c for c in self.given_chars if c != name[1:2]]) + name[2:]
         i = self.random.choice(spots)
         return name[:i] + self.random.choice(self.homophones[name[i]]) + name[i + 1:]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -45,3 +47,17 @@ def sign_in(page: Page, database: Database, path: str, panel: str) -> None:
     page.fill("#client-secret", secret)
     page.click("#login")
     expect(page.locator(panel)).to_be_visible()
+
+
+#: Where the browser tests leave their screenshots (the README shows copies of them, in docs/screenshots).
+ARTIFACTS = Path(os.environ.get("HUB_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "var" / "test-artifacts")
+
+
+def save_screenshot(page: Page, name: str) -> Path:
+    """A full-page screenshot of ``page`` as ``<ARTIFACTS>/<name>.png``, 1600 pixels wide."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 20_000  # not blank
+    return path

@@ -3,8 +3,6 @@ bars hold the children's figures, a click drills down; a screenshot is saved as 
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,10 +25,7 @@ from tests.dashboards.support import (
     roster,
     visit,
 )
-from tests.web.conftest import sign_in
-
-#: Where the browser tests leave their screenshots (the README shows them).
-ARTIFACTS = Path(os.environ.get("HUB_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "var" / "test-artifacts")
+from tests.web.conftest import save_screenshot, sign_in
 
 
 def _dataset(database: Database) -> None:
@@ -108,11 +103,7 @@ def test_the_page_renders_the_api_numbers_and_drills_down(page: Page, database: 
     share = next(i for i in consortium["indicators"] if i["measure"] == "primary-care-share")
     assert share["figures"][0]["value"] == round(11 / 19, 4)  # 7 at the center + 4 at the township center, of 19
     expect(page.locator("section.card[data-measure=primary-care-share] .badge")).to_have_text("未达标（目标 65.00%）")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "dashboard.png"
-    page.set_viewport_size({"width": 1600, "height": 1000})
-    page.screenshot(path=str(screenshot), full_page=True)
-    assert screenshot.stat().st_size > 20_000
+    save_screenshot(page, "dashboard")
 
     # drill down: the zone's row, then the breadcrumb back up
     page.locator(f"section.card[data-measure=primary-care-share] table.children tr[data-unit='{ZONE_1}']").click()

@@ -9,7 +9,7 @@ from hub.store.database import Database
 from tests.ingest.conftest import fill_labs, patient_row, register, run
 from tests.ingest.sources import insert_rows
 from tests.ingest.test_mapping import FRONTDB_TABLE, LOINC, lab, table
-from tests.web.conftest import sign_in
+from tests.web.conftest import save_screenshot, sign_in
 
 pytestmark = pytest.mark.usefixtures("terminology", "institutions")
 
@@ -53,6 +53,7 @@ def test_reviewer_signs_in_sees_the_conflicts_and_approves_a_suggestion(
     expect(page.locator("#d-samples")).to_contain_text("1.9 mmol/L")
     expect(page.locator("#suggestions [data-testid=s-code]").first).to_have_text("14927-8")
     expect(page.locator("#suggestions [data-testid=s-display]").first).to_have_text("甘油三酯")
+    save_screenshot(page, "mapping-review")
 
     page.locator("[data-testid=approve-suggestion]").first.click()
     expect(page.locator("#message")).to_contain_text("请填写理由")  # a decision needs a reason

@@ -10,7 +10,7 @@ from hub.store.database import Database
 from tests.auth.support import principal
 from tests.conftest import bearer
 from tests.empi.support import ZHANG_WEI_ID, open_reviews, person_of, run_empi, source_patient, store
-from tests.web.conftest import sign_in
+from tests.web.conftest import save_screenshot, sign_in
 
 
 def _possible_matches(database: Database) -> None:
@@ -47,6 +47,7 @@ def test_a_reviewer_compares_side_by_side_and_links(page: Page, database: Databa
     expect(phone_row).to_contain_text("139****5678")
     expect(page.locator("#compare-body tr[data-field=id_number]")).to_contain_text("缺失")
     expect(page.locator("#compare-body")).not_to_contain_text("13912345678")
+    save_screenshot(page, "match-review")
 
     page.click("#link")
     expect(page.locator("#message")).to_contain_text("请填写理由")
