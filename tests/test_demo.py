@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from hub.config import Settings
 from hub.ingest.fhir_build import resource_id
 from hub.store.database import Database
+from hub.synthetic.consortium import BAD_BIRTH, BAD_SEX, BAD_VISIT_TIME, ID_MISTYPED, NO_PATIENT_ID
 from hub.synthetic.vendors import UNMAPPED
 from tests.conftest import running_server
 from tests.test_cli import _run
@@ -32,7 +33,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     run = _run(["demo", "--no-serve", "--patients", str(PATIENTS), "--seed", "11"], db_url, cwd)
     assert run.returncode == 0, run.stderr + run.stdout
     manifest = json.loads((cwd / "var" / "demo" / "manifest.json").read_text(encoding="utf-8"))
-    return {"cwd": cwd, "url": db_url, "stdout": run.stdout, "manifest": manifest}
+    return {"cwd": cwd, "url": db_url, "stdout": run.stdout, "stderr": run.stderr, "manifest": manifest}
 
 
 def _rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -85,6 +86,11 @@ def _expected(source: dict[str, Any], quarantined: Counter[tuple[str, str]]) -> 
     return +out
 
 
+#: The field the hub's reason must name for each kind of dirty row the generator wrote.
+FIELDS = {ID_MISTYPED: "id_number", BAD_BIRTH: "birth_date", BAD_SEX: "sex", BAD_VISIT_TIME: "start",
+          NO_PATIENT_ID: "patient_key"}
+
+
 def test_demo_stores_what_each_source_sent_and_quarantines_the_dirty_rows(demo: dict[str, Any]) -> None:
     assert "Demo ready" in demo["stdout"]
     manifest, url = demo["manifest"], demo["url"]
@@ -99,15 +105,18 @@ def test_demo_stores_what_each_source_sent_and_quarantines_the_dirty_rows(demo: 
         found = Counter({kind: n for (where, kind), n in stored.items()
                          if where == f"urn:hub:source:{source['source_id']}"})
         assert found == _expected(source, quarantined), source["source_id"]
-        # every dirty row the generator wrote waits in quarantine, and nothing else does
-        problems = sum(source["problems"].values())
-        assert sum(n for (sid, _kind), n in quarantined.items() if sid == source["source_id"]) == problems
-    assert sum(quarantined.values()) >= 8
-    reasons = {r for (r,) in _rows(url, "SELECT reason FROM hub_quarantine")}
-    for expected in ("check character is wrong", "not a known value of column brxb", "day is out of range",
-                     "required value is missing (PID-3)"):
-        assert any(expected in reason for reason in reasons), expected
-    assert not any(re.search(r"\d{15}", reason) for reason in reasons)  # no ID number in a reason
+    # exactly the dirty rows the generator wrote wait in quarantine, each with a reason naming its field
+    waiting = {(sid, kind, key): reason for sid, kind, key, reason in _rows(
+        url, "SELECT source_id, record_kind, source_key, reason FROM hub_quarantine WHERE status = 'open'")}
+    dirty = {(s["source_id"], kind, key): why for s in manifest["sources"] for kind, key, why in s["dirty"]}
+    assert set(waiting) == set(dirty) and len(dirty) >= 8
+    for row, why in dirty.items():
+        assert waiting[row].startswith(FIELDS[why] + ":"), (row, waiting[row])
+    assert {why for why in dirty.values()} == set(FIELDS)
+    assert not any(re.search(r"\d{11}", reason) for reason in waiting.values())  # no ID or phone number in a reason
+    # nor on the console: the demo prints counts and credentials, never a resident's number
+    for line in (demo["stdout"] + demo["stderr"]).splitlines():
+        assert not re.search(r"(?<![\w-])(\d{17}[\dX]|\d{15}|1[3-9]\d{9})(?![\w-])", line), line
 
 
 def test_demo_conflicts_are_the_unmapped_codes_the_sources_sent(demo: dict[str, Any]) -> None:
@@ -123,16 +132,23 @@ def test_demo_conflicts_are_the_unmapped_codes_the_sources_sent(demo: dict[str, 
     assert {row[1:] for row in found} == expected
 
 
-def test_demo_links_registrations_of_one_person(demo: dict[str, Any]) -> None:
+def test_demo_links_registrations_of_one_person_and_never_two(demo: dict[str, Any]) -> None:
     url, manifest = demo["url"], demo["manifest"]
     person = dict(_rows(url, "SELECT patient_id, person_id FROM hub_empi_record"))
     reviews = set(_rows(url, "SELECT patient_id, candidate_person FROM hub_empi_review WHERE status = 'open'"))
+    label = {resource_id(org, "Patient", key): who for org, keys in manifest["labels"].items()
+             for key, who in keys.items()}
+    residents: dict[str, set[int]] = {}
+    for patient, regional in person.items():
+        if patient in label:
+            residents.setdefault(regional, set()).add(label[patient])
+    assert all(len(labels) == 1 for labels in residents.values())  # no two residents under one person
+    linked = sum(1 for patient, regional in person.items() if patient in label) - len(residents)
+    assert linked > PATIENTS // 4  # residents registered at several institutions are one person
     assert manifest["typo_pairs"]
     for lead_key, tcm_key in manifest["typo_pairs"]:  # the same person typed with a homophone, no ID number
         lead, tcm = resource_id("org-ks-1", "Patient", lead_key), resource_id("org-ks-tcm", "Patient", tcm_key)
         assert person[lead] == person[tcm] or (tcm, person[lead]) in reviews or (lead, person[tcm]) in reviews
-    records, persons = len(person), len(set(person.values()))
-    assert persons <= PATIENTS + 10 < records  # residents registered at several institutions are one person
 
 
 def _token(url: str, pair: list[str]) -> dict[str, str]:
@@ -178,8 +194,19 @@ def test_demo_credentials_recognition_cds_and_worklists(demo: dict[str, Any]) ->
             assert listed == sent and sum(sent.values()) > 10
             imaging = httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-imaging"},
                                 headers=headers["reader"], timeout=60)
-            assert imaging.status_code == 200 and {t["modality"] for t in imaging.json()["tasks"]} <= {
-                "DX", "US", "CT", "MR", "CR", "MG"}
+            modalities = {t["modality"] for t in imaging.json()["tasks"]}
+            assert imaging.status_code == 200 and modalities and modalities <= {"DX", "US", "CT", "MR", "CR", "MG"}
+            assert httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-ecg"}, headers=headers["reader"],
+                             timeout=60).status_code == 403  # another center's
+            ecg = httpx.get(f"{url}/telediagnosis/worklist", params={"center": "ks-ecg"}, headers=headers["admin"],
+                            timeout=60).json()["tasks"]
+            assert ecg[0]["focus"] == "ImagingStudy/img-demo-tele-ecg" and ecg[0]["priority"] == "stat"  # first
+            # the printed example FHIR query answers with the app's credentials
+            query = re.search(r"curl -s -H \"Authorization: Bearer \$TOKEN\" '(http://[^']+/fhir/[^']+)'",
+                              demo["stdout"])
+            assert query is not None, demo["stdout"]
+            answer = httpx.get(url + query.group(1).split("8080", 1)[1], headers=headers["app"], timeout=60)
+            assert answer.status_code == 200 and answer.json()["entry"], answer.text
     finally:
         database.dispose()
 

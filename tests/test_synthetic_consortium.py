@@ -8,7 +8,15 @@ from pathlib import Path
 import yaml
 
 from hub.privacy.citizen_id import citizen_id_problem, upgrade_to_18
-from hub.synthetic.consortium import LEAD, TCM, ConsortiumGenerator, ConsortiumPlan, Registration
+from hub.synthetic.consortium import (
+    BAD_BIRTH,
+    ID_MISTYPED,
+    LEAD,
+    TCM,
+    ConsortiumGenerator,
+    ConsortiumPlan,
+    Registration,
+)
 
 ROSTER = Path(__file__).resolve().parents[1] / "hub" / "samples" / "kunshan-roster.yaml"
 TODAY = date(2026, 12, 6)
@@ -36,9 +44,9 @@ def test_residents_have_valid_id_numbers_and_registrations_fail_only_where_marke
         if row.problem is None and row.id_number:  # a clean row's number is the person's (maybe the old form)
             person = plan.persons[row.label]
             assert person.id_number in (row.id_number, upgrade_to_18(row.id_number))
-        if row.problem == "ID number check character":
+        if row.problem == ID_MISTYPED:
             assert citizen_id_problem(row.id_number or "", TODAY) is not None
-        if row.problem == "birth date is not a date":
+        if row.problem == BAD_BIRTH:
             assert row.birth and row.birth.endswith("02-30")
 
 
@@ -50,10 +58,17 @@ def test_everything_happened_before_today_and_at_the_right_places() -> None:
             moment = getattr(row, name, None)
             if isinstance(moment, datetime):
                 assert moment < midnight, (name, row)
-    keys = {org: {r.key for r in plan.institutions[org].registrations} for org in plan.institutions}
-    for org, data in plan.institutions.items():  # every event names a patient of its own institution
+    born = {org: {r.key: plan.persons[r.label].birth for r in plan.institutions[org].registrations}
+            for org in plan.institutions}
+    for org, data in plan.institutions.items():  # every event names a patient of its own institution, born by then
         for group in (data.visits, data.labs, data.exams, data.referrals, data.follow_ups):
-            assert all(row.patient in keys[org] for row in group), org
+            for row in group:
+                moment = getattr(row, "start", None) or getattr(row, "collected", None) or row.at
+                assert moment.date() >= born[org][row.patient], (org, row)
+        for registration in data.registrations:
+            assert registration.updated.date() >= plan.persons[registration.label].birth
+            if registration.birth and registration.problem is None:
+                assert date.fromisoformat(registration.birth) < TODAY
     sites_with_exams = {org for org, data in plan.institutions.items() if data.exams}
     assert sites_with_exams and LEAD not in sites_with_exams and TCM not in sites_with_exams
     assert plan.typo_pairs and plan.recent_labs

@@ -209,8 +209,9 @@ def demo(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(8080, help="TCP port"),
     no_serve: bool = typer.Option(False, "--no-serve", help="Set up and load, but do not serve"),
-    seed: int = typer.Option(7, "--seed", help="Seed of the synthetic consortium (the same seed, the same data)"),
-    patients: int = typer.Option(5000, "--patients", min=10, max=200_000, help="Residents to generate"),
+    seed: int = typer.Option(7, "--seed", min=0, help="Seed of the synthetic consortium (the same seed and day, "
+                             "the same data)"),
+    patients: int = typer.Option(5000, "--patients", min=50, max=200_000, help="Residents to generate"),
 ) -> None:
     """Build a synthetic 昆山 consortium (source systems in four vendor styles), ingest it, and serve the hub."""
     started = time.monotonic()
@@ -232,7 +233,8 @@ def demo(
     console.print(f"Tele-diagnosis (远程诊断): {load_tele_samples(database, samples)}")
     directory, drop = Path("var/demo"), Path("var/drop")
     try:
-        manifest = prepare(database, directory, drop, roster_path, seed, patients, console)
+        manifest = prepare(database, directory, drop, roster_path, seed, patients, _describe(database.settings),
+                           console)
         runs = ingest_all(database, manifest, console)
     except HubError as error:
         errors.print(f"[red]Demo not loaded:[/] {error.message}")
@@ -241,17 +243,24 @@ def demo(
     intake = drain_intake(Telediagnosis(database))
     console.print(f"Exams routed to the reading centers: {intake['created']} reading tasks created")
     for task in demo_exams(database, DEMO_INSTITUTION, f"urn:hub:mrn:{DEMO_INSTITUTION}|Y0005"):
+        reader = f" to PractitionerRole/{task['reader']}" if task["reader"] else ""
         console.print(f"  exam {task['focus']} ({task['modality']}, {task['priority']}) of {DEMO_INSTITUTION} → "
-                      f"center {task['center_id']}, {task['state']} to PractitionerRole/{task['reader']}, due "
+                      f"center {task['center_id']}, {task['state']}{reader}, due "
                       f"{task['deadline'].astimezone(local_zone()):%Y-%m-%d %H:%M}")
     dashboards = Dashboards(database)
     dashboards.install_measures()
     console.print(f"Dashboards (一屏看全区): {len(measures())} indicators as FHIR Measures; facts "
                   f"{dashboards.refresh().as_dict()}")
     example = recognition_example(manifest)
-    clients = demo_clients(database, directory, console, example[0] if example else DEMO_INSTITUTION)
+    clients = demo_clients(database, directory, console, example["site"] if example else DEMO_INSTITUTION)
     print_summary(database, runs, console)
     database.dispose()
+    failed = [run for run in runs if run.status != "succeeded"]
+    if failed:
+        for run in failed:
+            errors.print(f"[red]Source {run.source_id} was not ingested:[/] {run.error}")
+        errors.print("[red]Demo not ready[/]: see the sources above (hub sources test <source>)")
+        raise typer.Exit(1)
     print_guide(f"http://{host}:{port}", clients, manifest, directory, console)
     console.print(f"[green]Demo ready in {time.monotonic() - started:.0f} s[/]")
     if not no_serve:

@@ -47,38 +47,56 @@ def _registered(database: Database, source_id: str) -> bool:
     return True
 
 
-def _manifest(plan: ConsortiumPlan, sources: list[DemoSource], written: dict[str, Written]) -> dict[str, Any]:
+def _manifest(plan: ConsortiumPlan, sources: list[DemoSource], written: dict[str, Written],
+              database: str) -> dict[str, Any]:
     return {
-        "seed": plan.seed, "patients": plan.patients, "today": plan.today.isoformat(),
+        "seed": plan.seed, "patients": plan.patients, "today": plan.today.isoformat(), "database": database,
         "generated_at": now_utc().isoformat(),
         "sources": [{**asdict(s), "path": str(s.path), "rows": written[s.source_id].rows,
-                     "problems": dict(written[s.source_id].problems),
+                     "dirty": written[s.source_id].dirty,
                      "codes": [[e, c, n] for (e, c), n in sorted(written[s.source_id].codes.items())]}
                     for s in sources],
+        # who each registration really is (synthetic labels, no personal data): what the EMPI should find
+        "labels": {org: {r.key: r.label for r in data.registrations} for org, data in plan.institutions.items()},
         "typo_pairs": plan.typo_pairs,
-        "recent_labs": [{"label": label, "site": site, "patient": key, "lab": lab}
-                        for label, site, key, lab in plan.recent_labs],
+        "recent_labs": [{"label": label, "site": site, "patient": key, "lab": lab, "reported": reported.isoformat()}
+                        for label, site, key, lab, reported in plan.recent_labs],
         "exams": {institution: [[e.key, e.item[2]] for e in data.exams]
                   for institution, data in plan.institutions.items() if data.exams},
     }
 
 
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        for key in ("seed", "patients", "today", "database", "sources", "recent_labs", "exams"):
+            manifest[key]  # noqa: B018 - present
+        return dict(manifest)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidRequest(f"{path} cannot be read ({type(error).__name__}): remove {path.parent} and start "
+                             "with a new hub database to generate the demo again") from None
+
+
 def prepare(database: Database, directory: Path, drop: Path, roster: Path, seed: int, patients: int,
-            console: Console) -> dict[str, Any]:
-    """The manifest of the demo's sources: generated now when the hub holds none of them, else the one on
-    disk — which must be of the same ``seed`` and ``patients`` (InvalidRequest otherwise)."""
+            described: str, console: Console) -> dict[str, Any]:
+    """The manifest of the demo's sources: generated now when the hub database (``described``, for messages)
+    holds none of them, else the one on disk — which must be of the same ``seed`` and ``patients``
+    (InvalidRequest otherwise, as when ``directory`` holds another database's demo)."""
     path = directory / MANIFEST
     if _registered(database, "demo-ks1-his"):
         if not path.exists():
-            raise InvalidRequest(f"The hub database already holds the demo's sources, but {path} is gone: "
-                                 "start from a new database (remove var/hub.db) to generate them again")
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+            raise InvalidRequest(f"The hub database ({described}) holds the demo's sources, but {path} is gone: "
+                                 "start with a new hub database to generate them again")
+        manifest = _read_manifest(path)
         if (manifest["seed"], manifest["patients"]) != (seed, patients):
-            raise InvalidRequest(f"The hub database holds the demo generated with --seed {manifest['seed']} "
-                                 f"--patients {manifest['patients']}: rerun with those, or remove var/hub.db and "
-                                 f"{directory} to generate another")
+            raise InvalidRequest(f"The hub database ({described}) holds the demo generated with --seed "
+                                 f"{manifest['seed']} --patients {manifest['patients']}: rerun with those, or "
+                                 f"start with a new hub database and remove {directory} to generate another")
         console.print(f"Synthetic consortium of {manifest['today']} (seed {seed}, {patients} residents): reused")
         return manifest
+    if path.exists() and _read_manifest(path)["database"] != described:
+        raise InvalidRequest(f"{directory} holds the demo of another hub database ({_read_manifest(path)['database']}"
+                             f"): remove {directory} to generate the demo for {described}")
     shutil.rmtree(directory, ignore_errors=True)
     shutil.rmtree(drop / "demo-tcm-lis", ignore_errors=True)
     directory.mkdir(parents=True)
@@ -89,12 +107,9 @@ def prepare(database: Database, directory: Path, drop: Path, roster: Path, seed:
                            (DEMO_INSTITUTION, DEMO_SOURCE))
     written: dict[str, Written] = {}
     for source in sources:
-        extra = fill_yushan(source.path) if source.source_id == DEMO_SOURCE else Written()
-        written[source.source_id] = write_source(source, plan.institutions[source.institution])
-        written[source.source_id].rows += extra.rows
-        written[source.source_id].problems.update(extra.problems)
-        written[source.source_id].codes.update(extra.codes)
-    manifest = _manifest(plan, sources, written)
+        written[source.source_id] = fill_yushan(source.path) if source.source_id == DEMO_SOURCE else Written()
+        written[source.source_id].add(write_source(source, plan.institutions[source.institution]))
+    manifest = _manifest(plan, sources, written, described)
     path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     rows = sum(w.rows for w in written.values())
     console.print(f"Synthetic consortium of {today} (seed {seed}): {patients} residents, {len(sources)} source "
@@ -134,7 +149,7 @@ def _run_all(database: Database, entries: list[dict[str, Any]], console: Console
                 progress.update(task, completed=counts.records_read,
                                 counts=f"quarantined {counts.quarantined}" if counts.quarantined else "")
 
-            result = IngestRun(database, record, open_adapter, options=IngestOptions(page_size=1000),
+            result = IngestRun(database, record, open_adapter, options=IngestOptions(page_size=1000, attempts=1),
                                progress=show).run("manual")
             progress.update(task, completed=entry["rows"] if result.status == "succeeded" else None,
                             counts=_counts(result))
@@ -159,17 +174,18 @@ def _source_record(database: Database, source: DemoSource) -> Any:
             "options": source.options, "schedule": "*/30 * * * *"})
 
 
-def recognition_example(manifest: dict[str, Any]) -> tuple[str, str] | None:
-    """(ordering site, patient identifier there) of a resident with a recognizable recent blood count."""
+def recognition_example(manifest: dict[str, Any]) -> dict[str, str] | None:
+    """A resident with a blood count at the lead hospital in the two days before the demo was generated:
+    their home ``site``, their ``identifier`` there and when the count was ``reported`` (local time)."""
     for entry in manifest["recent_labs"]:
-        return entry["site"], f"urn:hub:mrn:{entry['site']}|{entry['patient']}"
+        return {"site": entry["site"], "identifier": f"urn:hub:mrn:{entry['site']}|{entry['patient']}",
+                "reported": entry["reported"]}
     return None
 
 
-def cds_request(site_patient: tuple[str, str], code: str = "718-7") -> dict[str, Any]:
-    """An ``order-sign`` CDS Hooks request of the site's HIS ordering a blood count for the resident."""
-    _site, identifier = site_patient
-    system, value = identifier.split("|", 1)
+def cds_request(example: dict[str, str], code: str = "718-7") -> dict[str, Any]:
+    """An ``order-sign`` CDS Hooks request of the example's site HIS ordering a blood count for the resident."""
+    system, value = example["identifier"].split("|", 1)
     return {
         "hook": "order-sign", "hookInstance": "d1f1c1a0-0000-4000-8000-000000000001",
         "context": {"userId": "Practitioner/demo-gp", "patientId": "his-1",

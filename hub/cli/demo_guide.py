@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,42 +20,46 @@ from hub.store.database import Database
 from hub.store.overview import overview
 
 CREDENTIALS = "credentials.json"
-#: The demo's API clients: (name, role, reach).
-DEMO_CLIENTS: tuple[tuple[str, Role, dict[str, list[str]]], ...] = (
-    ("demo admin", Role.ADMIN, {}),
-    ("demo app (昆山医共体, read only)", Role.APP, {"consortia": ["consortium-ks"]}),
-    ("demo hospital IT of 昆山市中医医院", Role.SOURCE_ADMIN, {"institutions": ["org-ks-tcm"]}),
-    ("demo data governance (数据治理科)", Role.GOVERNANCE, {}),
-    ("demo HIS of 玉山镇社区卫生服务中心 (互认 CDS Hooks)", Role.CLINICIAN_CDS, {"institutions": [DEMO_INSTITUTION]}),
-    ("demo worklist of 昆山市医学影像诊断中心 (reads the consortium's exams)", Role.READER,
+#: The demo's API clients: (short name, name, role, reach); the HIS is the ordering site's (see demo_clients).
+DEMO_CLIENTS: tuple[tuple[str, str, Role, dict[str, list[str]]], ...] = (
+    ("admin", "demo admin", Role.ADMIN, {}),
+    ("app", "demo app (昆山医共体, read only)", Role.APP, {"consortia": ["consortium-ks"]}),
+    ("source-admin", "demo hospital IT of 昆山市中医医院", Role.SOURCE_ADMIN, {"institutions": ["org-ks-tcm"]}),
+    ("governance", "demo data governance (数据治理科)", Role.GOVERNANCE, {}),
+    ("his", "demo HIS (互认 CDS Hooks)", Role.CLINICIAN_CDS, {"institutions": [DEMO_INSTITUTION]}),
+    ("reader", "demo worklist of 昆山市医学影像诊断中心 (reads the consortium's exams)", Role.READER,
      {"institutions": ["org-ks-imaging"], "consortia": ["consortium-ks"]}),
 )
-_NAMES = ("admin", "app", "source-admin", "governance", "his", "reader")
 
 
 def demo_clients(database: Database, directory: Path, console: Console,
                  his_site: str = DEMO_INSTITUTION) -> dict[str, tuple[str, str]]:
-    """The demo's clients by short name as (client_id, secret): those of ``directory/credentials.json`` while
-    they are all still active, else registered now and written there (readable by the owner only).
-    ``his_site`` is the institution the demo HIS orders for."""
+    """The demo's clients by short name as (client_id, secret): those of ``directory/credentials.json`` still
+    active, and new ones for the others (written there, readable by the owner only). ``his_site`` is the
+    institution the demo HIS orders for."""
     path = directory / CREDENTIALS
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        with database.clients(write=False) as store:
-            if all((store.get(client_id) or {}).get("active") for client_id, _secret in saved.values()):
-                console.print(f"Demo API clients: as before ({path})")
-                return {name: (pair[0], pair[1]) for name, pair in saved.items()}
-    out = {}
+    saved: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    out: dict[str, tuple[str, str]] = {}
+    with database.clients(write=False) as store:
+        for short, pair in saved.items():
+            if (store.get(pair[0]) or {}).get("active"):
+                out[short] = (pair[0], pair[1])
+    if len(out) == len(DEMO_CLIENTS):
+        console.print(f"Demo API clients: as before ({path})")
+        return out
     console.print("[bold]Demo API clients[/] (the hub stores only their secrets' hashes; the demo keeps them in "
                   f"{path} for reruns):")
-    for short, (name, role, reach) in zip(_NAMES, DEMO_CLIENTS, strict=True):
+    for short, name, role, reach in DEMO_CLIENTS:
+        if short in out:
+            continue
         if short == "his":
             name, reach = f"demo HIS of {his_site} (互认 CDS Hooks)", {"institutions": [his_site]}
         client, secret = register_client(database, name, role, **reach)
         console.print(f"  {name} [{role.value}]\n    client_id={client.client_id}\n    client_secret={secret}")
         out[short] = (client.client_id, secret or "")
-    path.write_text(json.dumps(out, indent=1), encoding="utf-8")
-    os.chmod(path, 0o600)
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as file:
+        json.dump(out, file, indent=1)
     return out
 
 
@@ -107,20 +112,22 @@ def print_guide(base: str, clients: dict[str, tuple[str, str]], manifest: dict[s
                   "&_sort=-date&_count=5&_include=Observation:subject'")
     example = recognition_example(manifest)
     if example is not None:
-        site, identifier = example
+        reported = datetime.fromisoformat(example["reported"])
         hook = directory / "cds-order-sign.json"
         hook.write_text(json.dumps(cds_request(example), ensure_ascii=False, indent=1), encoding="utf-8")
-        console.print(f"CDS Hooks (互认): {site}'s HIS orders a blood count for {identifier}, who had one at "
-                      "昆山市第一人民医院 in the last two days — the card says it can be recognized:")
+        console.print(f"CDS Hooks (互认): {example['site']}'s HIS orders a blood count for {example['identifier']}, "
+                      f"who had one at 昆山市第一人民医院 on {reported:%Y-%m-%d %H:%M} — the card says it can be "
+                      f"recognized (blood counts: for 72 hours, until {reported + timedelta(hours=72):%Y-%m-%d %H:%M}; "
+                      "a new hub database makes a fresh example):")
         console.print(f"  TOKEN={token('his')}")
         console.print(f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
                       f"-d @{hook} {base}/cds-services/hr-order-sign")
     console.print(f"Reading worklist (影像中心): {base}/telediagnosis/worklist?center=ks-imaging  (demo worklist "
                   f"client {clients['reader'][0]})")
     console.print(f"Source systems (IT):     {base}/admin/sources ; hub sources list ; hub ingest runs")
-    console.print(f"Indicator (FHIR):        {base}/fhir/Measure/primary-care-share/$evaluate-measure?"
-                  f"periodStart={manifest['today'][:4]}&periodEnd={manifest['today'][:4]}"
-                  "&subject=Organization/consortium-ks")
+    last = date.fromisoformat(manifest["today"]) - timedelta(days=1)  # the generated year of care
+    console.print(f"Indicator (FHIR):        {base}/fhir/Measure/primary-care-share/$evaluate-measure?periodStart="
+                  f"{last - timedelta(days=364)}&periodEnd={last}&subject=Organization/consortium-ks")
     admin = clients["admin"]
     console.print(f"Admin client:            client_id={admin[0]} client_secret={admin[1]}  (all credentials: "
                   f"{directory / CREDENTIALS})")

@@ -8,8 +8,10 @@ from pathlib import Path
 from adapters.frontdb.schema import ddl_statements
 from hub.errors import HubError
 from hub.ingest.pipeline import IngestOptions, IngestRun, RunResult
+from hub.privacy.citizen_id import citizen_id_problem
 from hub.registry.sources import get_source, open_adapter, register_source
 from hub.store.database import Database
+from hub.synthetic.consortium import ID_MISTYPED
 from hub.synthetic.vendors import Written
 
 DEMO_SOURCE = "demo-yushan-frontdb"
@@ -57,9 +59,9 @@ def fill_yushan(path: Path) -> Written:
             "INSERT INTO hdr_chronic_followup (followup_id, patient_id, program_code, visit_time, visit_method, sbp, "
             "dbp, fbg, update_time) VALUES ('FU001', 'Y0001', '2', '2025-06-03 09:00:00', '2', 138, 86, 7.2, "
             "'2025-06-03 09:00:00')")
+    dirty = [("Patient", row[0], ID_MISTYPED) for row in _PATIENTS if citizen_id_problem(row[4])]
     codes = Counter(("lab-item", item[0]) for _r, _p, _n, items in _LABS for item in items)
-    return Written(rows=len(_PATIENTS) + len(_LABS) + 1, problems=Counter({"ID number check character": 1}),
-                   codes=codes)
+    return Written(rows=len(_PATIENTS) + len(_LABS) + 1, dirty=dirty, codes=codes)  # + the one follow-up
 
 
 def run_demo_source(database: Database, directory: Path) -> RunResult | str:

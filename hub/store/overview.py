@@ -25,7 +25,7 @@ class Overview:
 
     @property
     def linked_records(self) -> int:
-        """Source Patients that share their regional person with another (the links the EMPI made)."""
+        """Source Patients placed under a regional person that already had one (the links the EMPI made)."""
         return self.empi_records - self.empi_persons
 
 

@@ -19,10 +19,13 @@ stores it. The plan is a pure function of ``(seed, patients, today)``.
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
+from hub.errors import InvalidRequest
 from hub.synthetic.population import ErrorRates, Person, PopulationGenerator
 
 #: Front-desk errors of the demo's registrations: fewer than the EMPI benchmark's, so most records link.
@@ -70,6 +73,9 @@ COMMON_DIAGNOSES = (("J06.900", "急性上呼吸道感染"), ("J20.900", "急性
                     ("J00.x00", "急性鼻咽炎［感冒］"), ("E78.500", "高脂血症"), ("I25.103", "冠状动脉粥样硬化性心脏病"))
 HYPERTENSION = ("I10.x00x002", "高血压")
 DIABETES = ("E11.900", "2型糖尿病")
+#: Why a dirty row must be quarantined (the hub's reason names the field).
+ID_MISTYPED, BAD_BIRTH, BAD_SEX = "ID number mistyped", "birth date is not a date", "sex code outside the closed list"
+BAD_VISIT_TIME, NO_PATIENT_ID = "visit time is not a date", "no patient id (PID-3)"
 DEPARTMENTS = (("0301", "全科医疗科"), ("0302", "内科"), ("0303", "外科"), ("0304", "中医科"), ("0305", "急诊科"))
 
 
@@ -191,8 +197,8 @@ class ConsortiumPlan:
     institutions: dict[str, InstitutionData]
     #: Persons registered at two hospitals with a typo in one name (the EMPI must link them or ask).
     typo_pairs: list[tuple[str, str]] = field(default_factory=list)
-    #: (person label, home site, its patient key, the lead hospital's report key) of recent recognizable labs.
-    recent_labs: list[tuple[int, str, str, str]] = field(default_factory=list)
+    #: (person label, home site, its patient key, the lead hospital's report key and time) of recent blood counts.
+    recent_labs: list[tuple[int, str, str, str, datetime]] = field(default_factory=list)
 
     def rows(self) -> Iterator[tuple[str, object]]:
         """Every row with its institution."""
@@ -212,13 +218,15 @@ class ConsortiumGenerator:
                                 if level == "secondary" and i not in (IMAGING, ECG))
         missing = {LEAD, TCM, IMAGING, ECG} - set(levels)
         if missing or not self.sites or not self.secondary:
-            raise ValueError(f"the roster lacks institutions the demo needs: {sorted(missing) or 'primary sites'}")
+            raise InvalidRequest(f"The roster lacks institutions the demo needs: {sorted(missing) or 'primary sites'}")
         self.seed = seed
         self.today = today or date.today()
-        self.random = random.Random(seed)
-        self.people = PopulationGenerator(seed, DESK_ERRORS)
+        self.random = random.Random(seed * 7919 + 1)  # a stream apart from the population's
+        self.people = PopulationGenerator(seed, DESK_ERRORS, today=self.today - timedelta(days=1))
         self.data = {i: InstitutionData(i) for i in [*self.sites, LEAD, TCM, *self.secondary]}
         self._numbers: dict[str, int] = {}
+        #: Days since the birth of the person whose events are being made (nothing happens before it).
+        self._age_days = 100 * 365
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -228,8 +236,10 @@ class ConsortiumGenerator:
         return f"{prefix}{number:06d}"
 
     def _moment(self, first_day: int, last_day: int = 1) -> datetime:
-        """A working-hours moment between ``first_day`` and ``last_day`` days before today (never today)."""
-        day = self.today - timedelta(days=self.random.randint(last_day, first_day))
+        """A working-hours moment between ``first_day`` and ``last_day`` days before today (never today),
+        and not before the person was born."""
+        first_day = min(first_day, self._age_days)
+        day = self.today - timedelta(days=self.random.randint(min(last_day, first_day), first_day))
         return datetime.combine(day, time(self.random.randint(8, 16), self.random.randint(0, 59),
                                           self.random.randint(0, 59)))
 
@@ -245,7 +255,7 @@ class ConsortiumGenerator:
         since = self._moment(1500, 366)
         problem = None
         if typed.id_number and len(typed.id_number) == 18 and typed.id_number != person.id_number:
-            problem = "ID number check character"
+            problem = ID_MISTYPED
         row = Registration(key, person.label, typed.name, "1" if person.sex == "male" else "2", typed.birth,
                            typed.id_number, typed.phone, typed.address,
                            "2" if (self.today - person.birth).days > 25 * 365 else "1", since, problem)
@@ -302,7 +312,7 @@ class ConsortiumGenerator:
         item = self.random.choices(EXAMS, [e[4] for e in EXAMS])[0]
         at = self._moment(20)
         number = sum(len(d.exams) for d in self.data.values()) + 1
-        uid = f"2.25.{self.seed}{self.today:%Y%m%d}{number:07d}"
+        uid = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, f'{self.seed}:{self.today}:{number}').int}"  # DICOM UUID form
         self.data[site].exams.append(Exam(self._key(site, "E"), patient, item, at, uid))
 
     def _referrals(self, site: str, patient: str, hospital: str) -> None:
@@ -340,8 +350,9 @@ class ConsortiumGenerator:
 
     def _person(self, plan: ConsortiumPlan, person: Person) -> None:
         site = self.sites[person.household % len(self.sites)]
+        self._age_days = (self.today - person.birth).days
         home = self._register(person, site)
-        age = (self.today - person.birth).days // 365
+        age = self._age_days // 365
         chronic: list[tuple[str, str]] = []
         if age >= 35 and self.random.random() < 0.05 + age * 0.004:
             chronic.append(HYPERTENSION)
@@ -352,8 +363,8 @@ class ConsortiumGenerator:
             hospitals.append(self.secondary[person.household % len(self.secondary)])
         if home.problem is None:
             for _ in range(self.random.choices((0, 1, 2, 3, 4), (20, 35, 25, 12, 8))[0]):
-                self._visit(site, home.key, "outpatient", [self.random.choice(COMMON_DIAGNOSES)]
-                            if self.random.random() < 0.5 else list(chronic[:1]))
+                self._visit(site, home.key, "outpatient", list(chronic[:1])
+                            if chronic and self.random.random() < 0.5 else [self.random.choice(COMMON_DIAGNOSES)])
             for code, _name in chronic:
                 self._chronic(site, home.key, "hypertension" if code == HYPERTENSION[0] else "diabetes")
             if self.random.random() < 0.06 + (0.06 if chronic else 0):
@@ -366,31 +377,36 @@ class ConsortiumGenerator:
                 self._hospital_care(hospital, row.key, chronic)
                 if hospital == LEAD and home.problem is None and self.random.random() < 0.08:
                     recent = self._lab(LEAD, row.key, "cbc", self._moment(2))
-                    plan.recent_labs.append((person.label, site, home.key, recent.key))
+                    plan.recent_labs.append((person.label, site, home.key, recent.key, recent.reported))
 
     def _dirty(self, plan: ConsortiumPlan) -> None:
         """The rows a careful reviewer would find: impossible dates, unknown codes, a duplicate with a typo."""
         count = max(2, plan.patients // 500)
+        self._age_days = 100 * 365
         lead = self.data[LEAD].registrations
-        for row in self.random.sample([r for r in lead if r.problem is None and r.birth], count):
+
+        def some(rows: list[Any]) -> list[Any]:
+            return self.random.sample(rows, min(count, len(rows)))
+
+        for row in some([r for r in lead if r.problem is None and r.birth]):
             row.birth = row.birth[:5] + "02-30" if row.birth else None  # 2 月 30 日
-            row.problem = "birth date is not a date"
-        for row in self.random.sample([r for r in lead if r.problem is None], count):
+            row.problem = BAD_BIRTH
+        for row in some([r for r in lead if r.problem is None]):
             row.sex = "不详"
-            row.problem = "sex code outside the closed list"
+            row.problem = BAD_SEX
         quarantined = {r.key for r in lead if r.problem}  # their visits and labs wait with them: left out here
         self.data[LEAD].visits = [v for v in self.data[LEAD].visits if v.patient not in quarantined]
         self.data[LEAD].labs = [lab for lab in self.data[LEAD].labs if lab.patient not in quarantined]
         kept = {lab.key for lab in self.data[LEAD].labs}
         plan.recent_labs = [entry for entry in plan.recent_labs if entry[3] in kept]
-        for site in self.random.sample(self.sites, min(count, len(self.sites))):
+        for site in some(self.sites):
             visits = self.data[site].visits
             if visits:
                 visit = self.random.choice(visits)
-                visit.problem = "visit time is not a date"
-        tcm_labs = self.data[TCM].labs
-        for lab in self.random.sample(tcm_labs, min(count, len(tcm_labs))):
-            lab.problem = "no patient id (PID-3)"
+                visit.problem = BAD_VISIT_TIME
+                visit.diagnoses = []  # a visit that cannot be stored carries no diagnosis that would point to it
+        for lab in some(self.data[TCM].labs):
+            lab.problem = NO_PATIENT_ID
         # one person registered at two hospitals, typed with a homophone and without the ID number
         both = [p for p in plan.persons if p.birth.year < 2000][: count]
         for person in both:

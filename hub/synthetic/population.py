@@ -95,7 +95,10 @@ class Population:
 class PopulationGenerator:
     """Generates a reproducible labelled population (``seed``)."""
 
-    def __init__(self, seed: int = 7, rates: ErrorRates | None = None, institutions: int = 12) -> None:
+    def __init__(self, seed: int = 7, rates: ErrorRates | None = None, institutions: int = 12,
+                 today: date = date(2026, 12, 1)) -> None:
+        #: Births are before this day (the benchmarks keep the fixed default, so their figures stay comparable).
+        self.today = today
         self.random = random.Random(seed)
         self.faker = Faker("zh_CN")
         self.faker.seed_instance(seed)
@@ -128,7 +131,7 @@ class PopulationGenerator:
 
     def _birth(self, low_age: int = 0, high_age: int = 92) -> date:
         age_days = self.random.randint(low_age * 365, high_age * 365)
-        return date(2026, 12, 1) - timedelta(days=age_days)
+        return self.today - timedelta(days=age_days)
 
     def _id_number(self, birth: date, sex: str) -> str:
         while True:  # numbers are unique, as the real ones are
@@ -168,7 +171,7 @@ class PopulationGenerator:
                 elif member == 1:
                     birth = min(adult + timedelta(days=self.random.randint(-1500, 1500)), date(2004, 1, 1))
                 else:
-                    birth = self._birth(0, max(1, (date(2026, 12, 1) - adult).days // 365 - 20))
+                    birth = self._birth(0, max(1, (self.today - adult).days // 365 - 20))
                 person = self._person(len(out), household, surname, sex, birth, phone, address)
                 out.append(person)
                 if member >= 2 and self.random.random() < 0.08 and len(out) < count:
@@ -211,10 +214,10 @@ class PopulationGenerator:
         elif r() < rates.birth_day_month and birth.day <= 12:
             text = f"{birth.year:04d}-{birth.day:02d}-{birth.month:02d}"
         try:
-            date.fromisoformat(text)
+            typed = date.fromisoformat(text)
         except ValueError:
             return birth.isoformat()
-        return text
+        return text if typed <= self.today else birth.isoformat()  # registration software refuses the future
 
     def _id_text(self, person: Person) -> str | None:
         r, rates = self.random.random, self.rates

@@ -58,35 +58,43 @@ _ENGLISH = {"wbc": "White blood cells", "hgb": "Hemoglobin", "plt": "Platelets",
             "tc": "Cholesterol", "tg": "Triglycerides", "crea": "Creatinine", "alt": "丙氨酸氨基转移酶",
             "hcy": "Homocysteine", "ddimer": "D-Dimer", "tsh": "TSH"}
 _HIS_TABLES = (
-    "CREATE TABLE BRXXK (BRID VARCHAR(20) PRIMARY KEY, HZXM VARCHAR(50), SFZH VARCHAR(20), BRXB VARCHAR(4), "
-    "CSRQ VARCHAR(8), HYZK VARCHAR(2), LXDH VARCHAR(20), JTZZ VARCHAR(200), BAH VARCHAR(20), XGSJ DATETIME NOT NULL)",
-    "CREATE INDEX IX_BRXXK_XGSJ ON BRXXK (XGSJ, BRID)",
-    "CREATE TABLE JZJLK (JZID VARCHAR(20) PRIMARY KEY, BRID VARCHAR(20), JZLX VARCHAR(4), JZSJ DATETIME, "
-    "CYSJ DATETIME NULL, KSDM VARCHAR(10), KSMC VARCHAR(50), YSGH VARCHAR(10), YSXM VARCHAR(20), "
+    "CREATE TABLE IF NOT EXISTS BRXXK (BRID VARCHAR(20) PRIMARY KEY, HZXM VARCHAR(50), SFZH VARCHAR(20), "
+    "BRXB VARCHAR(4), CSRQ VARCHAR(8), HYZK VARCHAR(2), LXDH VARCHAR(20), JTZZ VARCHAR(200), BAH VARCHAR(20), "
     "XGSJ DATETIME NOT NULL)",
-    "CREATE INDEX IX_JZJLK_XGSJ ON JZJLK (XGSJ, JZID)",
-    "CREATE TABLE ZDJLK (ZDID VARCHAR(20) PRIMARY KEY, BRID VARCHAR(20), JZID VARCHAR(20), ZDDM VARCHAR(20), "
+    "CREATE INDEX IF NOT EXISTS IX_BRXXK_XGSJ ON BRXXK (XGSJ, BRID)",
+    "CREATE TABLE IF NOT EXISTS JZJLK (JZID VARCHAR(20) PRIMARY KEY, BRID VARCHAR(20), JZLX VARCHAR(4), "
+    "JZSJ DATETIME, CYSJ DATETIME NULL, KSDM VARCHAR(10), KSMC VARCHAR(50), YSGH VARCHAR(10), YSXM VARCHAR(20), "
+    "XGSJ DATETIME NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS IX_JZJLK_XGSJ ON JZJLK (XGSJ, JZID)",
+    "CREATE TABLE IF NOT EXISTS ZDJLK (ZDID VARCHAR(20) PRIMARY KEY, BRID VARCHAR(20), JZID VARCHAR(20), ZDDM VARCHAR(20), "
     "ZDMC VARCHAR(100), ZDLB VARCHAR(2), ZDSJ DATETIME, XGSJ DATETIME NOT NULL)",
-    "CREATE INDEX IX_ZDJLK_XGSJ ON ZDJLK (XGSJ, ZDID)",
+    "CREATE INDEX IF NOT EXISTS IX_ZDJLK_XGSJ ON ZDJLK (XGSJ, ZDID)",
 )
 _LIS_TABLES = (
-    "CREATE TABLE lab_report (id INTEGER PRIMARY KEY, patient_no VARCHAR(20), visit_no VARCHAR(20), "
+    "CREATE TABLE IF NOT EXISTS lab_report (id INTEGER PRIMARY KEY, patient_no VARCHAR(20), visit_no VARCHAR(20), "
     "panel_code VARCHAR(20), panel_name VARCHAR(50), sample_type VARCHAR(20), sampled_at TIMESTAMP, "
     "reported_at TIMESTAMP, state VARCHAR(10), modified_at TIMESTAMP NOT NULL)",
-    "CREATE INDEX ix_lab_report_modified ON lab_report (modified_at, id)",
-    "CREATE TABLE lab_result (id INTEGER PRIMARY KEY, report_id INTEGER, item_code VARCHAR(20), "
+    "CREATE INDEX IF NOT EXISTS ix_lab_report_modified ON lab_report (modified_at, id)",
+    "CREATE TABLE IF NOT EXISTS lab_result (id INTEGER PRIMARY KEY, report_id INTEGER, item_code VARCHAR(20), "
     "item_name VARCHAR(50), result_value VARCHAR(20), unit VARCHAR(20), ref_range VARCHAR(30), flag VARCHAR(4))",
-    "CREATE INDEX ix_lab_result_report ON lab_result (report_id)",
+    "CREATE INDEX IF NOT EXISTS ix_lab_result_report ON lab_result (report_id)",
 )
 
 
 @dataclass
 class Written:
-    """What a writer put into one source: its top-level rows, the rows it must quarantine, its local codes."""
+    """What a writer put into one source: its top-level rows, the rows the hub must quarantine (record kind,
+    key, why) and the local codes of the rows it must store."""
 
     rows: int = 0
-    problems: Counter[str] = field(default_factory=Counter)
+    dirty: list[tuple[str, str, str]] = field(default_factory=list)
     codes: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add(self, other: "Written") -> None:
+        """Count ``other``'s rows too."""
+        self.rows += other.rows
+        self.dirty += other.dirty
+        self.codes.update(other.codes)
 
 
 @dataclass(frozen=True)
@@ -104,10 +112,14 @@ class DemoSource:
 
     @property
     def connection(self) -> str:
-        """The connection string the hub reads it with (ODBC for databases, the directory for the drop)."""
+        """How the hub reads it: the directory of the drop folder; a database over the SQLite ODBC driver, or
+        with a SQLAlchemy URL where the driver cannot open the path (non-ASCII characters, ``;`` or braces)."""
         if self.adapter == "hl7v2-drop":
             return str(self.path)
-        return f"DRIVER={{SQLite3}};DATABASE={self.path};"
+        text = str(self.path)
+        if text.isascii() and not set(text) & set(";{}"):
+            return f"DRIVER={{SQLite3}};DATABASE={text};"
+        return f"sqlite:///{text}"
 
 
 def _text(moment: datetime | None) -> str | None:
@@ -149,7 +161,7 @@ def write_source(source: DemoSource, data: InstitutionData) -> Written:
     """Write ``data`` into ``source`` in its vendor's style (a database file is added to, never replaced)."""
     source.path.parent.mkdir(parents=True, exist_ok=True)
     if source.style == "hl7v2":
-        return _write_hl7(source.path, data.labs)
+        return _write_hl7(source.path, data.labs, source.name.split(" ")[0])
     with sqlite3.connect(source.path) as db:
         if source.style == "his-pinyin":
             return _write_his(db, data)
@@ -185,8 +197,8 @@ def _write_frontdb(db: sqlite3.Connection, data: InstitutionData, *, with_labs: 
         [(f"{v.key}-{n}", v.patient, v.key, code, name, "1" if n == 0 else "2", _text(v.start), _text(v.start))
          for v in data.visits for n, (code, name) in enumerate(v.diagnoses)])
     written.rows += len(data.registrations) + len(data.visits) + sum(len(v.diagnoses) for v in data.visits)
-    for group in (data.registrations, data.visits):
-        written.problems.update(r.problem for r in group if r.problem)
+    written.dirty += [("Patient", r.key, r.problem) for r in data.registrations if r.problem]
+    written.dirty += [("Encounter", v.key, v.problem) for v in data.visits if v.problem]
     if with_labs:
         db.executemany(
             "INSERT INTO hdr_lab_report (report_id, patient_id, visit_id, report_code, report_name, specimen_name, "
@@ -247,7 +259,7 @@ def _write_his(db: sqlite3.Connection, data: InstitutionData) -> Written:
                    diagnoses)
     written.codes.update(("diagnosis", row[3]) for row in diagnoses)
     written.rows = len(data.registrations) + len(data.visits) + len(diagnoses)
-    written.problems.update(r.problem for r in data.registrations if r.problem)
+    written.dirty += [("Patient", r.key, r.problem) for r in data.registrations if r.problem]
     return written
 
 
@@ -258,10 +270,10 @@ def _write_lis(db: sqlite3.Connection, labs: Sequence[LabOrder]) -> Written:
     flags = {"H": "↑", "L": "↓", "N": ""}
     db.executemany(
         "INSERT INTO lab_report (id, patient_no, visit_no, panel_code, panel_name, sample_type, sampled_at, "
-        "reported_at, state, modified_at) VALUES (?,?,?,NULL,?,'Serum',?,?,'AUDITED',?)",
+        "reported_at, state, modified_at) VALUES (?,?,?,NULL,?,'Serum',?,?,'AUDITED',?)",  # ids: the key's number
         [(int(lab.key[1:]), lab.patient, lab.visit, PANELS[lab.panel][0], _text(lab.collected), _text(lab.reported),
           _text(lab.reported)) for lab in labs])
-    results = [(int(lab.key[1:]) * 10 + n, int(lab.key[1:]), codes[r.test], _ENGLISH[r.test], r.value,
+    results = [(int(lab.key[1:]) * 100 + n, int(lab.key[1:]), codes[r.test], _ENGLISH[r.test], r.value,
                 LAB_TESTS[r.test][1], _range(r.test), flags[r.flag]) for lab in labs for n, r in enumerate(lab.results)]
     db.executemany("INSERT INTO lab_result (id, report_id, item_code, item_name, result_value, unit, ref_range, flag) "
                    "VALUES (?,?,?,?,?,?,?,?)", results)
@@ -275,12 +287,12 @@ def _hl7_time(moment: datetime) -> str:
     return f"{moment:%Y%m%d%H%M%S}+0800"
 
 
-def _message(lab: LabOrder, number: int) -> str:
+def _message(lab: LabOrder, number: int, sender: str) -> str:
     codes = LAB_CODES["hl7v2"]
     panel_name = PANELS[lab.panel][0]
     patient = "" if lab.problem else lab.patient
     lines = [
-        f"MSH|^~\\&|LIS|昆山市中医医院|HUB|区域健康数据中心|{_hl7_time(lab.reported)}||ORU^R01^ORU_R01|"
+        f"MSH|^~\\&|LIS|{sender}|HUB|区域健康数据中心|{_hl7_time(lab.reported)}||ORU^R01^ORU_R01|"
         f"TCM{number:08d}|P|2.5|||AL|NE|CHN|UNICODE UTF-8",
         f"PID|1||{patient}^^^KSTCM^MR",
         f"PV1|1|O|||||||||||||||||{lab.visit or ''}",
@@ -295,16 +307,16 @@ def _message(lab: LabOrder, number: int) -> str:
     return "\r".join(lines) + "\r"
 
 
-def _write_hl7(directory: Path, labs: Iterable[LabOrder]) -> Written:
+def _write_hl7(directory: Path, labs: Iterable[LabOrder], sender: str) -> Written:
     """One file per day of reports, several messages each (as a LIS's interface engine batches them)."""
     directory.mkdir(parents=True, exist_ok=True)
     days: dict[str, list[str]] = {}
     written = Written()
     for number, lab in enumerate(sorted(labs, key=lambda lab: lab.reported), start=1):
-        days.setdefault(f"{lab.reported:%Y%m%d}", []).append(_message(lab, number))
+        days.setdefault(f"{lab.reported:%Y%m%d}", []).append(_message(lab, number, sender))
         written.rows += 1
         if lab.problem:
-            written.problems[lab.problem] += 1
+            written.dirty.append(("LabReport", lab.key, lab.problem))
         else:
             written.codes.update(("lab-item", LAB_CODES["hl7v2"][r.test]) for r in lab.results)
             written.codes[("lab-panel", lab.panel.upper())] += 1
