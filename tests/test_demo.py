@@ -5,6 +5,7 @@ conflicts, EMPI links, a recognition check, CDS Hooks card and reading worklists
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from collections import Counter
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from hub.config import Settings
 from hub.ingest.fhir_build import resource_id
@@ -26,10 +27,25 @@ from tests.test_cli import _run
 PATIENTS = 300
 
 
+def _fresh_database(cwd: Path) -> str:
+    """The demo's own new database: a SQLite file, or on the PostgreSQL of HUB_TEST_DATABASE_URL a database
+    ``hub_demo_test`` created for it (the demo is the production path too)."""
+    url = os.environ.get("HUB_TEST_DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        return f"sqlite:///{cwd / 'hub.db'}"
+    server = make_url(url)
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text("DROP DATABASE IF EXISTS hub_demo_test WITH (FORCE)"))
+        connection.execute(text("CREATE DATABASE hub_demo_test"))
+    admin.dispose()
+    return server.set(database="hub_demo_test").render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cwd = tmp_path_factory.mktemp("demo")
-    db_url = f"sqlite:///{cwd / 'hub.db'}"
+    db_url = _fresh_database(cwd)
     run = _run(["demo", "--no-serve", "--patients", str(PATIENTS), "--seed", "11"], db_url, cwd)
     assert run.returncode == 0, run.stderr + run.stdout
     manifest = json.loads((cwd / "var" / "demo" / "manifest.json").read_text(encoding="utf-8"))
@@ -98,8 +114,10 @@ def test_demo_stores_what_each_source_sent_and_quarantines_the_dirty_rows(demo: 
     assert {s["adapter"] for s in manifest["sources"]} == {"frontdb", "his-pinyin", "lis-english", "hl7v2-drop"}
     quarantined = _quarantined(url)
     stored = Counter()
-    for kind, source, n in _rows(url, "SELECT resource_type, json_extract(content, '$.meta.source'), count(*) "
-                                      "FROM hub_resource WHERE deleted = 0 GROUP BY 1, 2"):
+    source_of = "json_extract(content, '$.meta.source')" if url.startswith("sqlite") else \
+        "CAST(content AS json) -> 'meta' ->> 'source'"
+    for kind, source, n in _rows(url, f"SELECT resource_type, {source_of}, count(*) FROM hub_resource "
+                                      "WHERE NOT deleted GROUP BY 1, 2"):
         stored[(source, kind)] = n
     for source in manifest["sources"]:
         found = Counter({kind: n for (where, kind), n in stored.items()

@@ -147,6 +147,8 @@ class IngestRun:
         self._started = time.monotonic()
         self._attempts = 1
         self._written_since_analyze = 0
+        #: The store's size when the run first wrote (None: not yet looked at).
+        self._store_rows: int | None = None
         self._locked = True
 
     # -- the run ----------------------------------------------------------
@@ -304,11 +306,16 @@ class IngestRun:
         return counts
 
     def _keep_statistics(self, written: int) -> None:
-        """ANALYZE after the first writes and whenever the run has written as much again (up to every
-        ``analyze_every``): a few cheap ANALYZEs keep the statistics close to a growing store."""
+        """ANALYZE whenever the run has grown the store by a tenth of what it held at the start, or has written as
+        much again as before (after the first writes into an empty store; up to every ``analyze_every``): a few
+        ANALYZEs keep the statistics close to a growing store, and many small runs into a large one need none
+        (on PostgreSQL one costs about a second at 50,000 resources)."""
+        if self._store_rows is None:  # before this first page
+            self._store_rows = max(self.database.resource_rows() - written, 0)
         self._written_since_analyze += written
         total = self.counts.created + self.counts.updated
-        threshold = min(max(total - self._written_since_analyze, 1), self.options.analyze_every)
+        grown = max(total - self._written_since_analyze, self._store_rows // 10, 1)
+        threshold = min(grown, self.options.analyze_every)
         if written and self._written_since_analyze >= threshold:
             self.database.analyze_store()
             self._written_since_analyze = 0

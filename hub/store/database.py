@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -316,6 +316,11 @@ class Database:
                 connection.exec_driver_sql("ANALYZE")
         except OperationalError as exc:  # busy: the next write tries again
             log.info("statistics not refreshed: %s", type(exc.orig).__name__ if exc.orig else exc)
+
+    def resource_rows(self) -> int:
+        """About how many resources the store holds (the highest row key: one index probe, not a count)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.max(resource.c.res_pk))).scalar() or 0)
 
     def analyze_store(self) -> None:
         """Refresh the planner statistics of the FHIR, EMPI, reading-task and dashboard tables now (after a bulk
