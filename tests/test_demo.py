@@ -192,6 +192,12 @@ def test_demo_credentials_recognition_cds_and_worklists(demo: dict[str, Any]) ->
             found = httpx.get(f"{url}/fhir/Patient", params={"identifier": "320583196803120015"},  # 张伟, encrypted
                               headers=headers["app"], timeout=60).json()
             assert [e["resource"]["id"] for e in found.get("entry", [])] == ["pat-1"], found
+            # the English LIS's local HGB was normalized: found by its LOINC code, local coding kept beside it
+            hgb = httpx.get(f"{url}/fhir/Observation", params={"code": "http://loinc.org|718-7", "_count": "5",
+                                                                "_source": "urn:hub:source:demo-ks1-lis"},
+                            headers=headers["app"], timeout=60).json()
+            codings = [c["system"] for c in hgb["entry"][0]["resource"]["code"]["coding"]]
+            assert "urn:hub:code:demo-ks1-lis:lab-item" in codings and "http://loinc.org" in codings
             # the resident's blood count of the lead hospital in the last two days can be recognized at home
             checked = httpx.post(f"{url}/recognition/check", timeout=60, headers=headers["his"], json={
                 "patient": f"urn:hub:mrn:{example['site']}|{example['patient']}", "code": "http://loinc.org|718-7"})
