@@ -94,9 +94,10 @@ def prepare(database: Database, directory: Path, drop: Path, roster: Path, seed:
                                  f"start with a new hub database and remove {directory} to generate another")
         console.print(f"Synthetic consortium of {manifest['today']} (seed {seed}, {patients} residents): reused")
         return manifest
-    if path.exists() and _read_manifest(path)["database"] != described:
-        raise InvalidRequest(f"{directory} holds the demo of another hub database ({_read_manifest(path)['database']}"
-                             f"): remove {directory} to generate the demo for {described}")
+    other = _read_manifest(path)["database"] if path.exists() else described
+    if other != described:
+        raise InvalidRequest(f"{directory} holds the demo of another hub database ({other}): remove {directory} to "
+                             f"generate the demo for {described}")
     shutil.rmtree(directory, ignore_errors=True)
     shutil.rmtree(drop / "demo-tcm-lis", ignore_errors=True)
     directory.mkdir(parents=True)
