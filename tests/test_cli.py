@@ -15,8 +15,8 @@ from hub.store.migrate import head_revision
 HUB = str(Path(sys.executable).with_name("hub"))
 
 
-def _run(args: list[str], db_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HUB_DATABASE_URL=db_url, COLUMNS="200")
+def _run(args: list[str], db_url: str, cwd: Path, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HUB_DATABASE_URL=db_url, COLUMNS="200", **(extra or {}))
     return subprocess.run([HUB, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
@@ -45,3 +45,20 @@ def test_db_upgrade_and_load(tmp_path: Path) -> None:
     path.write_text('{"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {}}]}')
     refused = _run(["load", str(path)], db_url, tmp_path)
     assert refused.returncode == 1 and "Not loaded" in refused.stdout
+
+
+def test_a_keyring_that_cannot_decrypt_is_one_clear_line(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'k.db'}"
+    first, elsewhere = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    elsewhere.mkdir()
+    assert _run(["db", "upgrade"], db_url, first).returncode == 0
+    assert _run(["registry", "load", str(Path(__file__).parents[1] / "hub" / "samples" / "kunshan-roster.yaml")],
+                db_url, first).returncode == 0
+    env = {"HUB_SOURCE_CONNECTION": "DRIVER={SQLite3};DATABASE=/nonexistent.db;"}
+    added = _run(["sources", "add", "--id", "k-src", "--institution", "org-ks-1", "--kind", "HIS",
+                  "--adapter", "frontdb"], db_url, first, env)
+    assert added.returncode == 0, added.stderr
+    listed = _run(["sources", "list"], db_url, elsewhere)  # another directory: another development keyring
+    assert listed.returncode == 1
+    assert "cannot decrypt" in listed.stderr and "var/keys" in listed.stderr and "Traceback" not in listed.stderr

@@ -41,6 +41,7 @@ from hub.fhir.resource_types import resource_types
 from hub.fhir.search_values import local_zone
 from hub.fhir.transaction import process_bundle
 from hub.privacy import logging_config
+from hub.privacy.keyring import KeyringError
 from hub.registry.roster import apply_roster, load_roster
 from hub.store.database import Database, create_hub_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
@@ -281,9 +282,18 @@ def openapi_export(
 
 
 def main() -> None:
-    """Entry point of the ``hub`` console script (every log line masked)."""
+    """Entry point of the ``hub`` console script (every log line masked; a refusal or an unusable keyring is
+    one line on standard error and exit 1, never a stack trace)."""
     logging.config.dictConfig(logging_config())
-    app()
+    try:
+        app()
+    except HubError as error:
+        errors.print(f"[red]{error.message}[/]")
+        raise SystemExit(1) from None
+    except KeyringError as error:
+        errors.print(f"[red]{error}[/]: the hub's data keys are HUB_DATA_KEYS_FILE, or in development the keyring "
+                     "under ./var/keys of the directory the hub was set up in (run hub there)")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
