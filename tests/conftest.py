@@ -38,6 +38,20 @@ def _test_url(tmp_root: Path) -> str:
     return url or f"sqlite:///{tmp_root / 'hub-test.db'}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the PostgreSQL pass (HUB_TEST_DATABASE_URL), run the tests that use the hub's test database — every
+    test needing the ``settings`` fixture, directly or through ``database``/``server``, and those marked
+    ``hub_database`` (they read HUB_TEST_DATABASE_URL themselves) — and leave out the others: they never touch
+    that database, and the SQLite pass (the README's ``make test``) ran them."""
+    if not os.environ.get("HUB_TEST_DATABASE_URL"):
+        return
+    kept = [item for item in items
+            if "settings" in getattr(item, "fixturenames", ()) or item.get_closest_marker("hub_database")]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 def reset_schema(database: Database) -> None:
     """Drop every hub table (and Alembic's) so migrations run from scratch."""
     with database.engine.begin() as connection:

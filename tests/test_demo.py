@@ -25,6 +25,7 @@ from tests.conftest import running_server
 from tests.test_cli import _run
 
 PATIENTS = 300
+pytestmark = pytest.mark.hub_database  # the demo runs on PostgreSQL too, in a database of its own
 
 
 def _fresh_database(cwd: Path) -> str:
