@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hub.cli.demo_source import DEMO_INSTITUTION, DEMO_SOURCE, fill_yushan
-from hub.errors import InvalidRequest, NotFound
+from hub.errors import HubError, InvalidRequest, NotFound
 from hub.fhir.instants import now_utc
 from hub.fhir.search_values import local_zone
 from hub.ingest.pipeline import IngestOptions, IngestRun, RunCounts, RunResult
@@ -143,15 +144,13 @@ def _run_all(database: Database, entries: list[dict[str, Any]], console: Console
                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), console=console) as progress:
         for entry in entries:
             source = source_of(entry)
-            record = _source_record(database, source)
             task = progress.add_task(source.source_id, total=entry["rows"], counts="")
 
             def show(_kind: str, counts: RunCounts, task: Any = task) -> None:
                 progress.update(task, completed=counts.records_read,
                                 counts=f"quarantined {counts.quarantined}" if counts.quarantined else "")
 
-            result = IngestRun(database, record, open_adapter, options=IngestOptions(page_size=1000, attempts=1),
-                               progress=show).run("manual")
+            result = run_source(database, source, show)
             progress.update(task, completed=entry["rows"] if result.status == "succeeded" else None,
                             counts=_counts(result))
             results.append(result)
@@ -163,6 +162,26 @@ def _counts(result: RunResult) -> str:
     if counts.quarantined:
         text += f", quarantined {counts.quarantined}"
     return text + (f" — {result.error}" if result.error else "")
+
+
+def run_source(database: Database, source: DemoSource,
+               progress: Callable[[str, RunCounts], None] | None = None) -> RunResult:
+    """Register ``source`` (once) and run it now (one connection attempt: the files are local)."""
+    return IngestRun(database, _source_record(database, source), open_adapter,
+                     options=IngestOptions(page_size=1000, attempts=1), progress=progress).run("manual")
+
+
+def run_demo_source(database: Database, directory: Path) -> RunResult | str:
+    """The hand-made sample alone: its front-end database created once in ``directory``, registered once and
+    run; the run, or why not."""
+    path = (directory / "demo-frontdb-yushan.db").resolve()
+    if not path.exists():
+        fill_yushan(path)
+    source = DemoSource(DEMO_SOURCE, DEMO_INSTITUTION, "玉山镇社区卫生服务中心 前置库", "EHR", "frontdb", "frontdb", path)
+    try:
+        return run_source(database, source)
+    except HubError as error:
+        return error.message
 
 
 def _source_record(database: Database, source: DemoSource) -> Any:

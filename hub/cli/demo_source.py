@@ -1,4 +1,5 @@
-"""The demo's source system: a small front-end database (SQLite file) of 玉山镇社区卫生服务中心, read over ODBC."""
+"""The demo's hand-made rows of 玉山镇社区卫生服务中心's front-end database (张伟's second registration, a mistyped ID
+number, a few lab results); :mod:`hub.cli.demo_consortium` adds the generated rows and runs the source."""
 
 from __future__ import annotations
 
@@ -6,11 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from adapters.frontdb.schema import ddl_statements
-from hub.errors import HubError
-from hub.ingest.pipeline import IngestOptions, IngestRun, RunResult
 from hub.privacy.citizen_id import citizen_id_problem
-from hub.registry.sources import get_source, open_adapter, register_source
-from hub.store.database import Database
 from hub.synthetic.consortium import ID_MISTYPED
 from hub.synthetic.vendors import Written
 
@@ -62,21 +59,3 @@ def fill_yushan(path: Path) -> Written:
     dirty = [("Patient", row[0], ID_MISTYPED) for row in _PATIENTS if citizen_id_problem(row[4])]
     codes = Counter(("lab-item", item[0]) for _r, _p, _n, items in _LABS for item in items)
     return Written(rows=len(_PATIENTS) + len(_LABS) + 1, dirty=dirty, codes=codes)  # + the one follow-up
-
-
-def run_demo_source(database: Database, directory: Path) -> RunResult | str:
-    """Create the demo front-end database once, register its source once, and run it; the run, or why not."""
-    path = (directory / "demo-frontdb-yushan.db").resolve()
-    if not path.exists():
-        fill_yushan(path)
-    try:
-        try:
-            source = get_source(database, DEMO_SOURCE)
-        except HubError:
-            source = register_source(database, {
-                "source_id": DEMO_SOURCE, "institution": DEMO_INSTITUTION, "name": "玉山镇社区卫生服务中心 前置库",
-                "system_kind": "EHR", "adapter": "frontdb", "connection": f"DRIVER={{SQLite3}};DATABASE={path};",
-                "schedule": "*/30 * * * *"})
-        return IngestRun(database, source, open_adapter, options=IngestOptions(page_size=500)).run("manual")
-    except HubError as error:
-        return error.message

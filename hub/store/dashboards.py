@@ -14,12 +14,12 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 from hub.fhir.instants import aware
 from hub.store.dashboard_tables import dash_change, dash_fact, dash_total
 from hub.store.index_rows import insert_rows
+from hub.store.ingest_state import open_quarantine_counts
 from hub.store.tables import (
     empi_record,
     empi_review,
     ingest_run,
     mapping_conflict,
-    quarantine,
     resource,
     source_system,
 )
@@ -220,10 +220,7 @@ class DashboardStore:
 
     def quarantined(self) -> dict[str, int]:
         """Open quarantined rows per source."""
-        q = quarantine.c
-        rows = self.connection.execute(select(q.source_id, func.count()).where(q.status == "open")
-                                       .group_by(q.source_id))
-        return {r[0]: int(r[1]) for r in rows}
+        return open_quarantine_counts(self.connection)
 
     def open_conflicts(self) -> list[tuple[str, int]]:
         """Open mapping conflicts: the institutions each was seen at (JSON list) and how many share that list."""

@@ -242,8 +242,11 @@ class IngestState:
 
     def open_counts(self) -> dict[str, int]:
         """Open entries per source."""
-        rows = self.connection.execute(
-            select(quarantine.c.source_id, func.count()).where(quarantine.c.status == "open")
-            .group_by(quarantine.c.source_id)
-        )
-        return {row[0]: int(row[1]) for row in rows}
+        return open_quarantine_counts(self.connection)
+
+
+def open_quarantine_counts(connection: Connection) -> dict[str, int]:
+    """Open quarantine entries per source (the sources list, the dashboards and the demo's summary)."""
+    rows = connection.execute(select(quarantine.c.source_id, func.count()).where(quarantine.c.status == "open")
+                              .group_by(quarantine.c.source_id))
+    return {row[0]: int(row[1]) for row in rows}

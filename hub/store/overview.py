@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, distinct, func, select
 
-from hub.store.tables import empi_record, empi_review, mapping_conflict, quarantine, resource
+from hub.store.empi import EmpiStore
+from hub.store.ingest_state import open_quarantine_counts
+from hub.store.tables import empi_record, mapping_conflict, resource
 from hub.store.tele_tables import tele_task
 
 
@@ -35,16 +37,13 @@ def overview(connection: Connection) -> Overview:
     rows = connection.execute(select(resource.c.resource_type, func.count()).where(resource.c.deleted.is_(False))
                               .group_by(resource.c.resource_type))
     out.resources = {kind: int(n) for kind, n in rows}
-    rows = connection.execute(select(quarantine.c.source_id, func.count()).where(quarantine.c.status == "open")
-                              .group_by(quarantine.c.source_id))
-    out.quarantined = {source: int(n) for source, n in rows}
+    out.quarantined = open_quarantine_counts(connection)
     rows = connection.execute(select(mapping_conflict.c.kind, func.count())
                               .where(mapping_conflict.c.status == "open").group_by(mapping_conflict.c.kind))
     out.conflicts = {kind: int(n) for kind, n in rows}
     out.empi_records, out.empi_persons = (int(n) for n in connection.execute(
         select(func.count(), func.count(distinct(empi_record.c.person_id)))).one())
-    out.empi_reviews = int(connection.execute(
-        select(func.count()).select_from(empi_review).where(empi_review.c.status == "open")).scalar_one())
+    out.empi_reviews = EmpiStore(connection).reviews(status="open", limit=0)[1]
     rows = connection.execute(select(tele_task.c.center_id, tele_task.c.state, func.count())
                               .group_by(tele_task.c.center_id, tele_task.c.state))
     out.tasks = {(center, state): int(n) for center, state, n in rows}

@@ -311,7 +311,7 @@ class ConsortiumGenerator:
     def _exam(self, site: str, patient: str) -> None:
         item = self.random.choices(EXAMS, [e[4] for e in EXAMS])[0]
         at = self._moment(20)
-        number = sum(len(d.exams) for d in self.data.values()) + 1
+        number = self._numbers["exams"] = self._numbers.get("exams", 0) + 1  # across the consortium
         uid = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, f'{self.seed}:{self.today}:{number}').int}"  # DICOM UUID form
         self.data[site].exams.append(Exam(self._key(site, "E"), patient, item, at, uid))
 

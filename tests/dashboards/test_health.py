@@ -7,7 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from hub.cli.coding import load_mapping_dir, load_terminology
-from hub.cli.demo_source import DEMO_INSTITUTION, DEMO_SOURCE, run_demo_source
+from hub.cli.demo_consortium import run_demo_source
+from hub.cli.demo_source import DEMO_INSTITUTION, DEMO_SOURCE
 from hub.dashboards.service import Dashboards
 from hub.fhir.instants import now_utc
 from hub.store.database import Database
